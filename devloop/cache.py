@@ -1,0 +1,121 @@
+"""The exact response cache: a hash of the canonical request after routing.
+
+Entries live in SQLite (so they survive restarts and are shared by processes) with a
+small in-memory LRU in front, so a hit costs no database round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from devloop.config import CacheConfig
+from devloop.store.writer import DbWriter
+from devloop.types import ChatRequest, Completion, CompletionRequest, EmbeddingRequest, Usage
+
+# Fields that change how a response is delivered, not what it says.
+DELIVERY_FIELDS = frozenset({"stream", "stream_options", "user", "model"})
+
+
+def cache_key(
+    namespace: str,
+    endpoint: str,
+    tier: str,
+    model: str,
+    req: ChatRequest | CompletionRequest | EmbeddingRequest,
+    max_tokens: int | None,
+) -> str:
+    """Every field that shapes the answer, content untouched (never lower-cased or trimmed)."""
+    body = req.model_dump(exclude_none=True, exclude=DELIVERY_FIELDS)
+    body.pop("max_completion_tokens", None)
+    body["max_tokens"] = max_tokens
+    canonical = orjson.dumps(
+        {"ns": namespace, "endpoint": endpoint, "tier": tier, "model": model, "body": body},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass(slots=True)
+class CachedAnswer:
+    completion: Completion
+    created: float
+
+
+def encode_completion(c: Completion) -> bytes:
+    return orjson.dumps({
+        "text": c.text, "model": c.model, "finish_reason": c.finish_reason,
+        "tool_calls": c.tool_calls,
+        "usage": [c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.cached_tokens],
+    })
+
+
+def decode_completion(raw: bytes | str) -> Completion:
+    d: dict[str, Any] = orjson.loads(raw)
+    p, o, cached = d["usage"]
+    return Completion(d["text"], d["model"], d["finish_reason"], Usage(p, o, cached),
+                      d.get("tool_calls"))
+
+
+class ResponseCache:
+    def __init__(self, config: CacheConfig, writer: DbWriter, read_conn: sqlite3.Connection,
+                 memory_entries: int = 2048) -> None:
+        self.config = config
+        self.writer = writer
+        self.read_conn = read_conn
+        self.memory: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.memory_entries = memory_entries
+
+    def eligible(self, temperature: float | None) -> bool:
+        if not self.config.enabled:
+            return False
+        if self.config.cache_all_temperatures:
+            return True
+        # An unset temperature means the backend default (sampling): not deterministic.
+        return temperature is not None and temperature <= self.config.max_temperature
+
+    def get(self, key: str) -> CachedAnswer | None:
+        now = time.time()
+        entry = self.memory.get(key)
+        if entry is None:
+            row = self.read_conn.execute(
+                "SELECT expires, body, created FROM cache WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            entry = (row[0], row[1] if isinstance(row[1], bytes) else row[1].encode())
+            self._remember(key, entry)
+        expires, body = entry
+        if expires < now:
+            self.memory.pop(key, None)
+            return None
+        self.memory.move_to_end(key)
+        self.writer.submit(lambda c: c.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?",
+                                               (key,)))
+        return CachedAnswer(decode_completion(body), expires - self.config.ttl)
+
+    def put(self, key: str, completion: Completion) -> None:
+        now = time.time()
+        body = encode_completion(completion)
+        expires = now + self.config.ttl
+        self._remember(key, (expires, body))
+        row = (key, self.config.namespace, completion.model, body.decode(),
+               completion.usage.prompt_tokens, completion.usage.completion_tokens, now, expires)
+        self.writer.submit(lambda c: c.execute(
+            "INSERT OR REPLACE INTO cache (key, namespace, model, body, prompt_tokens, "
+            "completion_tokens, created, expires, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", row))
+
+    def forget(self, key: str) -> None:
+        self.memory.pop(key, None)
+
+    def _remember(self, key: str, entry: tuple[float, bytes]) -> None:
+        self.memory[key] = entry
+        self.memory.move_to_end(key)
+        while len(self.memory) > self.memory_entries:
+            self.memory.popitem(last=False)

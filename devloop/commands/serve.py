@@ -1,0 +1,65 @@
+"""`devloop serve` (headless) and `devloop` (the TUI hosting the same endpoint)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from devloop.cli import fail, load
+
+
+def run_server(settings, profile, ssl_certfile: str | None = None,  # type: ignore[no-untyped-def]
+               ssl_keyfile: str | None = None) -> None:
+    import uvicorn
+
+    from devloop.server.app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, profile)
+    scheme = "https" if ssl_certfile else "http"
+    click.echo(f"devloop {'team ' if settings.team else ''}endpoint on "
+               f"{scheme}://{settings.host}:{settings.port} (profile {profile.name}; "
+               f"OpenAI at /v1, Ollama at /api)", err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=False, loop="uvloop", http="httptools", lifespan="on",
+                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=5)
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8790).")
+@click.option("--profile", default=None, help="Profile name or YAML path (default: default).")
+@click.option("--team", is_flag=True, default=False, help="Team mode: keys required.")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None)
+def serve(host: str | None, port: int | None, profile: str | None, team: bool,
+          ssl_certfile: str | None, ssl_keyfile: str | None) -> None:
+    """Serve the OpenAI- and Ollama-compatible endpoint without the TUI."""
+    settings, prof = load(profile, host=host, port=port, team=team or None)
+    if settings.team:
+        from devloop.store.keys import count_active_keys
+
+        if count_active_keys(settings.db_path) == 0:
+            fail("team mode needs at least one key; create one with "
+                 "`devloop keys create NAME` and hand it to its user")
+    try:
+        run_server(settings, prof, ssl_certfile, ssl_keyfile)
+    except OSError as exc:
+        fail(f"cannot serve on {settings.host}:{settings.port}: {exc.strerror or exc}")
+
+
+@click.command()
+@click.option("--port", type=int, default=None)
+@click.option("--profile", default=None)
+def tui(port: int | None, profile: str | None) -> None:
+    """Open the TUI, which hosts the endpoint in the same process."""
+    settings, prof = load(profile, port=port)
+    try:
+        from devloop.tui.app import run_tui
+    except ImportError:
+        click.echo("the TUI is not available; serving headless", err=True)
+        run_server(settings, prof)
+        return
+    sys.exit(run_tui(settings, prof))

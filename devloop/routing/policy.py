@@ -1,0 +1,169 @@
+"""The routing policy, pure: (request facts, profile, tier state) -> RouteDecision.
+
+No I/O here, so every rule is tested with a table of cases.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+from devloop.config import Profile, Route
+from devloop.types import TIERS, RouteDecision
+
+TASK_VERBS = re.compile(
+    r"\b(refactor|redesign|design|architect|explain why|prove|migrate|optimi[sz]e|debug|"
+    r"review|analy[sz]e|rewrite|plan)\b",
+    re.IGNORECASE,
+)
+CODE_SIGNALS = re.compile(r"```|\bdef |\bclass |\bfunction\b|#include|=>|\bimport \w|;\s*$", re.M)
+FILE_SIGNALS = re.compile(r"(?:^|\s)[\w./-]+\.(?:py|ts|js|go|rs|java|c|cpp|h|rb|md|toml|yaml)\b")
+
+
+class ModelNotFound(LookupError):
+    def __init__(self, model: str, available: list[str]) -> None:
+        super().__init__(f"model {model!r} not found; available: {', '.join(available)}")
+        self.model, self.available = model, available
+
+
+class InvalidTier(ValueError):
+    pass
+
+
+@dataclass(slots=True)
+class PolicyInput:
+    endpoint: str
+    model: str
+    prompt: str = ""
+    prompt_tokens: int = 0
+    feature: str | None = None
+    forced_tier: str | None = None
+    complexity: str | None = None  # a verdict from the local model, when the profile asks
+
+
+@dataclass(slots=True)
+class TierState:
+    """What the router knows of each tier's health right now."""
+
+    down: dict[str, str] = field(default_factory=dict)  # tier -> why it is in cooldown
+
+
+def classify_complexity(prompt: str, prompt_tokens: int) -> tuple[str, str]:
+    """Transparent heuristics -> ("low"|"high", why)."""
+    signals = []
+    if prompt_tokens > 2000:
+        signals.append(f"{prompt_tokens} prompt tokens")
+    files = set(FILE_SIGNALS.findall(prompt))
+    if len(files) >= 3:
+        signals.append(f"{len(files)} files mentioned")
+    verbs = {v.lower() for v in TASK_VERBS.findall(prompt)}
+    if verbs and (prompt_tokens > 300 or CODE_SIGNALS.search(prompt)):
+        signals.append(f"task verb {sorted(verbs)[0]!r} on code")
+    elif len(verbs) >= 2:
+        signals.append(f"task verbs {', '.join(sorted(verbs))}")
+    if signals:
+        return "high", "; ".join(signals)
+    return "low", "short prompt, no multi-file or design signals"
+
+
+def available_models(profile: Profile) -> list[str]:
+    names = ["auto", *profile.tiers, *profile.aliases]
+    for tier in profile.tiers.values():
+        names.extend(tier.all_models())
+    return list(dict.fromkeys(names))
+
+
+def resolve_model(model: str, profile: Profile) -> tuple[str | None, str | None, str]:
+    """-> (tier or None for auto, concrete model or None for the tier default, how)."""
+    seen = set()
+    how = ""
+    while model in profile.aliases and model not in seen:
+        seen.add(model)
+        how = f"alias {model!r} -> {profile.aliases[model]!r}; "
+        model = profile.aliases[model]
+    if model == "auto":
+        return None, None, how
+    if model in profile.tiers:
+        return model, None, how
+    for name, tier in profile.tiers.items():
+        if model in tier.all_models():
+            return name, model, how
+    raise ModelNotFound(model, available_models(profile))
+
+
+def route_matches(route: Route, inp: PolicyInput, complexity: str) -> bool:
+    m = route.match
+    if m.endpoint and m.endpoint != inp.endpoint:
+        return False
+    if m.feature and not (inp.feature and fnmatch.fnmatchcase(inp.feature, m.feature)):
+        return False
+    if m.model and m.model != inp.model:
+        return False
+    if m.complexity and m.complexity != complexity:
+        return False
+    if m.min_prompt_tokens is not None and inp.prompt_tokens < m.min_prompt_tokens:
+        return False
+    return not (m.max_prompt_tokens is not None and inp.prompt_tokens > m.max_prompt_tokens)
+
+
+def describe(route: Route, index: int) -> str:
+    m = route.match.model_dump(exclude_none=True)
+    if not m:
+        return f"route {index + 1} (default)"
+    return f"route {index + 1} ({', '.join(f'{k}={v}' for k, v in m.items())})"
+
+
+def fallback_chain(tier: str, profile: Profile) -> list[str]:
+    """The tier's own fallback, then the profile's order; frontier only when allowed."""
+    chain: list[str] = []
+    own = profile.tiers[tier].fallback
+    for name in ([own] if own else []) + profile.fallbacks:
+        if name and name != tier and name not in chain:
+            if name == "frontier" and not profile.allow_frontier_fallback:
+                continue
+            chain.append(name)
+    return chain
+
+
+def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -> RouteDecision:
+    state = state or TierState()
+    tier, model, how = resolve_model(inp.model, profile)
+    route: Route | None = None
+    if inp.forced_tier:
+        if inp.forced_tier not in profile.tiers:
+            raise InvalidTier(f"X-Devloop-Tier {inp.forced_tier!r} is not a configured tier "
+                              f"(configured: {', '.join(profile.tiers)})")
+        tier, model = inp.forced_tier, None
+        reason = f"forced by X-Devloop-Tier: {tier}"
+    elif tier is not None:
+        reason = f"{how}model {inp.model!r} names tier {tier}"
+    else:
+        complexity, why = ("high", "local model verdict") if inp.complexity == "high" else (
+            ("low", "local model verdict") if inp.complexity == "low"
+            else classify_complexity(inp.prompt, inp.prompt_tokens))
+        for i, candidate in enumerate(profile.routes):
+            if route_matches(candidate, inp, complexity):
+                route, tier = candidate, candidate.tier
+                reason = f"{how}{describe(candidate, i)} -> {tier}"
+                if candidate.match.complexity:
+                    reason += f" [complexity {complexity}: {why}]"
+                break
+        else:
+            tier = "local" if "local" in profile.tiers else next(iter(profile.tiers))
+            reason = f"{how}no route matched; default tier {tier}"
+    chain = fallback_chain(tier, profile)
+    if tier in state.down:
+        reason += f"; {tier} in cooldown ({state.down[tier]})"
+    return RouteDecision(
+        tier=tier,
+        model=model or profile.tiers[tier].model,
+        reason=reason,
+        fallback_chain=chain,
+        max_tokens_cap=route.max_tokens if route else None,
+        default_max_tokens=route.default_max_tokens if route else None,
+    )
+
+
+def known_tier(name: str) -> bool:
+    return name in TIERS

@@ -1,0 +1,106 @@
+"""The ASGI app factory. The gateway (clients, DB writer, models) lives in the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from devloop import __version__
+from devloop.config import Profile, Settings
+from devloop.gateway import Gateway
+from devloop.server import ollama_api, openai_api
+from devloop.server.errors import APIError, error_response
+
+log = logging.getLogger("devloop.server")
+
+
+async def health(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    tiers = {
+        name: {"backend": cfg.backend, "model": cfg.model, "cooldown": gw.router.is_down(name)}
+        for name, cfg in gw.profile.tiers.items()
+    }
+    body = {"status": "ok", "version": __version__, "profile": gw.profile.name,
+            "team": gw.settings.team, "uptime_s": round(time.monotonic() - request.app.state.t0, 3),
+            "in_flight": gw.in_flight, "tiers": tiers}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def metrics(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    gw.metrics.set("devloop_in_flight", gw.in_flight)
+    return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err = APIError(404, f"no route for {request.method} {request.url.path}", "not_found")
+    elif exc.status_code == 405:
+        err = APIError(405, f"method {request.method} not allowed on {request.url.path}",
+                       "method_not_allowed")
+    else:
+        err = APIError(exc.status_code, str(exc.detail), None)
+    return error_response(request, err, dict(exc.headers or {}))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    # A bug, not bad input: log it with its traceback, answer in the documented shape.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, APIError(500, f"internal error: {type(exc).__name__}",
+                                            "internal_error", type_="server_error"))
+
+
+def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRoute] | None = None,
+               probe: bool = True, gateway: Gateway | None = None) -> Starlette:
+    """Build the app. Pass ``gateway`` to share one with the TUI; else the lifespan makes one."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        gw = gateway or Gateway(settings, profile)
+        app.state.gateway = gw
+        if gateway is None:
+            await gw.start(probe=probe)
+        try:
+            yield {}
+        finally:
+            if gateway is None:
+                await gw.close()
+
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *openai_api.routes,
+        *ollama_api.routes,
+        *(extra_routes or []),
+    ]
+    for factory in optional_route_factories():
+        routes.extend(factory(settings))
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.state.settings = settings
+    app.state.profile = profile
+    app.state.t0 = time.monotonic()
+    if gateway is not None:
+        app.state.gateway = gateway
+    return app
+
+
+def optional_route_factories() -> list[Any]:
+    """Routes from feature modules (Batch API), when present."""
+    factories = []
+    with contextlib.suppress(ImportError):
+        from devloop.server.batches_api import batch_routes
+
+        factories.append(batch_routes)
+    return factories

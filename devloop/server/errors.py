@@ -1,0 +1,64 @@
+"""Error shapes: OpenAI's ``{"error": {...}}`` everywhere, Ollama's ``{"error": "..."}`` on /api."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    499: "client_closed_request",
+    500: "server_error",
+    502: "upstream_error",
+    503: "upstream_error",
+    504: "upstream_error",
+}
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 param: str | None = None, headers: dict[str, str] | None = None,
+                 type_: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+        self.type = type_ or TYPES.get(status, "invalid_request_error")
+        self.headers = headers or {}
+
+    def openai_body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+
+def from_validation(err: ValidationError) -> APIError:
+    first = err.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    msg = first["msg"]
+    if first["type"] == "missing":
+        msg = f"missing required field {param!r}"
+    elif param:
+        msg = f"{param}: {msg}"
+    return APIError(400, msg, "invalid_value" if first["type"] != "missing" else "missing_field",
+                    param)
+
+
+def is_ollama_path(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+def error_response(request: Request | None, err: APIError, extra: dict[str, str] | None = None
+                   ) -> Response:
+    path = request.url.path if request is not None else ""
+    body = {"error": err.message} if is_ollama_path(path) else err.openai_body()
+    headers = {**err.headers, **(extra or {})}
+    return Response(orjson.dumps(body), err.status, headers, media_type="application/json")

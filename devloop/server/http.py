@@ -1,0 +1,148 @@
+"""Pieces both protocol modules share: reading bodies safely, request context, headers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from devloop.backends import BackendError
+from devloop.budgets import BudgetExceeded
+from devloop.gateway import CallResult, Gateway
+from devloop.routing.policy import InvalidTier, ModelNotFound
+from devloop.server.errors import APIError, error_response, from_validation
+from devloop.types import Endpoint, RequestContext
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+CACHE_MODES = {"bypass", "refresh"}
+
+
+def gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON, refusing oversize bodies before reading them whole."""
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body is {declared} bytes; the limit is {limit}",
+                       "request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"request body exceeds the limit of {limit} bytes",
+                           "request_too_large")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise APIError(400, "request body is empty; send a JSON object", "invalid_json")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", "invalid_json")
+    return data
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise from_validation(err) from None
+    except ValueError as err:  # raised by our own validators
+        raise APIError(400, str(err), "invalid_value") from None
+
+
+def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestContext:
+    h = request.headers
+    cache = (h.get("x-devloop-cache") or "").lower()
+    if cache and cache not in CACHE_MODES:
+        raise APIError(400, "X-Devloop-Cache must be bypass or refresh", "invalid_header",
+                       "X-Devloop-Cache")
+    auth = request.scope.get("devloop.key")  # set by team auth
+    return RequestContext(
+        request_id=h.get("x-request-id") or uuid.uuid4().hex,
+        endpoint=endpoint,
+        protocol=protocol,  # type: ignore[arg-type]
+        feature=h.get("x-devloop-feature") or None,
+        user=auth["name"] if auth else h.get("x-devloop-user") or None,
+        key_id=auth["name"] if auth else None,
+        forced_tier=h.get("x-devloop-tier") or None,
+        cache_mode=cache or "default",  # type: ignore[arg-type]
+        headers=dict(request.scope.get("devloop.queue", {})),
+    )
+
+
+def result_headers(result: CallResult) -> dict[str, str]:
+    headers = {
+        "X-Request-Id": result.request_id,
+        "X-Devloop-Tier": result.tier,
+        "X-Devloop-Model": result.model,
+        "X-Devloop-Cache": result.cache,
+        "X-Devloop-Route-Reason": _header_safe(result.reason),
+        "X-Devloop-Overhead-Ms": f"{result.overhead_ms:.2f}",
+    }
+    if result.saved_usd is not None:
+        headers["X-Devloop-Saved-USD"] = f"{result.saved_usd:.8f}"
+    return headers
+
+
+def stream_headers(request_id: str, tier: str, model: str, cache: str, reason: str
+                   ) -> dict[str, str]:
+    return {
+        "X-Request-Id": request_id, "X-Devloop-Tier": tier, "X-Devloop-Model": model,
+        "X-Devloop-Cache": cache, "X-Devloop-Route-Reason": _header_safe(reason),
+        "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+    }
+
+
+def _header_safe(text: str) -> str:
+    return text.encode("ascii", "replace").decode()[:1000].replace("\n", " ")
+
+
+def translate(exc: Exception) -> APIError:
+    """Core exceptions -> HTTP errors with the contract's codes."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ModelNotFound):
+        return APIError(404, str(exc), "model_not_found", "model")
+    if isinstance(exc, InvalidTier):
+        return APIError(400, str(exc), "invalid_tier", "X-Devloop-Tier")
+    if isinstance(exc, BudgetExceeded):
+        return APIError(429, str(exc), exc.code, None, {"Retry-After": str(exc.retry_after)},
+                        "rate_limit_error" if exc.code == "rate_limit_exceeded" else
+                        "budget_exceeded")
+    if isinstance(exc, BackendError):
+        if 400 <= exc.status < 500:
+            return APIError(exc.status, str(exc), "upstream_rejected")
+        return APIError(exc.status if exc.status in (502, 503, 504) else 502, str(exc),
+                        "upstream_error", type_="upstream_error")
+    if isinstance(exc, ValidationError):
+        return from_validation(exc)
+    if isinstance(exc, ValueError):
+        return APIError(400, str(exc), "invalid_value")
+    raise exc
+
+
+def endpoint(handler: Handler) -> Handler:
+    """Turn every known failure into the documented error shape; never a 500 for input."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:  # noqa: BLE001 - translate() re-raises what it does not know
+            err = translate(exc)
+            return error_response(request, err)
+
+    wrapped.__name__ = handler.__name__
+    return wrapped

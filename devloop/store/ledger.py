@@ -1,0 +1,144 @@
+"""The spend ledger: one row per call, and the reports built from it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import sqlite_utils
+
+GROUPINGS = {
+    "tier": "tier",
+    "model": "model",
+    "feature": "coalesce(feature, '(none)')",
+    "user": "coalesce(user, '(none)')",
+    "day": "date(ts, 'unixepoch')",
+    "prompt": "coalesce(prefix_hash, '(none)')",
+}
+PERIODS = {"1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}
+LOCAL_TIERS = ("local", "embedded", "shared")
+
+
+@dataclass(slots=True)
+class CallRecord:
+    request_id: str
+    endpoint: str
+    tier: str | None
+    backend: str | None
+    model: str | None
+    route_reason: str | None
+    cache: Literal["hit", "miss", "bypass", "off"] = "miss"
+    feature: str | None = None
+    user: str | None = None
+    key_id: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    tokens_counted: int = 0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    stream: int = 0
+    status: int = 200
+    error: str | None = None
+    cost_usd: float | None = 0.0
+    counterfactual_usd: float | None = None
+    saved_usd: float | None = None
+    production_model: str | None = None
+    prompt_hash: str | None = None
+    prefix_hash: str | None = None
+    queue_position: int | None = None
+    queue_wait_ms: float | None = None
+    ts: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ts"] = self.ts or time.time()
+        return data
+
+
+def saved(cost: float | None, counterfactual: float | None) -> float | None:
+    if cost is None or counterfactual is None:
+        return None
+    return counterfactual - cost
+
+
+def _money(value: Any, unknown: int) -> float | None:
+    """A sum is unknown when any of its rows had an unknown price."""
+    if unknown:
+        return None
+    return round(float(value or 0.0), 10)
+
+
+def spend_report(
+    db: sqlite_utils.Database, since: str = "all", by: str | None = None
+) -> dict[str, Any]:
+    """The `devloop spend` figures: totals, and groups when ``by`` is given."""
+    if since not in PERIODS:
+        raise ValueError(f"--since must be one of {', '.join(PERIODS)}")
+    if by is not None and by not in GROUPINGS:
+        raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}")
+    where, params = "", []
+    if PERIODS[since] is not None:
+        where, params = "WHERE ts >= ?", [time.time() - PERIODS[since]]  # type: ignore[operator]
+    local = ", ".join(f"'{t}'" for t in LOCAL_TIERS)
+    fields = f"""
+        count(*) AS calls,
+        coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+        coalesce(sum(completion_tokens), 0) AS completion_tokens,
+        sum(cost_usd) AS cost_usd, sum(cost_usd IS NULL) AS cost_unknown,
+        sum(counterfactual_usd) AS counterfactual_usd,
+        sum(counterfactual_usd IS NULL) AS counterfactual_unknown,
+        sum(saved_usd) AS saved_usd, sum(saved_usd IS NULL) AS saved_unknown,
+        coalesce(avg(cache = 'hit'), 0) AS cache_hit_rate,
+        coalesce(avg(tier IN ({local})), 0) AS local_share
+    """
+
+    def shape(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "calls": row["calls"],
+            "prompt_tokens": row["prompt_tokens"],
+            "completion_tokens": row["completion_tokens"],
+            "cost_usd": _money(row["cost_usd"], row["cost_unknown"]),
+            "counterfactual_usd": _money(row["counterfactual_usd"], row["counterfactual_unknown"]),
+            "saved_usd": _money(row["saved_usd"], row["saved_unknown"]),
+            "cache_hit_rate": round(row["cache_hit_rate"], 4),
+            "local_share": round(row["local_share"], 4),
+        }
+
+    totals = next(iter(db.query(f"SELECT {fields} FROM calls {where}", params)))
+    report: dict[str, Any] = {"since": since, "totals": shape(totals), "groups": []}
+    if by:
+        key = GROUPINGS[by]
+        sql = f"SELECT {key} AS key, {fields} FROM calls {where} GROUP BY key ORDER BY calls DESC"
+        for row in db.query(sql, params):
+            report["groups"].append({"key": row["key"] if row["key"] is not None else "(none)",
+                                     **shape(row)})
+    if by == "feature":
+        _add_prefix_stability(db, where, params, report["groups"])
+    return report
+
+
+def _add_prefix_stability(
+    db: sqlite_utils.Database, where: str, params: list[Any], groups: list[dict[str, Any]]
+) -> None:
+    """Share of a feature's calls whose leading tokens match its most common prefix."""
+    sql = f"""
+        SELECT coalesce(feature, '(none)') AS key, prefix_hash, count(*) AS n
+        FROM calls {where} {"AND" if where else "WHERE"} prefix_hash IS NOT NULL
+        GROUP BY key, prefix_hash
+    """
+    best: dict[str, tuple[int, int, int]] = {}
+    for row in db.query(sql, params):
+        top, total, distinct = best.get(row["key"], (0, 0, 0))
+        best[row["key"]] = (max(top, row["n"]), total + row["n"], distinct + 1)
+    for group in groups:
+        top, total, distinct = best.get(group["key"], (0, 0, 0))
+        group["prefix_stability"] = round(top / total, 4) if total else None
+        group["distinct_prefixes"] = distinct
+
+
+def format_usd(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"

@@ -1,0 +1,117 @@
+"""Numbered schema migrations, applied in order on open (the simonw/llm pattern).
+
+Append new functions; never edit or reorder an existing one: a database records how
+many it has applied in ``_migrations``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_calls(db: sqlite_utils.Database) -> None:
+    db["calls"].create(
+        {
+            "id": int,
+            "ts": float,
+            "request_id": str,
+            "endpoint": str,
+            "feature": str,
+            "user": str,
+            "tier": str,
+            "backend": str,
+            "model": str,
+            "route_reason": str,
+            "cache": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "latency_ms": float,
+            "status": int,
+            "cost_usd": float,
+            "counterfactual_usd": float,
+            "saved_usd": float,
+        },
+        pk="id",
+    )
+    db["calls"].create_index(["ts"])
+
+
+@migration
+def m002_call_details(db: sqlite_utils.Database) -> None:
+    """Cached tokens, time to first token, errors, prompt identity, team queueing."""
+    calls = db["calls"]
+    for column, kind in [
+        ("cached_tokens", int),
+        ("ttft_ms", float),
+        ("stream", int),
+        ("error", str),
+        ("key_id", str),
+        ("prompt_hash", str),
+        ("prefix_hash", str),
+        ("tokens_counted", int),
+        ("queue_position", int),
+        ("queue_wait_ms", float),
+        ("production_model", str),
+    ]:
+        calls.add_column(column, kind)  # type: ignore[arg-type]
+    calls.create_index(["feature"])
+    calls.create_index(["tier"])
+
+
+@migration
+def m003_cache(db: sqlite_utils.Database) -> None:
+    db["cache"].create(
+        {
+            "key": str,
+            "namespace": str,
+            "model": str,
+            "body": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "created": float,
+            "expires": float,
+            "hits": int,
+        },
+        pk="key",
+    )
+    db["cache"].create_index(["expires"])
+
+
+@migration
+def m004_budgets(db: sqlite_utils.Database) -> None:
+    """Reservations of worst-case spend, settled to the actual cost after the call."""
+    db["reservations"].create(
+        {"id": str, "ts": float, "scopes": str, "usd": float, "settled": int}, pk="id"
+    )
+    db["reservations"].create_index(["ts"])
+
+
+@migration
+def m005_keys(db: sqlite_utils.Database) -> None:
+    db["keys"].create(
+        {
+            "name": str,
+            "key_prefix": str,
+            "salt": str,
+            "key_hash": str,
+            "created": float,
+            "last_used": float,
+            "revoked": float,
+            "budget_usd": float,
+            "budget_period": str,
+            "rpm": int,
+            "max_concurrent": int,
+        },
+        pk="name",
+    )
