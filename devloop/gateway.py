@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from devloop.backends import Backend, BackendError
-from devloop.budgets import Budgets, BudgetExceeded, Reservation
+from devloop.budgets import BudgetExceeded, Budgets, Reservation
 from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
 from devloop.metrics import Metrics

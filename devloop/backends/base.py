@@ -41,10 +41,10 @@ class Backend(ABC):
     def default_model(self) -> str:
         return self.config.model
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook
         """Open clients; must not load models or block (startup stays fast)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and threads."""
 
     @abstractmethod

@@ -61,9 +61,10 @@ class LlamaRunner:
 
             if not self.path.is_file():
                 raise BackendError(f"embedded model file not found: {self.path}", 503, False)
+            extra = {"pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN} if self.embedding else {}
             llm = llama_cpp.Llama(
                 model_path=str(self.path), n_ctx=self.n_ctx, embedding=self.embedding,
-                verbose=False,
+                verbose=False, **extra,
             )
             template = llm.metadata.get("tokenizer.chat_template")
             if template and not self.embedding:
@@ -108,11 +109,21 @@ class LlamaRunner:
     def count_tokens(self, text: str) -> int:
         return len(self._load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def generate(self, prompt: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _prepare(self, prompt: str) -> tuple[Any, str, int]:
         llm = self._load()
+        if not prompt:  # llama.cpp cannot sample from an empty context
+            prompt = llm._model.token_get_text(llm.token_bos())
         n_prompt = len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
         self._check_context(n_prompt)
-        result: dict[str, Any] = llm.create_completion(prompt, **kwargs)
+        return llm, prompt, n_prompt
+
+    def generate(self, prompt: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        llm, prompt, n_prompt = self._prepare(prompt)
+        try:
+            result: dict[str, Any] = llm.create_completion(prompt, **kwargs)
+        except (AssertionError, RuntimeError, ValueError) as exc:
+            raise BackendError(f"embedded model failed: {exc or type(exc).__name__}", 502,
+                               False) from None
         result["usage"]["prompt_tokens"] = n_prompt
         return result
 
@@ -121,9 +132,7 @@ class LlamaRunner:
     ) -> None:
         """Runs on the model thread; ``emit`` hands each piece to the event loop."""
         try:
-            llm = self._load()
-            n_prompt = len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
-            self._check_context(n_prompt)
+            llm, prompt, n_prompt = self._prepare(prompt)
             n_out, finish = 0, "stop"
             stream: Iterator[dict[str, Any]] = llm.create_completion(prompt, stream=True, **kwargs)
             for chunk in stream:
@@ -145,7 +154,7 @@ class LlamaRunner:
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         llm = self._load()
-        vectors = [list(map(float, llm.embed(t))) for t in texts]
+        vectors = [list(map(float, llm.embed(t, normalize=True))) for t in texts]
         tokens = sum(len(llm.tokenize(t.encode("utf-8"), add_bos=False)) for t in texts)
         return vectors, tokens
 

@@ -8,7 +8,15 @@ from typing import Any
 
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
 from devloop.config import TierConfig
-from devloop.types import ChatRequest, Completion, CompletionRequest, Delta, Embeddings, Health, Usage
+from devloop.types import (
+    ChatRequest,
+    Completion,
+    CompletionRequest,
+    Delta,
+    Embeddings,
+    Health,
+    Usage,
+)
 
 _PASSTHROUGH = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
                 "tools", "tool_choice", "response_format", "user")

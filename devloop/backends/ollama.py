@@ -11,7 +11,15 @@ import ollama
 
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
 from devloop.config import TierConfig
-from devloop.types import ChatRequest, Completion, CompletionRequest, Delta, Embeddings, Health, Usage
+from devloop.types import (
+    ChatRequest,
+    Completion,
+    CompletionRequest,
+    Delta,
+    Embeddings,
+    Health,
+    Usage,
+)
 
 
 def ollama_options(req: ChatRequest | CompletionRequest, limit: int | None) -> dict[str, Any]:

@@ -10,7 +10,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from devloop.backends import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable, make_backend
+from devloop.backends import (
+    Backend,
+    BackendError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    make_backend,
+)
 from devloop.config import Profile
 from devloop.routing.policy import TierState
 from devloop.types import Health, RouteDecision
@@ -87,8 +93,6 @@ class Router:
         notes: list[str] = []
         last: BackendError | None = None
         for tier in self.candidates(decision):
-            if tier != decision.tier and not notes and self.is_down(decision.tier):
-                notes.append(f"{decision.tier} in cooldown ({self.health[decision.tier].reason})")
             backend = self.backends[tier]
             self.health[tier].attempts += 1
             try:
@@ -101,7 +105,8 @@ class Router:
                 notes.append(f"{tier} failed ({_short(exc)})")
                 continue
             self.mark_success(tier)
-            suffix = f"; {'; '.join(notes)}; served by {tier}" if notes else ""
+            served = [*notes, f"served by {tier}"] if tier != decision.tier else notes
+            suffix = f"; {'; '.join(served)}" if served else ""
             return result, tier, suffix
         assert last is not None
         raise last

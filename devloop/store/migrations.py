@@ -115,3 +115,23 @@ def m005_keys(db: sqlite_utils.Database) -> None:
         },
         pk="name",
     )
+
+
+@migration
+def m006_prompt_checks(db: sqlite_utils.Database) -> None:
+    """Pipeline stage results (`devloop check`/`watch`), keyed by the prompt's content hash."""
+    db["prompt_checks"].create(
+        {
+            "id": int,
+            "prompt_hash": str,
+            "file": str,
+            "name": str,
+            "stage": str,  # draft | compression | cache_order | eval (status "stale")
+            "status": str,
+            "result_json": str,
+            "created": float,
+        },
+        pk="id",
+    )
+    db["prompt_checks"].create_index(["prompt_hash", "stage"])
+    db["prompt_checks"].create_index(["file", "created"])
