@@ -18,6 +18,24 @@ from datetime import UTC, datetime, timedelta
 
 from devloop.config import Budget, Profile
 from devloop.store.writer import DbWriter
+from devloop.tokens import count_tokens
+from devloop.types import ChatRequest, CompletionRequest, EmbeddingRequest
+
+WORST_CASE_OUTPUT_TOKENS = 4096  # reserved when a request sets no max_tokens
+# A reservation older than this belongs to a call that cannot still be running (a process
+# killed mid-call never settles it); it stops holding budget.
+RESERVATION_TTL_S = 3600.0
+
+
+def worst_case_prompt_tokens(req: ChatRequest | CompletionRequest | EmbeddingRequest) -> int:
+    """An upper estimate of what the provider will bill as prompt tokens.
+
+    Providers count with their own tokenizers (Claude's yields up to ~20% more tokens than
+    cl100k) and add a few tokens per chat message for roles and separators.
+    """
+    counted = count_tokens(req.prompt_text())
+    overhead = 4 * len(req.messages) + 3 if isinstance(req, ChatRequest) else 0
+    return int(counted * 1.25) + 1 + overhead
 
 
 class BudgetExceeded(Exception):
@@ -95,7 +113,8 @@ class Budgets:
                     f"{SCOPE_SQL[kind]}", args).fetchone()[0]
                 held = conn.execute(
                     "SELECT coalesce(sum(usd), 0) FROM reservations WHERE settled = 0 AND ts >= ? "
-                    "AND (',' || scopes || ',') LIKE ?", (start, f"%,{b.scope},%")).fetchone()[0]
+                    "AND (',' || scopes || ',') LIKE ?",
+                    (max(start, now - RESERVATION_TTL_S), f"%,{b.scope},%")).fetchone()[0]
                 if spent + held + res.usd > b.usd + 1e-12:
                     raise BudgetExceeded(
                         f"budget {b.scope} ${b.usd:.2f}/{b.period} would be exceeded: spent "

@@ -10,14 +10,18 @@ import hashlib
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from devloop.config import CacheConfig
 from devloop.store.writer import DbWriter
 from devloop.types import ChatRequest, Completion, CompletionRequest, EmbeddingRequest, Usage
+
+if TYPE_CHECKING:  # numpy loads only when the semantic cache is configured
+    from devloop.semantic_cache import SemanticCache
 
 # Fields that change how a response is delivered, not what it says.
 DELIVERY_FIELDS = frozenset({"stream", "stream_options", "user", "model"})
@@ -71,6 +75,7 @@ class ResponseCache:
         self.read_conn = read_conn
         self.memory: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self.memory_entries = memory_entries
+        self.semantic: SemanticCache | None = None  # set by the gateway when configured
 
     def eligible(self, temperature: float | None) -> bool:
         if not self.config.enabled:
@@ -80,7 +85,9 @@ class ResponseCache:
         # An unset temperature means the backend default (sampling): not deterministic.
         return temperature is not None and temperature <= self.config.max_temperature
 
-    def get(self, key: str) -> CachedAnswer | None:
+    def get(self, key: str, count_hit: bool = True) -> CachedAnswer | None:
+        """The live entry for ``key``; ``count_hit=False`` leaves its hit count to the caller
+        (the gateway commits ``hit_job(key)`` with the ledger row)."""
         now = time.time()
         entry = self.memory.get(key)
         if entry is None:
@@ -96,20 +103,37 @@ class ResponseCache:
             self.memory.pop(key, None)
             return None
         self.memory.move_to_end(key)
-        self.writer.submit(lambda c: c.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?",
-                                               (key,)))
+        if count_hit:
+            self.writer.submit(self.hit_job(key))
         return CachedAnswer(decode_completion(body), expires - self.config.ttl)
 
-    def put(self, key: str, completion: Completion) -> None:
+    @staticmethod
+    def hit_job(key: str) -> Callable[[sqlite3.Connection], Any]:
+        return lambda c: c.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
+
+    def put(self, key: str, completion: Completion, defer: bool = False
+            ) -> Callable[[sqlite3.Connection], Any] | None:
+        """Remember the answer now; its row is written by the writer thread, or, with
+        ``defer``, returned as a job for the caller to commit with its own write."""
         now = time.time()
         body = encode_completion(completion)
         expires = now + self.config.ttl
         self._remember(key, (expires, body))
+        if self.semantic is not None:
+            self.semantic.put(key, completion)
         row = (key, self.config.namespace, completion.model, body.decode(),
                completion.usage.prompt_tokens, completion.usage.completion_tokens, now, expires)
-        self.writer.submit(lambda c: c.execute(
-            "INSERT OR REPLACE INTO cache (key, namespace, model, body, prompt_tokens, "
-            "completion_tokens, created, expires, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", row))
+
+        def job(c: sqlite3.Connection) -> Any:
+            return c.execute(
+                "INSERT OR REPLACE INTO cache (key, namespace, model, body, prompt_tokens, "
+                "completion_tokens, created, expires, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                row)
+
+        if defer:
+            return job
+        self.writer.submit(job)
+        return None
 
     def forget(self, key: str) -> None:
         self.memory.pop(key, None)

@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     log_level: str = "warning"
     ollama_probe_timeout: float = 0.5
+    # Team mode (`serve --team`): requests in flight to the GPU upstream, slots kept back
+    # from any single key, queue length per key, and how often the keys table is re-read.
+    team_max_in_flight: int = Field(default=32, ge=1)
+    team_reserved_slots: int = Field(default=1, ge=0)
+    team_max_queued_per_key: int = Field(default=256, ge=0)
+    team_key_refresh_s: float = Field(default=1.0, gt=0)
 
     @property
     def db_path(self) -> Path:

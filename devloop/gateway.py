@@ -10,18 +10,26 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from devloop.backends import Backend, BackendError
-from devloop.budgets import BudgetExceeded, Budgets, Reservation
+from devloop.budgets import (
+    WORST_CASE_OUTPUT_TOKENS,
+    BudgetExceeded,
+    Budgets,
+    Reservation,
+    worst_case_prompt_tokens,
+)
 from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
 from devloop.metrics import Metrics
 from devloop.pricing import Pricing
+from devloop.routing.classifier import ModelClassifier, needs_verdict
 from devloop.routing.policy import PolicyInput, decide
 from devloop.routing.router import Router
+from devloop.store.bodies import body_job
 from devloop.store.db import connect
 from devloop.store.ledger import CallRecord, saved
 from devloop.store.writer import DbWriter
@@ -42,6 +50,12 @@ log = logging.getLogger("devloop.gateway")
 TextRequest = ChatRequest | CompletionRequest
 CacheStatus = Literal["hit", "miss", "bypass", "off"]
 PREFIX_CHARS = 512  # "leading tokens" for prefix-stability stats: about 128 tokens
+# The ledger insert, built once: CallRecord.row() (dataclasses.asdict) cost ~30 us a call.
+CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
+TS_COLUMN = CALL_COLUMNS.index("ts")
+INSERT_CALL = (f"INSERT INTO calls ({', '.join(f'[{c}]' for c in CALL_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})")
+WriteJob = Callable[[sqlite3.Connection], Any]
 
 
 @dataclass(slots=True)
@@ -84,9 +98,19 @@ class Gateway:
         self.pricing = Pricing(profile)
         self.cache = ResponseCache(profile.cache, self.writer, self.read_conn)
         self.budgets = Budgets(profile, self.writer)
+        self.classifier = ModelClassifier(profile, self.router)
+        if profile.cache.enabled and profile.cache.semantic:
+            from devloop.semantic_cache import SemanticCache  # numpy only when asked for
+
+            self.cache.semantic = SemanticCache(profile.cache, self.router)
         self.metrics = Metrics()
         self.in_flight = 0
         self.listeners: list[Any] = []  # callables(CallRecord) for the TUI's live view
+        self._forward: Any = None  # ContextVar of headers for openai upstreams (a team devloop)
+        if any(b.kind == "openai" for b in self.router.backends.values()):
+            from devloop.backends.openai_compat import FORWARD_HEADERS  # imported by the router
+
+            self._forward = FORWARD_HEADERS
 
     async def start(self, probe: bool = True) -> None:
         await self.router.start(probe=probe)
@@ -97,12 +121,22 @@ class Gateway:
         self.read_conn.close()
 
     # -- deciding ---------------------------------------------------------------------------
-    def prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext) -> Prepared:
+    async def verdict(self, req: TextRequest, ctx: RequestContext) -> str | None:
+        """`classifier: model`: the local model's simple/complex call, when routing needs it."""
+        if not needs_verdict(self.profile, req.model, ctx.forced_tier):
+            return None
+        return await self.classifier.verdict(req.prompt_text())
+
+    def prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext,
+                complexity: str | None = None) -> Prepared:
         started = time.perf_counter()
+        if self._forward is not None:  # an upstream devloop books the call under the same names
+            self._forward.set({"X-Request-Id": ctx.request_id,
+                               **({"X-Devloop-Feature": ctx.feature} if ctx.feature else {})})
         prompt = req.prompt_text()
         decision = decide(
             PolicyInput(ctx.endpoint, req.model, prompt, estimate_tokens(prompt), ctx.feature,
-                        ctx.forced_tier),
+                        ctx.forced_tier, complexity),
             self.profile, self.router.state(),
         )
         if not isinstance(req, EmbeddingRequest):
@@ -117,6 +151,13 @@ class Gateway:
                             None if isinstance(req, EmbeddingRequest) else req.token_limit())
             status = "bypass" if ctx.cache_mode == "refresh" else "miss"
         return Prepared(req, ctx, decision, key, status, started)
+
+    async def _similar(self, prep: Prepared) -> Any:
+        """The semantic cache's closest earlier answer, when `cache.semantic` is on."""
+        if self.cache.semantic is None or prep.key is None:
+            return None
+        return await self.cache.semantic.get(prep.key, prep.ctx.endpoint, prep.decision.tier,
+                                             prep.decision.model, prep.req)
 
     @staticmethod
     def _discipline(req: TextRequest, decision: RouteDecision) -> TextRequest:
@@ -136,9 +177,9 @@ class Gateway:
 
     # -- unary calls ------------------------------------------------------------------------
     async def call(self, req: TextRequest, ctx: RequestContext) -> CallResult:
-        prep = self.prepare(req, ctx)
+        prep = self.prepare(req, ctx, await self.verdict(req, ctx))
         if prep.key and prep.cache == "miss":
-            hit = self.cache.get(prep.key)
+            hit = self.cache.get(prep.key, count_hit=False) or await self._similar(prep)
             if hit is not None:
                 return await self._cache_hit(prep, hit.completion)
         chat = isinstance(prep.req, ChatRequest)
@@ -166,9 +207,8 @@ class Gateway:
             self.budgets.release_rate(prep.rate_scopes)
         if not completion.usage.reported or not completion.usage.total_tokens:
             completion.usage = self._count(prep.req, completion.text)
-        if prep.key:
-            self.cache.put(prep.key, completion)
-        result = await self._finish(prep, tier, note, completion, upstream_ms)
+        cache_row = self.cache.put(prep.key, completion, defer=True) if prep.key else None
+        result = await self._finish(prep, tier, note, completion, upstream_ms, also=cache_row)
         return result
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
@@ -202,9 +242,9 @@ class Gateway:
     # -- streams --------------------------------------------------------------------------------
     async def stream(self, req: TextRequest, ctx: RequestContext) -> StreamCall:
         """Route and open the stream; fallbacks happen before the first piece is sent."""
-        prep = self.prepare(req, ctx)
+        prep = self.prepare(req, ctx, await self.verdict(req, ctx))
         if prep.key and prep.cache == "miss":
-            hit = self.cache.get(prep.key)
+            hit = self.cache.get(prep.key, count_hit=False) or await self._similar(prep)
             if hit is not None:
                 result = await self._cache_hit(prep, hit.completion)
                 return StreamCall(self, prep, result.tier, "cache", result.reason, replay=result)
@@ -257,9 +297,9 @@ class Gateway:
         if not self.budgets.applicable(tier, prep.ctx.feature, prep.ctx.key_id):
             return
         model = self.profile.tiers[tier].model if tier != prep.decision.tier else prep.decision.model
-        limit = None if isinstance(prep.req, EmbeddingRequest) else prep.req.token_limit()
-        prompt_tokens = count_tokens(prep.req.prompt_text())
-        worst = self.pricing.tier_cost(tier, model, prompt_tokens, limit or 4096)
+        embedding = isinstance(prep.req, EmbeddingRequest)
+        limit = 0 if embedding else prep.req.token_limit() or WORST_CASE_OUTPUT_TOKENS
+        worst = self.pricing.tier_cost(tier, model, worst_case_prompt_tokens(prep.req), limit)
         if worst == 0:
             return
         prep.reservation = await self.budgets.reserve(tier, prep.ctx.feature, prep.ctx.key_id,
@@ -278,13 +318,14 @@ class Gateway:
         reason = prep.decision.reason + "; answered from cache"
         rec = self._record(prep, tier, "cache", completion.model, reason, "hit", completion.usage,
                            cost=0.0, counterfactual=cf, stream=prep.req.stream)
-        await self._write(rec, None)
+        await self._write(rec, None, self.cache.hit_job(prep.key) if prep.key else None)
         return CallResult(prep.ctx.request_id, prep.decision, tier, "cache", completion.model,
                           reason, "hit", completion, None, 0.0, cf, cf, rec.latency_ms)
 
     async def _finish(self, prep: Prepared, tier: str, note: str, completion: Completion,
                       upstream_ms: float, ttft_ms: float | None = None, stream: bool = False,
-                      status: int = 200, error: str | None = None) -> CallResult:
+                      status: int = 200, error: str | None = None, also: WriteJob | None = None
+                      ) -> CallResult:
         u = completion.usage
         model = self.router.model_for(tier, prep.decision)
         cost = self.pricing.tier_cost(tier, model, u.prompt_tokens, u.completion_tokens,
@@ -294,7 +335,9 @@ class Gateway:
         reason = prep.decision.reason + note
         rec = self._record(prep, tier, backend, model, reason, prep.cache, u, cost, cf, stream,
                            status, error, ttft_ms)
-        await self._write(rec, prep.reservation)
+        if status == 200 and self.profile.store_bodies and isinstance(prep.req, ChatRequest):
+            also = body_job(rec, prep.req, completion, also)  # same transaction as the row
+        await self._write(rec, prep.reservation, also)
         overhead = max(rec.latency_ms - upstream_ms, 0.0)
         return CallResult(prep.ctx.request_id, prep.decision, tier, backend, model, reason,
                           prep.cache, completion, None, cost, cf, rec.saved_usd, overhead)
@@ -319,18 +362,23 @@ class Gateway:
             queue_wait_ms=ctx.headers.get("queue_wait_ms"),  # type: ignore[arg-type]
         )
 
-    async def _write(self, rec: CallRecord, reservation: Reservation | None) -> None:
-        """Commit the row (and settle the reservation) before the response completes."""
-        row = rec.row()
-        cols = ", ".join(f"[{c}]" for c in row)
-        sql = f"INSERT INTO calls ({cols}) VALUES ({', '.join('?' for _ in row)})"
-        values = tuple(row.values())
+    async def _write(self, rec: CallRecord, reservation: Reservation | None,
+                     also: WriteJob | None = None) -> None:
+        """Commit the row (and settle the reservation) before the response completes.
+
+        ``also`` (the cache's own write for this call) joins the same transaction: one
+        commit and one writer wake-up per request instead of two.
+        """
+        values = [getattr(rec, c) for c in CALL_COLUMNS]
+        values[TS_COLUMN] = rec.ts or time.time()  # as CallRecord.row() sets it
         settle = Budgets.settle_sql(reservation)
 
         def job(conn: sqlite3.Connection) -> None:
-            conn.execute(sql, values)
+            conn.execute(INSERT_CALL, values)
             if settle:
                 conn.execute(*settle)
+            if also is not None:
+                also(conn)
 
         await self.writer.run(job)
         self._observe(rec)
@@ -343,6 +391,7 @@ class Gateway:
         m.inc("devloop_tokens_total", rec.completion_tokens, direction="completion", **labels)
         m.inc("devloop_cost_usd_total", rec.cost_usd or 0.0, **labels)
         m.inc("devloop_saved_usd_total", rec.saved_usd or 0.0, **labels)
+        m.observe("devloop_request_duration_seconds", rec.latency_ms / 1000, tier=rec.tier)
         if rec.cache == "hit":
             m.inc("devloop_cache_hits_total", tier=rec.tier)
         if rec.queue_wait_ms:
@@ -416,10 +465,10 @@ class StreamCall:
                 usage = gw._count(prep.req, text)
             self.usage = usage
             completion = Completion(text, self.model, finish, usage)
-            if status == 200 and prep.key:
-                gw.cache.put(prep.key, completion)
+            cache_row = (gw.cache.put(prep.key, completion, defer=True)
+                         if status == 200 and prep.key else None)
             self.result = await gw._finish(prep, self.tier, self.reason[len(prep.decision.reason):],
-                                           completion, 0.0, ttft, True, status, error)
+                                           completion, 0.0, ttft, True, status, error, cache_row)
         if self.error is not None:
             raise self.error
         yield Delta(finish_reason=finish, usage=usage)

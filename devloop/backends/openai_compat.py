@@ -11,6 +11,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,11 @@ from devloop.types import (
     Health,
     Usage,
 )
+
+# Per-call headers for the upstream, set by the gateway for each request (its task's copy):
+# a team devloop upstream then books the call under the same feature and request id.
+FORWARD_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("devloop_forward_headers",
+                                                                default=None)
 
 
 def usage_from(data: dict[str, Any] | None) -> Usage | None:
@@ -68,7 +74,8 @@ class OpenAICompatBackend(Backend):
             await self._session.close()
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **self.extra_headers}
+        headers = {"Content-Type": "application/json", **self.extra_headers,
+                   **(FORWARD_HEADERS.get() or {})}
         if self.config.api_key_env:
             key = os.environ.get(self.config.api_key_env)
             if key:

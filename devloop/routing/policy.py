@@ -67,8 +67,13 @@ def classify_complexity(prompt: str, prompt_tokens: int) -> tuple[str, str]:
     return "low", "short prompt, no multi-file or design signals"
 
 
+def route_model_names(profile: Profile) -> list[str]:
+    """Names that routes match on (``match.model``): requesting one means "route me"."""
+    return [r.match.model for r in profile.routes if r.match.model and r.match.model != "auto"]
+
+
 def available_models(profile: Profile) -> list[str]:
-    names = ["auto", *profile.tiers, *profile.aliases]
+    names = ["auto", *profile.tiers, *profile.aliases, *route_model_names(profile)]
     for tier in profile.tiers.values():
         names.extend(tier.all_models())
     return list(dict.fromkeys(names))
@@ -84,6 +89,8 @@ def resolve_model(model: str, profile: Profile) -> tuple[str | None, str | None,
         model = profile.aliases[model]
     if model == "auto":
         return None, None, how
+    if model in route_model_names(profile) and model not in profile.tiers:
+        return None, None, how or f"model {model!r} is routed; "
     if model in profile.tiers:
         return model, None, how
     for name, tier in profile.tiers.items():
@@ -137,7 +144,7 @@ def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -
         tier, model = inp.forced_tier, None
         reason = f"forced by X-Devloop-Tier: {tier}"
     elif tier is not None:
-        reason = f"{how}model {inp.model!r} names tier {tier}"
+        reason = f"{how}tier {tier}" if how else f"model {inp.model!r} names tier {tier}"
     else:
         complexity, why = ("high", "local model verdict") if inp.complexity == "high" else (
             ("low", "local model verdict") if inp.complexity == "low"

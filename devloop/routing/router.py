@@ -118,8 +118,10 @@ class Router:
         except (TimeoutError, BackendError) as exc:
             health = Health(False, f"health check failed: {type(exc).__name__}")
         self.health[tier].last = health
-        if health.ok and self.is_down(tier):
-            self.mark_success(tier)  # back: use it again before the cooldown ends
+        # Back: use it again before the cooldown ends. Only a probe that reached the upstream
+        # (it measured a latency) counts: litellm's "a key is configured" proves nothing.
+        if health.ok and health.latency_ms is not None and self.is_down(tier):
+            self.mark_success(tier)
         return health
 
     async def check_all(self) -> dict[str, Health]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -61,6 +64,26 @@ async def server_error(request: Request, exc: Exception) -> Response:
                                             "internal_error", type_="server_error"))
 
 
+_gc_tuned = False
+
+
+def tune_gc() -> None:
+    """Collector settings for a server (measured in scripts/bench_gateway.py).
+
+    Everything alive after startup (modules, profile, clients) is frozen out of collection,
+    so a full collection no longer walks it (a 25-60 ms stall at 50 requests in flight);
+    the first generation is collected every 7,000 net allocations, not 700 (at 50 in flight,
+    15% less CPU per request). Request objects are freed by reference counting either way.
+    """
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 7000), gen1, gen2)
+
+
 def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRoute] | None = None,
                probe: bool = True, gateway: Gateway | None = None) -> Starlette:
     """Build the app. Pass ``gateway`` to share one with the TUI; else the lifespan makes one."""
@@ -71,9 +94,14 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
         app.state.gateway = gw
         if gateway is None:
             await gw.start(probe=probe)
+        resume_batches(app)
+        tune_gc()
         try:
             yield {}
         finally:
+            batches = getattr(app.state, "batch_service", None)
+            if batches is not None:
+                await batches.close()
             if gateway is None:
                 await gw.close()
 
@@ -86,7 +114,12 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
     ]
     for factory in optional_route_factories():
         routes.extend(factory(settings))
-    app = Starlette(routes=routes, lifespan=lifespan,
+    middleware = []
+    if settings.team:  # keys + fair queue in front of everything (devloop/server/team.py)
+        from devloop.server.team import TeamMiddleware
+
+        middleware.append(Middleware(TeamMiddleware, settings=settings))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.settings = settings
     app.state.profile = profile
@@ -104,3 +137,19 @@ def optional_route_factories() -> list[Any]:
 
         factories.append(batch_routes)
     return factories
+
+
+def resume_batches(app: Starlette) -> None:
+    """Batches a previous process left unfinished go on at startup, not at the next request."""
+    gw: Gateway = app.state.gateway
+    try:
+        pending = gw.read_conn.execute(
+            "SELECT 1 FROM batches WHERE status IN "
+            "('validating', 'in_progress', 'finalizing', 'cancelling') LIMIT 1").fetchone()
+    except sqlite3.Error:  # no Batch API tables: nothing to resume
+        return
+    if pending:
+        from devloop.server.batches_api import BatchService
+
+        app.state.batch_service = BatchService(gw, app.state.settings.home / "files")
+        app.state.batch_service.resume()

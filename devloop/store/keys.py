@@ -34,7 +34,7 @@ class KeyInfo:
     max_concurrent: int | None
 
 
-def _hash(salt: str, key: str) -> str:
+def salted_hash(salt: str, key: str) -> str:
     return hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
 
 
@@ -50,7 +50,7 @@ def create_key(db: sqlite_utils.Database, name: str, budget_usd: float | None = 
     salt = secrets.token_hex(16)
     db["keys"].upsert({
         "name": name, "key_prefix": key[: len(PREFIX) + 6], "salt": salt,
-        "key_hash": _hash(salt, key), "created": time.time(), "last_used": None,
+        "key_hash": salted_hash(salt, key), "created": time.time(), "last_used": None,
         "revoked": None, "budget_usd": budget_usd, "budget_period": period if budget_usd else None,
         "rpm": rpm, "max_concurrent": max_concurrent,
     }, pk="name")
@@ -84,7 +84,7 @@ def verify_key(db: sqlite_utils.Database, presented: str) -> KeyInfo | None:
     rows = db.query("SELECT * FROM keys WHERE key_prefix = ? AND revoked IS NULL",
                     [presented[: len(PREFIX) + 6]])
     for row in rows:
-        if hmac.compare_digest(_hash(row["salt"], presented), row["key_hash"]):
+        if hmac.compare_digest(salted_hash(row["salt"], presented), row["key_hash"]):
             return KeyInfo(row["name"], row["budget_usd"], row["budget_period"], row["rpm"],
                            row["max_concurrent"])
     return None

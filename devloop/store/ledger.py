@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -14,10 +15,23 @@ GROUPINGS = {
     "feature": "coalesce(feature, '(none)')",
     "user": "coalesce(user, '(none)')",
     "day": "date(ts, 'unixepoch')",
-    "prompt": "coalesce(prefix_hash, '(none)')",
+    # the pipeline's prompt hash when the call named one, else its leading-text hash
+    "prompt": "coalesce(prompt_hash, prefix_hash, '(none)')",
 }
 PERIODS = {"1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}
+PERIOD_PATTERN = re.compile(r"(\d+)([hdw])")
 LOCAL_TIERS = ("local", "embedded", "shared")
+
+
+def period_seconds(since: str) -> float | None:
+    """'1d', '7d', '30d', 'all' (and any '<n>h', '<n>d', '<n>w') -> seconds, None for all."""
+    if since in PERIODS:
+        return PERIODS[since]
+    m = PERIOD_PATTERN.fullmatch(since.strip())
+    if not m:
+        raise ValueError(f"--since must be one of {', '.join(PERIODS)} (or e.g. 12h, 2w), "
+                         f"not {since!r}")
+    return int(m.group(1)) * {"h": 3600, "d": 86400, "w": 604800}[m.group(2)]
 
 
 @dataclass(slots=True)
@@ -74,13 +88,12 @@ def spend_report(
     db: sqlite_utils.Database, since: str = "all", by: str | None = None
 ) -> dict[str, Any]:
     """The `devloop spend` figures: totals, and groups when ``by`` is given."""
-    if since not in PERIODS:
-        raise ValueError(f"--since must be one of {', '.join(PERIODS)}")
+    seconds = period_seconds(since)
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}")
     where, params = "", []
-    if PERIODS[since] is not None:
-        where, params = "WHERE ts >= ?", [time.time() - PERIODS[since]]  # type: ignore[operator]
+    if seconds is not None:
+        where, params = "WHERE ts >= ?", [time.time() - seconds]
     local = ", ".join(f"'{t}'" for t in LOCAL_TIERS)
     fields = f"""
         count(*) AS calls,
@@ -104,6 +117,7 @@ def spend_report(
             "saved_usd": _money(row["saved_usd"], row["saved_unknown"]),
             "cache_hit_rate": round(row["cache_hit_rate"], 4),
             "local_share": round(row["local_share"], 4),
+            "unpriced_calls": row["cost_unknown"] or 0,
         }
 
     totals = next(iter(db.query(f"SELECT {fields} FROM calls {where}", params)))

@@ -135,3 +135,110 @@ def m006_prompt_checks(db: sqlite_utils.Database) -> None:
     )
     db["prompt_checks"].create_index(["prompt_hash", "stage"])
     db["prompt_checks"].create_index(["file", "created"])
+
+
+@migration
+def m007_evals(db: sqlite_utils.Database) -> None:
+    """`devloop eval`: runs, per-case results (also the result cache) and promoted prompts."""
+    db["eval_runs"].create(
+        {
+            "id": str,
+            "ts": float,
+            "evalset": str,
+            "file": str,
+            "prompt_hash": str,
+            "model": str,
+            "api_base": str,
+            "threshold": float,
+            "pass_rate": float,
+            "cases": int,
+            "passed": int,
+            "failed": int,
+            "errors": int,
+            "cached_cases": int,
+            "cost_usd": float,
+            "saved_usd": float,
+            "estimate_usd": float,
+            "status": str,  # pass | fail | error
+            "batch": int,
+        },
+        pk="id",
+    )
+    db["eval_runs"].create_index(["prompt_hash", "model"])
+    db["eval_results"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "ts": float,
+            "cache_key": str,  # sha256(prompt hash, case hash, model, parameters)
+            "evalset": str,
+            "prompt_hash": str,
+            "case_hash": str,
+            "case_id": str,
+            "model": str,
+            "pass": int,
+            "score": float,
+            "reason": str,
+            "output": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "cost_usd": float,
+            "latency_ms": float,
+            "cached": int,  # 1 when this row reused an earlier result
+            "error": str,
+            "assertions_json": str,
+        },
+        pk="id",
+    )
+    db["eval_results"].create_index(["cache_key"])
+    db["eval_results"].create_index(["run_id"])
+    db["promotions"].create(
+        {
+            "prompt_hash": str,
+            "model": str,
+            "evalset": str,
+            "file": str,
+            "run_id": str,
+            "pass_rate": float,
+            "threshold": float,
+            "ts": float,
+        },
+        pk=("prompt_hash", "model"),
+    )
+
+
+@migration
+def m008_batches(db: sqlite_utils.Database) -> None:
+    """The OpenAI Files and Batch API: uploaded/output files and batch jobs."""
+    db["batch_files"].create(
+        {"id": str, "created_at": int, "filename": str, "purpose": str, "bytes": int,
+         "path": str, "owner": str},  # owner: the team key that uploaded it (None solo)
+        pk="id",
+    )
+    db["batches"].create(
+        {"id": str, "created_at": int, "status": str, "body": str, "context": str,
+         "owner": str},
+        pk="id",
+    )
+    db["batches"].create_index(["created_at"])
+
+
+@migration
+def m009_call_bodies(db: sqlite_utils.Database) -> None:
+    """Request and response bodies of chat calls, only with `store_bodies: true` (routing audit).
+
+    Never headers: the request is the canonical JSON body, which carries no keys.
+    """
+    db["call_bodies"].create(
+        {
+            "request_id": str,
+            "ts": float,
+            "feature": str,
+            "tier": str,
+            "model": str,
+            "request_json": str,
+            "response_text": str,
+        },
+        pk="request_id",
+    )
+    db["call_bodies"].create_index(["ts"])

@@ -1,0 +1,237 @@
+"""Runs stages 1 to 3 for one eval set file and stores each result against its prompt hash.
+
+One ``Checker`` per process (the CLI's ``check``, the watcher, the TUI): it owns the
+in-process Gateway for the draft stage and the lazily loaded LLMLingua compressor, so a
+second check of the same file pays for neither again. Results go to the ``prompt_checks``
+table through the Gateway's single DB writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from devloop.config import Profile, Settings
+from devloop.evals.evalset import EvalSet, load_evalset
+from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order, cache_pricing
+from devloop.pipeline.compression import analyse_compression
+from devloop.pipeline.draft import DraftResult, Grader, run_draft
+from devloop.pipeline.grading import default_grader
+from devloop.pipeline.lingua import CompressorUnavailable, LinguaCompressor
+from devloop.pipeline.tokens import TiktokenCounter, Tokenizer
+
+STAGES: tuple[str, ...] = ("draft", "compression", "cache_order")
+# The order they run in: the cache-order costs use the draft's output length, and the
+# compression stage uses the cacheable prefix.
+RUN_ORDER: tuple[str, ...] = ("draft", "cache_order", "compression")
+
+# The keys DESIGN.md fixes for `devloop check --json`: always present (null when not run).
+STAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "draft": ("status", "pass_rate", "would_cost_usd"),
+    "compression": ("status", "origin_tokens", "compressed_tokens", "saved_usd_per_1k_calls",
+                    "recommendation", "reasons"),
+    "cache_order": ("status", "cacheable_prefix_tokens", "min_cacheable_tokens",
+                    "dynamic_before_static", "reordered_prefix_tokens", "cost_per_1k_calls_usd",
+                    "reordered_cost_per_1k_calls_usd"),
+}
+
+StageCallback = Callable[["CheckReport", str], None]
+
+
+class StageError(BaseModel):
+    status: str = "error"
+    error: str
+
+
+class CheckReport(BaseModel):
+    file: str
+    name: str
+    prompt_hash: str
+    production_model: str
+    stages: dict[str, Any] = Field(default_factory=dict)  # stage -> result model
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The `devloop check --json` object (keys fixed by DESIGN.md), extras after them."""
+        out: dict[str, Any] = {"file": self.file, "prompt_hash": self.prompt_hash,
+                               "name": self.name, "production_model": self.production_model,
+                               "stages": {}}
+        for stage in STAGES:
+            result = self.stages.get(stage)
+            body = {key: None for key in STAGE_KEYS[stage]}
+            body["status"] = "skipped"
+            if result is not None:
+                body.update(result.model_dump(mode="json"))
+            out["stages"][stage] = body
+        return out
+
+    def worst_status(self) -> str:
+        order = ["pass", "skipped", "warn", "fail", "error"]
+        statuses = [getattr(r, "status", "error") for r in self.stages.values()]
+        return max(statuses, key=order.index, default="skipped")
+
+
+class Checker:
+    def __init__(self, settings: Settings, profile: Profile, *, gateway: Any = None,
+                 compressor: LinguaCompressor | None = None, tokenizer: Tokenizer | None = None,
+                 grader: Grader | None = None, store: bool = True) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.gateway = gateway
+        self._own_gateway = gateway is None
+        self.compressor = compressor or LinguaCompressor(settings.home)
+        self._tokenizer = tokenizer
+        self.grader = grader
+        self.store = store
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = TiktokenCounter()
+        return self._tokenizer
+
+    async def start(self, probe: bool = False) -> None:
+        if self.gateway is None:
+            from devloop.gateway import Gateway
+
+            self.gateway = Gateway(self.settings, self.profile)
+            await self.gateway.start(probe=probe)
+        if self.grader is None:
+            self.grader = default_grader(self.gateway)
+
+    async def close(self) -> None:
+        if self._own_gateway and self.gateway is not None:
+            await self.gateway.close()
+            self.gateway = None
+
+    async def check_file(self, path: str | Path, stages: Sequence[str] = STAGES,
+                         on_stage: StageCallback | None = None) -> CheckReport:
+        """Stages 1 to 3 for one file. A bad file raises ConfigError; a failing stage is
+        reported as status "error" and the other stages still run."""
+        evalset = load_evalset(path)
+        return await self.check_evalset(evalset, display_path(path), stages, on_stage)
+
+    async def check_evalset(self, evalset: EvalSet, file: str, stages: Sequence[str] = STAGES,
+                            on_stage: StageCallback | None = None) -> CheckReport:
+        if self.gateway is None:
+            await self.start()
+        started = time.perf_counter()
+        model = evalset.model_for(self.profile.production_model)
+        report = CheckReport(file=file, name=evalset.name, prompt_hash=evalset.prompt_hash,
+                             production_model=model)
+        for stage in RUN_ORDER:
+            if stage not in stages:
+                continue
+            try:
+                result = await self._run_stage(stage, evalset, report, model)
+            except CompressorUnavailable as exc:
+                result = StageError(error=str(exc))
+            except Exception as exc:  # one failing stage must not stop the others or `watch`
+                result = StageError(error=f"{type(exc).__name__}: {exc}"[:500])
+            report.stages[stage] = result
+            await self._store(report, stage, result)
+            if on_stage is not None:
+                on_stage(report, stage)
+        report.seconds = round(time.perf_counter() - started, 3)
+        return report
+
+    async def _run_stage(self, stage: str, evalset: EvalSet, report: CheckReport,
+                         model: str) -> BaseModel:
+        assert self.gateway is not None and self.grader is not None
+        if stage == "draft":
+            return await run_draft(evalset, self.gateway, self.grader, production_model=model)
+        pricing = cache_pricing(self.profile, model)
+        draft = report.stages.get("draft")
+        if stage == "cache_order":
+            output = draft.mean_completion_tokens if isinstance(draft, DraftResult) else 0.0
+            return await asyncio.to_thread(analyse_cache_order, evalset, pricing,
+                                           self.tokenizer, production_model=model,
+                                           output_tokens=output)
+        cache = report.stages.get("cache_order")
+        baseline = draft.pass_rate if isinstance(draft, DraftResult) else None
+        grader, gateway = self.grader, self.gateway
+
+        async def rerun(compressed: EvalSet) -> float | None:
+            if not isinstance(draft, DraftResult):
+                return None
+            result = await run_draft(compressed, gateway, grader, production_model=model,
+                                     feature=f"check:{evalset.name}:compressed")
+            return result.pass_rate
+
+        return await analyse_compression(
+            evalset, self.compressor, self.tokenizer, pricing,
+            cache if isinstance(cache, CacheOrderResult) else None, rerun, baseline)
+
+    async def _store(self, report: CheckReport, stage: str, result: BaseModel) -> None:
+        if not self.store or self.gateway is None:
+            return
+        row = {"prompt_hash": report.prompt_hash, "file": report.file, "name": report.name,
+               "stage": stage, "status": getattr(result, "status", "error"),
+               "result_json": result.model_dump_json(), "created": time.time()}
+        await asyncio.wrap_future(self.gateway.writer.insert("prompt_checks", row))
+
+    async def mark_stale(self, file: str, name: str, prompt_hash: str, previous: str) -> None:
+        """Record that ``file``'s prompt changed, so its last eval no longer applies."""
+        if not self.store or self.gateway is None:
+            return
+        row = {"prompt_hash": prompt_hash, "file": file, "name": name, "stage": "eval",
+               "status": "stale", "created": time.time(),
+               "result_json": json.dumps({"previous_prompt_hash": previous})}
+        await asyncio.wrap_future(self.gateway.writer.insert("prompt_checks", row))
+
+
+def display_path(path: str | Path) -> str:
+    """How a file is named in reports and in the database: relative to the working folder
+    when it is inside it (so `check` and `watch` agree), else absolute."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def latest_checks(db_path: Path, file: str | None = None,
+                  prompt_hash: str | None = None) -> list[dict[str, Any]]:
+    """The newest row per (file, stage), optionally for one file or prompt hash."""
+    if not db_path.exists():
+        return []
+    conn = sqlite3.connect(str(db_path))
+    conn.row_factory = sqlite3.Row
+    try:
+        where, args = [], []
+        if file is not None:
+            where.append("file = ?")
+            args.append(file)
+        if prompt_hash is not None:
+            where.append("prompt_hash = ?")
+            args.append(prompt_hash)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        try:
+            rows = conn.execute(
+                f"SELECT * FROM prompt_checks {clause} ORDER BY created DESC, id DESC", args
+            ).fetchall()
+        except sqlite3.OperationalError:  # an old database without the table
+            return []
+    finally:
+        conn.close()
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for row in rows:
+        key = (row["file"], row["stage"])
+        if key not in seen:
+            seen.add(key)
+            out.append(dict(row))
+    return out
+
+
+def last_prompt_hash(db_path: Path, file: str) -> str | None:
+    rows = [r for r in latest_checks(db_path, file=file) if r["stage"] in STAGES]
+    return max(rows, key=lambda r: r["created"])["prompt_hash"] if rows else None
+

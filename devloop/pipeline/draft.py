@@ -1,0 +1,136 @@
+"""Stage 1, draft: the eval set's cases on the local tier, at no spend.
+
+Each case goes through the in-process Gateway with the tier forced to ``local`` (which falls
+back to the embedded model when Ollama is not running), so the calls are routed, cached and
+written to the ledger like any other. The pass rate is informative (a small local model is
+not the production model); what the stage adds is what the same run would have cost on the
+production model, and whether the prompt runs at all.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from devloop.backends import BackendError
+from devloop.evals.evalset import Case, EvalSet
+from devloop.pricing import Pricing
+from devloop.types import RequestContext
+
+DRAFT_TIER = "local"
+
+
+class GatewayLike(Protocol):
+    """What the draft needs of devloop.gateway.Gateway."""
+
+    pricing: Pricing
+
+    async def call(self, req: Any, ctx: RequestContext) -> Any: ...
+
+
+class Verdict(BaseModel):
+    passed: bool
+    score: float = 1.0
+    reason: str = ""
+
+
+# Grades one output against a case's assertions: (case, output text, call facts) -> verdict.
+Grader = Callable[[Case, str, dict[str, Any]], Awaitable[Verdict]]
+
+
+class CaseOutcome(BaseModel):
+    id: str
+    passed: bool | None  # None: the call failed
+    score: float | None = None
+    reason: str = ""
+    output: str = ""
+    error: str | None = None
+    tier: str | None = None
+    model: str | None = None
+    cache: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    would_cost_usd: float | None = None
+
+
+class DraftResult(BaseModel):
+    status: Literal["pass", "warn", "fail", "error", "skipped"]
+    pass_rate: float | None
+    would_cost_usd: float | None
+    threshold: float
+    production_model: str
+    errors: int = 0
+    tier: str = DRAFT_TIER
+    models: list[str] = Field(default_factory=list)
+    mean_completion_tokens: float = 0.0
+    seconds: float = 0.0
+    cases: list[CaseOutcome] = Field(default_factory=list)
+
+
+async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: Grader,
+                   production_model: str, feature: str) -> CaseOutcome:
+    req = evalset.chat_request(case, model=DRAFT_TIER)
+    ctx = RequestContext(request_id=f"check-{uuid.uuid4().hex[:16]}", endpoint="chat",
+                         protocol="openai", feature=feature, forced_tier=DRAFT_TIER)
+    started = time.perf_counter()
+    try:
+        result = await gateway.call(req, ctx)
+    except BackendError as exc:
+        return CaseOutcome(id=case.id, passed=None, error=str(exc)[:300])
+    latency_ms = (time.perf_counter() - started) * 1000
+    completion = result.completion
+    text = completion.text if completion is not None else ""
+    usage = completion.usage if completion is not None else None
+    prompt_tokens = usage.prompt_tokens if usage else 0
+    completion_tokens = usage.completion_tokens if usage else 0
+    facts = {"cost_usd": result.cost_usd or 0.0, "latency_ms": latency_ms,
+             "model": result.model, "tier": result.tier,
+             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    verdict = await grader(case, text, facts)
+    return CaseOutcome(
+        id=case.id, passed=verdict.passed, score=verdict.score, reason=verdict.reason,
+        output=text, tier=result.tier, model=result.model, cache=result.cache,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        latency_ms=round(latency_ms, 1),
+        would_cost_usd=gateway.pricing.cost(production_model, prompt_tokens, completion_tokens),
+    )
+
+
+async def run_draft(evalset: EvalSet, gateway: GatewayLike, grader: Grader, *,
+                    production_model: str, feature: str | None = None) -> DraftResult:
+    """Run every case on the local tier, one at a time (the local model is one process)."""
+    started = time.perf_counter()
+    feature = feature or f"check:{evalset.name}"
+    outcomes = [await run_case(evalset, case, gateway, grader, production_model, feature)
+                for case in evalset.cases]
+    answered = [o for o in outcomes if o.passed is not None]
+    errors = len(outcomes) - len(answered)
+    pass_rate = (sum(1 for o in answered if o.passed) / len(outcomes)) if answered else None
+    costs = [o.would_cost_usd for o in answered]
+    would_cost = None if not answered or any(c is None for c in costs) else \
+        round(sum(c for c in costs if c is not None), 8)
+    status: Literal["pass", "warn", "error"]
+    if not answered:
+        status = "error"
+    elif errors or (pass_rate or 0.0) < evalset.threshold:
+        status = "warn"  # informative: the local model is not the production model
+    else:
+        status = "pass"
+    return DraftResult(
+        status=status,
+        pass_rate=None if pass_rate is None else round(pass_rate, 4),
+        would_cost_usd=would_cost,
+        threshold=evalset.threshold,
+        production_model=production_model,
+        errors=errors,
+        models=sorted({o.model for o in answered if o.model}),
+        mean_completion_tokens=round(
+            sum(o.completion_tokens for o in answered) / len(answered), 1) if answered else 0.0,
+        seconds=round(time.perf_counter() - started, 3),
+        cases=outcomes,
+    )

@@ -1,0 +1,124 @@
+"""Human-readable output of `devloop check` and `devloop watch` (the JSON form is
+CheckReport.to_json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from devloop.pipeline.cache_order import CacheOrderResult
+from devloop.pipeline.checker import STAGES, CheckReport
+from devloop.pipeline.compression import CompressionResult
+from devloop.pipeline.draft import DraftResult
+
+LABEL_WIDTH = 12
+
+
+def _usd(value: float | None, digits: int = 4) -> str:
+    return "unknown" if value is None else f"${value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _draft(r: DraftResult) -> list[str]:
+    answered = [c for c in r.cases if c.passed is not None]
+    passed = sum(1 for c in answered if c.passed)
+    models = ", ".join(r.models) or "no model answered"
+    head = (f"pass rate {_pct(r.pass_rate)} ({passed}/{len(r.cases)}, threshold "
+            f"{r.threshold:.0%}, informative) on {r.tier} ({models}); would have cost "
+            f"{_usd(r.would_cost_usd, 6)} on {r.production_model}")
+    lines = [head]
+    if r.errors:
+        first = next((c.error for c in r.cases if c.error), "")
+        lines.append(f"{r.errors} case(s) failed to run: {first}")
+    for c in r.cases:
+        if c.passed is False and c.reason:
+            lines.append(f"x {c.id}: {c.reason}")
+    return lines
+
+
+def _cache(r: CacheOrderResult, show_reordered: bool) -> list[str]:
+    minimum = "none known" if r.min_cacheable_tokens is None else f"{r.min_cacheable_tokens:,}"
+    lines = [f"cacheable prefix {r.cacheable_prefix_tokens:,} of {r.prompt_tokens:,.0f} tokens "
+             f"(provider minimum {minimum}); {_usd(r.cost_per_1k_calls_usd, 2)} per 1,000 calls "
+             f"on {r.production_model}"]
+    for e in r.dynamic_before_static:
+        lines.append(f"! {e.kind} {e.text} at token {e.position:,} comes before "
+                     f"{e.static_after_tokens:,} tokens of static text")
+    if r.dynamic_before_static:
+        lines.append(f"reordered (static first, dynamic last): prefix "
+                     f"{r.reordered_prefix_tokens:,} tokens, "
+                     f"{_usd(r.reordered_cost_per_1k_calls_usd, 2)} per 1,000 calls")
+        if r.reordered_prompt and show_reordered:
+            lines.append("suggested prompt:")
+            lines.extend("    " + ln for ln in dump_prompt(r.reordered_prompt).splitlines())
+        elif r.reordered_prompt:
+            lines.append("run with --show-reordered to print the suggested prompt")
+    lines.extend(n for n in r.notes if n.startswith(("cacheable prefix", "price", "no prompt")))
+    return lines
+
+
+def _compression(r: CompressionResult) -> list[str]:
+    if r.status == "skipped":
+        return [r.reasons[0] if r.reasons else "nothing to compress"]
+    if not any(p.measured for p in r.parts):
+        return [f"{r.origin_tokens:,.0f} tokens of compressible text, not compressed; "
+                f"recommendation: {r.recommendation}", *r.reasons]
+    saved = r.origin_tokens - r.compressed_tokens
+    share = saved / r.origin_tokens if r.origin_tokens else 0.0
+    lines = [f"{r.origin_tokens:,.0f} -> {r.compressed_tokens:,.0f} tokens (-{share:.0%}), "
+             f"saves {_usd(r.saved_usd_per_1k_calls, 2)} per 1,000 calls; "
+             f"recommendation: {r.recommendation}"]
+    lines.extend(r.reasons)
+    if r.compressed_pass_rate is not None:
+        lines.append(f"draft pass rate {_pct(r.pass_rate)} -> {_pct(r.compressed_pass_rate)} "
+                     "on the compressed prompt")
+    return lines
+
+
+def render_stage(stage: str, result: Any, show_reordered: bool = False) -> list[str]:
+    """One stage as lines; the first carries the stage name and status."""
+    if result is None:
+        body = ["not run"]
+        status = "skipped"
+    else:
+        status = getattr(result, "status", "error")
+        if isinstance(result, DraftResult):
+            body = _draft(result)
+        elif isinstance(result, CacheOrderResult):
+            body = _cache(result, show_reordered)
+        elif isinstance(result, CompressionResult):
+            body = _compression(result)
+        else:
+            body = [str(getattr(result, "error", result))]
+    pad = " " * (LABEL_WIDTH + 9)
+    return [f"{stage:<{LABEL_WIDTH}} {status:<7} {body[0]}", *(pad + b for b in body[1:])]
+
+
+def render_report(report: CheckReport, show_reordered: bool = False) -> str:
+    lines = [f"{report.file}  {report.name}  prompt {report.prompt_hash[:12]}"]
+    for stage in STAGES:
+        lines.extend("  " + ln for ln in render_stage(stage, report.stages.get(stage),
+                                                        show_reordered))
+    return "\n".join(lines) + "\n"
+
+
+class _BlockDumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
+def dump_prompt(prompt: dict[str, Any]) -> str:
+    """A prompt as the `prompt:` block of an eval set file, multi-line text as blocks."""
+    return yaml.dump({"prompt": prompt}, Dumper=_BlockDumper, sort_keys=False,
+                     allow_unicode=True, width=100)

@@ -1,0 +1,309 @@
+"""Ledger reads for the TUI: bounded queries only (LIMIT, the ts/tier indexes), thread-safe.
+
+Screens call these from thread workers. One read connection is shared under a lock: reads
+are short, and SQLite in WAL mode never makes them wait for the gateway's writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devloop.budgets import SCOPE_SQL, period_bounds
+from devloop.config import Budget
+from devloop.store.db import connect, open_db
+from devloop.store.ledger import LOCAL_TIERS
+
+PAGE_SIZE = 100
+RECENT_LIMIT = 50
+LATENCY_SAMPLE = 200
+LIST_COLUMNS = ("id, ts, endpoint, feature, tier, model, cache, prompt_tokens, completion_tokens, "
+                "latency_ms, status, cost_usd, saved_usd, request_id")
+FILTER_FIELDS = {
+    "tier": "tier", "model": "model", "feature": "feature", "cache": "cache",
+    "endpoint": "endpoint", "status": "status", "user": "user", "backend": "backend",
+    "key": "key_id",
+}
+TEXT_FIELDS = ("model", "feature", "route_reason", "request_id", "tier", "error")
+_LOCAL = ", ".join(f"'{t}'" for t in LOCAL_TIERS)
+
+
+@dataclass(slots=True)
+class CallFilter:
+    """Parsed filter text: ``tier:frontier feature:commit* slow`` (terms are ANDed)."""
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> CallFilter:
+        out = cls()
+        for term in text.split():
+            name, sep, value = term.partition(":")
+            if sep and name.lower() in FILTER_FIELDS and value:
+                out.fields.append((FILTER_FIELDS[name.lower()], value))
+            else:
+                out.words.append(term)
+        return out
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in self.fields:
+            if column == "status" and value.isdigit():
+                clauses.append("status = ?")
+                params.append(int(value))
+            elif "*" in value:
+                clauses.append(f"{column} GLOB ?")
+                params.append(value)
+            else:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        for word in self.words:
+            like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in TEXT_FIELDS) + ")")
+            params.extend([like] * len(TEXT_FIELDS))
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.words)
+
+
+@dataclass(slots=True)
+class Summary:
+    calls_today: int = 0
+    saved_today: float | None = 0.0
+    spent_today: float | None = 0.0
+    calls_week: int = 0
+    saved_week: float | None = 0.0
+    cache_hit_rate: float | None = None
+    local_share: float | None = None
+
+
+@dataclass(slots=True)
+class BudgetUse:
+    scope: str
+    period: str
+    limit_usd: float
+    spent_usd: float
+
+    @property
+    def ratio(self) -> float:
+        return self.spent_usd / self.limit_usd if self.limit_usd else 0.0
+
+
+@dataclass(slots=True)
+class TierLatency:
+    tier: str
+    calls: int
+    p50_ms: float | None
+    p95_ms: float | None
+    last_ts: float | None
+
+
+@dataclass(slots=True)
+class SpendGroup:
+    key: str
+    calls: int
+    cost_usd: float | None
+    saved_usd: float | None
+    counterfactual_usd: float | None
+
+
+@dataclass(slots=True)
+class SpendView:
+    days: list[str]
+    saved: list[float]
+    spent: list[float]
+    by_tier: list[SpendGroup]
+    by_feature: list[SpendGroup]
+    total_saved: float | None
+    total_spent: float | None
+
+
+def _unknown(column: str, when: str = "") -> str:
+    """SQL counting rows whose price is unknown (see ``_money``)."""
+    return f"sum({when}{column} IS NULL AND status = 200)"
+
+
+def _money(total: Any, unknown: Any) -> float | None:
+    """A sum with any unknown price in it is unknown (NULL), never a partial figure. Failed
+    calls (status != 200) are left out of ``unknown``: the gateway logs them with a NULL
+    counterfactual, but they used no tokens and saved nothing."""
+    return None if unknown else float(total or 0.0)
+
+
+class LedgerReader:
+    def __init__(self, db_path: Path | str) -> None:
+        self.path = Path(db_path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if not self.path.exists():
+                open_db(self.path).conn.close()  # a fresh home: create the schema
+            self._conn = connect(self.path)
+            self._conn.row_factory = sqlite3.Row
+        return self._conn
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        args = params if isinstance(params, dict) else tuple(params)
+        with self._lock:
+            return self._connection().execute(sql, args).fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def columns(self, table: str) -> list[str]:
+        return [r[1] for r in self.query(f"PRAGMA table_info([{table}])")]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- calls ----------------------------------------------------------------------------
+    def recent_calls(self, limit: int = RECENT_LIMIT) -> list[sqlite3.Row]:
+        return self.query(f"SELECT {LIST_COLUMNS} FROM calls ORDER BY id DESC LIMIT ?", [limit])
+
+    def calls_page(self, flt: CallFilter, page: int, size: int = PAGE_SIZE) -> list[sqlite3.Row]:
+        where, params = flt.sql()
+        return self.query(f"SELECT {LIST_COLUMNS} FROM calls{where} ORDER BY id DESC "
+                          "LIMIT ? OFFSET ?", [*params, size, page * size])
+
+    def count_calls(self, flt: CallFilter) -> int:
+        where, params = flt.sql()
+        row = self.one(f"SELECT count(*) FROM calls{where}", params)
+        return int(row[0]) if row else 0
+
+    def call(self, call_id: int) -> dict[str, Any] | None:
+        row = self.one("SELECT * FROM calls WHERE id = ?", [call_id])
+        return dict(row) if row else None
+
+    def call_by_request(self, request_id: str) -> dict[str, Any] | None:
+        row = self.one("SELECT * FROM calls WHERE request_id = ? ORDER BY id DESC LIMIT 1",
+                       [request_id])
+        return dict(row) if row else None
+
+    # -- dashboard ------------------------------------------------------------------------
+    def summary(self, now: float) -> Summary:
+        day_start, _ = period_bounds("day", now)
+        week_start, _ = period_bounds("week", now)
+        # One pass over this week's rows (the ts index bounds it) gives both periods.
+        row = self.one(
+            f"""SELECT count(*) AS calls_week,
+                   sum(saved_usd) AS saved_week, {_unknown("saved_usd")} AS saved_week_unknown,
+                   sum(ts >= :day) AS calls_today,
+                   sum(CASE WHEN ts >= :day THEN saved_usd END) AS saved_today,
+                   {_unknown("saved_usd", "ts >= :day AND ")} AS saved_today_unknown,
+                   sum(CASE WHEN ts >= :day THEN cost_usd END) AS spent_today,
+                   {_unknown("cost_usd", "ts >= :day AND ")} AS spent_today_unknown,
+                   avg(cache = 'hit') AS hit_rate, avg(tier IN ({_LOCAL})) AS local_share
+                FROM calls WHERE ts >= :week""",
+            {"day": day_start, "week": min(week_start, day_start)},
+        )
+        if row is None or not row["calls_week"]:
+            return Summary()
+        return Summary(
+            calls_today=int(row["calls_today"] or 0),
+            saved_today=_money(row["saved_today"], row["saved_today_unknown"]),
+            spent_today=_money(row["spent_today"], row["spent_today_unknown"]),
+            calls_week=int(row["calls_week"]),
+            saved_week=_money(row["saved_week"], row["saved_week_unknown"]),
+            cache_hit_rate=row["hit_rate"],
+            local_share=row["local_share"],
+        )
+
+    def budgets(self, budgets: list[Budget], now: float) -> list[BudgetUse]:
+        """Spend against each profile budget in its current calendar period (UTC), as enforced."""
+        out = []
+        for b in budgets:
+            start, end = period_bounds(b.period, now)
+            kind, _, name = b.scope.partition(":")
+            args: list[Any] = [start, end] + ([name] if kind != "global" else [])
+            row = self.one(f"SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE ts >= ? AND ts < ? "
+                           f"AND {SCOPE_SQL[kind]}", args)
+            out.append(BudgetUse(b.scope, b.period, b.usd, float(row[0]) if row else 0.0))
+        return out
+
+    def tier_latency(self, tiers: list[str]) -> dict[str, TierLatency]:
+        """p50/p95 over each tier's latest calls (the tier index serves ORDER BY id DESC)."""
+        out: dict[str, TierLatency] = {}
+        for tier in tiers:
+            rows = self.query("SELECT latency_ms, ts FROM calls WHERE tier = ? AND status = 200 "
+                              "ORDER BY id DESC LIMIT ?", [tier, LATENCY_SAMPLE])
+            values = sorted(r[0] for r in rows if r[0] is not None)
+            if not values:
+                out[tier] = TierLatency(tier, 0, None, None, None)
+                continue
+            p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
+            out[tier] = TierLatency(tier, len(values), statistics.median(values), p95, rows[0][1])
+        return out
+
+    # -- spend ----------------------------------------------------------------------------
+    def spend(self, now: float, days: int) -> SpendView:
+        """Saved and spent per day, by tier and by feature, from one grouped pass."""
+        first_day, _ = period_bounds("day", now - (days - 1) * 86400)
+        rows = self.query(
+            f"""SELECT date(ts, 'unixepoch') AS day, tier, coalesce(feature, '(none)') AS feature,
+                   count(*) AS calls,
+                   sum(cost_usd) AS cost, {_unknown("cost_usd")} AS cost_unknown,
+                   sum(saved_usd) AS saved, {_unknown("saved_usd")} AS saved_unknown,
+                   sum(counterfactual_usd) AS cf, {_unknown("counterfactual_usd")} AS cf_unknown
+               FROM calls WHERE ts >= ? GROUP BY day, tier, feature""",
+            [first_day],
+        )
+        day_keys = [_day_key(first_day + i * 86400) for i in range(days)]
+        saved = dict.fromkeys(day_keys, 0.0)
+        spent = dict.fromkeys(day_keys, 0.0)
+        tiers: dict[str, list[Any]] = {}
+        features: dict[str, list[Any]] = {}
+        for r in rows:
+            if r["day"] in saved:
+                saved[r["day"]] += r["saved"] or 0.0
+                spent[r["day"]] += r["cost"] or 0.0
+            for key, groups in ((r["tier"] or "(none)", tiers), (r["feature"], features)):
+                g = groups.setdefault(key, [0, 0.0, 0, 0.0, 0, 0.0, 0])
+                g[0] += r["calls"]
+                g[1] += r["cost"] or 0.0
+                g[2] += r["cost_unknown"]
+                g[3] += r["saved"] or 0.0
+                g[4] += r["saved_unknown"]
+                g[5] += r["cf"] or 0.0
+                g[6] += r["cf_unknown"]
+
+        def shape(groups: dict[str, list[Any]]) -> list[SpendGroup]:
+            items = [SpendGroup(k, g[0], _money(g[1], g[2]), _money(g[3], g[4]),
+                                _money(g[5], g[6])) for k, g in groups.items()]
+            return sorted(items, key=lambda s: (-(s.saved_usd or 0.0), -s.calls, s.key))
+
+        by_tier = shape(tiers)
+        return SpendView(
+            days=[d[5:] for d in day_keys], saved=[saved[d] for d in day_keys],
+            spent=[spent[d] for d in day_keys], by_tier=by_tier, by_feature=shape(features),
+            total_saved=_sum_known([g.saved_usd for g in by_tier]),
+            total_spent=_sum_known([g.cost_usd for g in by_tier]),
+        )
+
+
+def _day_key(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")
+
+
+def _sum_known(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
+

@@ -1,0 +1,53 @@
+"""Messages between the endpoint, the file watcher, widgets and screens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.message import Message
+
+from devloop.store.ledger import CallRecord
+from devloop.tui.hosting import HostStatus
+
+
+class CallLogged(Message):
+    """The gateway wrote a ledger row (posted from its listener, on the app's loop)."""
+
+    def __init__(self, record: CallRecord) -> None:
+        super().__init__()
+        self.record = record
+
+
+class EndpointStatus(Message):
+    """The hosted endpoint started, stopped or failed."""
+
+    def __init__(self, status: HostStatus) -> None:
+        super().__init__()
+        self.status = status
+
+
+class EvalsetChanged(Message):
+    """An eval set file was created, edited or removed (from the watchdog thread)."""
+
+    def __init__(self, path: Path, removed: bool = False) -> None:
+        super().__init__()
+        self.path = path
+        self.removed = removed
+
+
+class StagesChanged(Message):
+    """`devloop check` or `devloop eval` finished: the ladder tables have new rows."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        super().__init__()
+        self.path = path
+
+
+class CheckProgress(Message):
+    """The automatic checker started, advanced or finished a check of one eval set."""
+
+    def __init__(self, path: Path, kind: str, text: str = "") -> None:
+        super().__init__()
+        self.path = path
+        self.kind = kind  # started, stage, done, invalid, stale, removed, ready, profile
+        self.text = text

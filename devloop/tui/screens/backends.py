@@ -1,0 +1,145 @@
+"""6 Backends: each tier's health, latency and models, and the Continue config to copy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Label, Static
+from textual.worker import get_current_worker
+
+from devloop.tui.data import TierLatency
+from devloop.tui.formatting import clip, millis
+from devloop.tui.health import tier_states
+from devloop.tui.screens.base import DevloopScreen
+from devloop.tui.widgets.stats import STATE_GLYPH
+
+COLUMNS = (("Tier", 9), ("Backend", 8), ("State", 7), ("p50", 6), ("p95", 6), ("Calls", 5),
+           ("Models", 24), ("Detail", 30))
+PROVIDERS = ("openai", "ollama")
+
+
+def continue_yaml(app: Any, provider: str) -> str:
+    """The Continue.dev config for this endpoint (rendered by devloop.continue_config)."""
+    try:
+        from devloop.continue_config import (
+            autocomplete_model_for,
+            client_base_url,
+            models_for_profile,
+            render_continue_config,
+        )
+    except ImportError as exc:
+        return f"# devloop continue-config is not available: {exc}\n"
+    settings, profile = app.settings, app.profile
+    return render_continue_config(
+        client_base_url(settings.host, settings.port), provider,  # type: ignore[arg-type]
+        models_for_profile(list(profile.tiers)),
+        autocomplete_model=autocomplete_model_for(profile.tiers),
+    )
+
+
+class BackendsScreen(DevloopScreen):
+    MODE = "backends"
+    AUTO_FOCUS = "#tiers-table"
+    BINDINGS = [
+        Binding("c", "copy", "Copy config"),
+        Binding("o", "provider", "openai/ollama"),
+        Binding("s", "save", "Save config"),
+        Binding("r", "refresh", "Re-check"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.provider = "openai"
+        self.config_text = ""
+        self.latency: dict[str, TierLatency] = {}
+
+    def compose_body(self) -> ComposeResult:
+        yield DataTable(id="tiers-table", cursor_type="row", zebra_stripes=True)
+        yield Label("", id="continue-title", classes="pane-title")
+        with VerticalScroll(id="continue-pane"):
+            yield Static("", id="continue-config")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#tiers-table", DataTable)
+        for title, width in COLUMNS:
+            table.add_column(title, width=width, key=title.lower())
+        self.show_config()
+
+    # -- health -------------------------------------------------------------------------------
+    def reload(self) -> None:
+        self.load_latency()
+        if self.devloop.gateway is not None and self.devloop.live:
+            self.probe()
+
+    @work(thread=True, exclusive=True, group="backends-latency")
+    def load_latency(self) -> None:
+        latency = self.devloop.reader.tier_latency(list(self.devloop.profile.tiers))
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show_tiers, latency)
+
+    @work(exclusive=True, group="backends-probe")
+    async def probe(self) -> None:
+        gw = self.devloop.gateway
+        if gw is not None:
+            await gw.router.check_all()  # async I/O on the loop, each with its own timeout
+            self.show_tiers(self.latency)
+
+    def show_tiers(self, latency: dict[str, TierLatency]) -> None:
+        self.latency = latency
+        app = self.devloop
+        gw = app.gateway
+        table = self.query_one("#tiers-table", DataTable)
+        table.clear()
+        for state in tier_states(app.profile, gw, latency):
+            cfg = app.profile.tiers[state.tier]
+            lat = latency.get(state.tier)
+            last = gw.router.health[state.tier].last if gw is not None else None
+            models = cfg.all_models() + [m for m in (last.models if last else [])
+                                         if m not in cfg.all_models()]
+            glyph, style = STATE_GLYPH.get(state.state, ("○", "dim"))
+            detail = (last.detail if last and state.state == "ok" else state.detail) or ""
+            if last and last.latency_ms:
+                detail = f"probe {millis(last.latency_ms)} · {detail}"
+            table.add_row(
+                Text(state.tier, style="bold"), cfg.backend,
+                Text(f"{glyph} {state.state}", style=style),
+                millis(lat.p50_ms) if lat else "-", millis(lat.p95_ms) if lat else "-",
+                str(lat.calls) if lat else "0", clip(", ".join(models), 24),
+                clip(detail or (cfg.base_url or ""), 60), key=state.tier)
+
+    # -- Continue config ----------------------------------------------------------------------
+    def show_config(self) -> None:
+        self.config_text = continue_yaml(self.devloop, self.provider)
+        self.query_one("#continue-title", Label).update(
+            f"Continue config ({self.provider}) - c copy · o switch provider · s save to file")
+        self.query_one("#continue-config", Static).update(
+            Syntax(self.config_text, "yaml", theme="ansi_dark", background_color="default"))
+
+    def action_provider(self) -> None:
+        self.provider = PROVIDERS[(PROVIDERS.index(self.provider) + 1) % len(PROVIDERS)]
+        self.show_config()
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.config_text)
+        self.notify("Continue config copied (paste it into ~/.continue/config.yaml)")
+
+    def action_save(self) -> None:
+        path = self.devloop.settings.home / f"continue-{self.provider}.yaml"
+        self.save_config(path, self.config_text)
+
+    @work(thread=True, group="backends-save")
+    def save_config(self, path: Any, text: str) -> None:
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self.app.call_from_thread(self.notify, f"cannot write {path}: {exc.strerror}",
+                                      severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"saved {path}")

@@ -1,0 +1,75 @@
+"""What every screen shares: the nav bar, the footer, and reloading only when visible."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from devloop.tui.messages import CallLogged
+from devloop.tui.widgets.nav import NavBar
+
+if TYPE_CHECKING:
+    from devloop.tui.app import DevloopApp
+
+RELOAD_DEBOUNCE_S = 0.5
+
+
+class DevloopScreen(Screen[None]):
+    MODE: ClassVar[str] = ""
+    # A new ledger row makes this screen's figures out of date.
+    RELOAD_ON_CALL: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__(id=f"screen-{self.MODE}")
+        self.stale = True
+        self._reload_timer: Timer | None = None
+
+    @property
+    def devloop(self) -> DevloopApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.devloop.register_screen(self)
+
+    def on_screen_resume(self) -> None:
+        if self.stale:
+            self.stale = False
+            self.reload()
+
+    def reload(self) -> None:
+        """Start the workers that fetch this screen's data."""
+
+    @property
+    def is_visible(self) -> bool:
+        return self.app.screen is self
+
+    def reload_soon(self) -> None:
+        """Coalesce bursts (many calls a second) into one reload; hidden screens wait."""
+        if not self.is_visible:
+            self.stale = True
+            return
+        if self._reload_timer is None:
+            self._reload_timer = self.set_timer(RELOAD_DEBOUNCE_S, self._debounced_reload)
+
+    def _debounced_reload(self) -> None:
+        self._reload_timer = None
+        self.reload()
+
+    def on_call_logged(self, message: CallLogged) -> None:
+        if self.RELOAD_ON_CALL:
+            self.reload_soon()
+
+    def action_refresh(self) -> None:
+        self.reload()

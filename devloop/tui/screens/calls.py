@@ -1,0 +1,185 @@
+"""2 Calls: the ledger, a page at a time, with a filter (`/`) and a detail pane."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
+
+from devloop.tui.data import PAGE_SIZE, CallFilter
+from devloop.tui.formatting import clip, clock, millis, short_usd, tokens
+from devloop.tui.screens.base import DevloopScreen
+from devloop.tui.widgets.call_detail import CallDetail
+
+COLUMNS = (("Time", 8), ("Tier", 8), ("Model", 16), ("Feature", 12), ("Tok", 6), ("ms", 6),
+           ("Cost", 7), ("Saved", 7), ("Cache", 5), ("St", 3))
+FILTER_DEBOUNCE_S = 0.25
+
+
+def call_cells(row: sqlite3.Row) -> list[Any]:
+    ok = row["status"] == 200
+    saved = row["saved_usd"]
+    return [
+        clock(row["ts"]),
+        Text(row["tier"] or "-", style="bold" if ok else "bold red"),
+        clip(row["model"], 16),
+        clip(row["feature"], 12) or "-",
+        tokens((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)),
+        millis(row["latency_ms"]),
+        short_usd(row["cost_usd"]),
+        Text(short_usd(saved), style="green" if (saved or 0) > 0 else ""),
+        row["cache"] or "-",
+        Text(str(row["status"]), style="" if ok else "red"),
+    ]
+
+
+class CallsScreen(DevloopScreen):
+    MODE = "calls"
+    AUTO_FOCUS = "#calls-table"
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("n", "page(1)", "Next page"),
+        Binding("p", "page(-1)", "Prev page"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.page = 0
+        self.total = 0
+        self.filter = CallFilter()
+        self._filter_timer: Timer | None = None
+        self._keep_id: int | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="calls-bar"):
+            yield Input(placeholder="/ filter: tier:frontier feature:commit* text",
+                        id="calls-filter")
+            yield Static("", id="calls-status")
+        with Container(id="calls-body"):
+            yield DataTable(id="calls-table", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="call-detail-pane"):
+                yield CallDetail(id="call-detail")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#calls-table", DataTable)
+        for title, width in COLUMNS:
+            table.add_column(title, width=width, key=title.lower())
+        self.query_one(CallDetail).show(None)
+
+    # -- data ---------------------------------------------------------------------------------
+    def reload(self) -> None:
+        self.load_page(self.filter, self.page)
+
+    @work(thread=True, exclusive=True, group="calls-page")
+    def load_page(self, flt: CallFilter, page: int) -> None:
+        reader = self.devloop.reader
+        total = reader.count_calls(flt)
+        last_page = max((total - 1) // PAGE_SIZE, 0)
+        page = min(page, last_page)
+        rows = reader.calls_page(flt, page)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show_page, rows, page, total)
+
+    def show_page(self, rows: list[sqlite3.Row], page: int, total: int) -> None:
+        self.page, self.total = page, total
+        table = self.query_one("#calls-table", DataTable)
+        keep = self._keep_id if self._keep_id is not None else self._highlighted_id()
+        self._keep_id = None
+        table.clear()
+        for row in rows:
+            table.add_row(*call_cells(row), key=str(row["id"]))
+        if not rows:
+            self.query_one(CallDetail).show(None)
+        elif keep is not None and str(keep) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(keep)))
+        self.show_status()
+
+    def show_status(self) -> None:
+        start = self.page * PAGE_SIZE
+        shown = self.query_one("#calls-table", DataTable).row_count
+        if self.total == 0:
+            text = "no calls match" if self.filter else "no calls yet"
+        else:
+            pages = (self.total - 1) // PAGE_SIZE + 1
+            text = (f"{start + 1:,}-{start + shown:,} of {self.total:,}"
+                    f" · page {self.page + 1:,}/{pages:,}")
+        self.query_one("#calls-status", Static).update(text)
+
+    def _highlighted_id(self) -> int | None:
+        table = self.query_one("#calls-table", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return int(key) if key else None
+
+    @on(DataTable.RowHighlighted, "#calls-table")
+    def highlight(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value:
+            self.load_detail(int(event.row_key.value))
+
+    @work(thread=True, exclusive=True, group="calls-detail")
+    def load_detail(self, call_id: int) -> None:
+        row = self.devloop.reader.call(call_id)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.query_one(CallDetail).show, row)
+
+    # -- filter and pages ---------------------------------------------------------------------
+    def action_filter(self) -> None:
+        self.query_one("#calls-filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#calls-filter", Input)
+        if box.value:
+            box.value = ""
+        self.query_one("#calls-table", DataTable).focus()
+
+    @on(Input.Changed, "#calls-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DEBOUNCE_S, self.apply_filter)
+
+    @on(Input.Submitted, "#calls-filter")
+    def filter_submitted(self) -> None:
+        self.apply_filter()
+        self.query_one("#calls-table", DataTable).focus()
+
+    def apply_filter(self) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        flt = CallFilter.parse(self.query_one("#calls-filter", Input).value)
+        if flt != self.filter:
+            self.filter, self.page = flt, 0
+            self.reload()
+
+    def action_page(self, step: int) -> None:
+        last_page = max((self.total - 1) // PAGE_SIZE, 0)
+        page = min(max(self.page + step, 0), last_page)
+        if page != self.page:
+            self.page = page
+            self._keep_id = -1  # a new page starts at its first row
+            self.reload()
+
+    def on_call_logged(self, message: Any) -> None:
+        if self.page == 0:  # only the first page shows new calls
+            self.reload_soon()
+        else:
+            self.stale = True
+
+    def show_request(self, request_id: str) -> None:
+        """Open one call (from the dashboard): filter on its request id."""
+        box = self.query_one("#calls-filter", Input)
+        box.value = request_id
+        self.apply_filter()

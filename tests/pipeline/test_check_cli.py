@@ -1,0 +1,114 @@
+"""`devloop check` end to end, in a subprocess: the --json contract, the stored results and
+the reordered prompt on request."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from devloop.evals.evalset import load_evalset
+from tests.pipeline.conftest import (
+    block,
+    cli_env,
+    copy_shipped,
+    devloop_cmd,
+    style_guide,
+    write,
+)
+
+DESIGN_KEYS = {
+    "draft": {"status", "pass_rate", "would_cost_usd"},
+    "compression": {"status", "origin_tokens", "compressed_tokens", "saved_usd_per_1k_calls",
+                    "recommendation", "reasons"},
+    "cache_order": {"status", "cacheable_prefix_tokens", "min_cacheable_tokens",
+                    "dynamic_before_static", "reordered_prefix_tokens", "cost_per_1k_calls_usd",
+                    "reordered_cost_per_1k_calls_usd"},
+}
+STATUSES = {"pass", "warn", "fail", "error", "skipped"}
+
+
+def run(args: list[str], home: Path, cwd: Path, timeout: float = 600
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(devloop_cmd(*args), env=cli_env(home), capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_check_json_runs_the_three_stages_and_stores_them(
+        tmp_path: Path, home_with_model: Path, embedded_profile: Path) -> None:
+    context = style_guide().split("## 3.")[0]  # prose, ~400 tokens: below the cache minimum
+    path = write(tmp_path / "evalsets" / "guide-qa.yaml",
+                 "name: guide-qa\nthreshold: 0.5\nmax_tokens: 8\nprompt:\n  system: |\n"
+                 f"{block(context, 4)}\n  messages:\n"
+                 "    - {role: user, content: \"Question: {{question}}\"}\n"
+                 "cases:\n"
+                 "  - {id: a, vars: {question: \"Who labels nits?\"},\n"
+                 "     assert: [{type: not-contains, value: zz-never-zz}]}\n"
+                 "  - {id: b, vars: {question: \"Who may ignore a nit?\"},\n"
+                 "     assert: [{type: not-contains, value: zz-never-zz}]}\n")
+    proc = run(["check", "--json", "--profile", str(embedded_profile), str(path)],
+               home_with_model, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [report] = json.loads(proc.stdout)
+    es = load_evalset(path)
+    assert report["file"] == "evalsets/guide-qa.yaml"
+    assert report["prompt_hash"] == es.prompt_hash
+    assert set(report["stages"]) == set(DESIGN_KEYS)
+    for stage, keys in DESIGN_KEYS.items():
+        assert keys <= set(report["stages"][stage]), stage
+        assert report["stages"][stage]["status"] in STATUSES
+
+    draft, comp, cache = (report["stages"][s] for s in ("draft", "compression", "cache_order"))
+    assert draft["status"] == "pass" and draft["pass_rate"] == 1.0
+    assert draft["would_cost_usd"] > 0
+    assert comp["recommendation"] in ("compress", "skip") and comp["reasons"]
+    assert 0 < comp["compressed_tokens"] < comp["origin_tokens"]
+    assert comp["saved_usd_per_1k_calls"] > 0
+    assert comp["compressed_pass_rate"] is not None  # the draft ran on the compressed prompt
+    assert comp["pass_rate_change"] == comp["compressed_pass_rate"] - draft["pass_rate"]
+    assert cache["status"] == "pass" and cache["dynamic_before_static"] == []
+    assert cache["min_cacheable_tokens"] == 1024
+    assert cache["cacheable_prefix_tokens"] > 300
+
+    conn = sqlite3.connect(home_with_model / "devloop.db")
+    rows = conn.execute("SELECT stage, status, prompt_hash FROM prompt_checks").fetchall()
+    assert {(stage, h) for stage, _, h in rows} == {(s, es.prompt_hash) for s in DESIGN_KEYS}
+    # The draft's calls (original and compressed prompt) are in the ledger at no cost.
+    spent = conn.execute("SELECT COUNT(*), SUM(cost_usd) FROM calls "
+                         "WHERE feature LIKE 'check:guide-qa%'").fetchone()
+    assert spent == (4, 0.0)
+
+
+def test_show_reordered_prints_the_suggested_prompt(tmp_path: Path) -> None:
+    copy_shipped("code-review-summary.yaml", tmp_path / "evalsets")
+    proc = run(["check", "--stage", "cache_order", "--show-reordered", "--no-store"],
+               tmp_path / "home", tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "evalsets/code-review-summary.yaml" in out
+    assert "! date {{review_date}} at token" in out
+    assert "! user {{reviewer}} at token" in out
+    assert "suggested prompt:" in out
+    suggested = out.split("suggested prompt:", 1)[1]
+    assert suggested.index("# Payments Platform code-review style guide") < \
+        suggested.index("Review date: {{review_date}}")
+
+
+def test_check_json_for_a_folder_lists_every_file(tmp_path: Path) -> None:
+    folder = tmp_path / "evalsets"
+    for name in ("commit-message.yaml", "json-extractor.yaml"):
+        copy_shipped(name, folder)
+    proc = run(["check", "--json", "--stage", "cache_order", str(folder)], tmp_path / "home",
+               tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    reports = json.loads(proc.stdout)
+    assert [r["file"] for r in reports] == ["evalsets/commit-message.yaml",
+                                            "evalsets/json-extractor.yaml"]
+    for r in reports:
+        assert r["stages"]["draft"] == {"status": "skipped", "pass_rate": None,
+                                        "would_cost_usd": None}
+        assert r["stages"]["cache_order"]["status"] == "pass"
