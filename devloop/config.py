@@ -51,7 +51,7 @@ class TierConfig(Strict):
     fallback: str | None = None
     models: list[str] = Field(default_factory=list)
     model_path: str | None = None
-    n_ctx: int = 2048
+    n_ctx: int = 8192  # SmolLM2's trained context; llama.cpp allocates the KV cache for it
     timeout: float = 120.0
     embedding_model: str | None = None
 
