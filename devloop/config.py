@@ -157,8 +157,9 @@ class Profile(Strict):
             if tier.fallback and tier.fallback not in known:
                 raise ValueError(f"tiers.{name}.fallback: {tier.fallback!r} is not a tier")
         for alias, target in self.aliases.items():
-            if target not in known and not any(target in t.all_models() for t in self.tiers.values()):
-                raise ValueError(f"aliases.{alias}: {target!r} is neither a tier nor a model")
+            if target != "auto" and target not in known and not any(
+                    target in t.all_models() for t in self.tiers.values()):
+                raise ValueError(f"aliases.{alias}: {target!r} is neither auto, a tier nor a model")
         return self
 
     def route_for_feature(self, feature: str) -> Route | None:

@@ -300,6 +300,10 @@ class Gateway:
         embedding = isinstance(prep.req, EmbeddingRequest)
         limit = 0 if embedding else prep.req.token_limit() or WORST_CASE_OUTPUT_TOKENS
         worst = self.pricing.tier_cost(tier, model, worst_case_prompt_tokens(prep.req), limit)
+        if worst is None:  # a hard stop cannot hold for a call whose price is unknown
+            raise BudgetExceeded(
+                f"budget applies to tier {tier} but {model!r} has no known price; add it under "
+                f"`prices` in the profile", 3600)
         if worst == 0:
             return
         prep.reservation = await self.budgets.reserve(tier, prep.ctx.feature, prep.ctx.key_id,

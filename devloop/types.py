@@ -99,10 +99,16 @@ class EmbeddingRequest(BaseModel):
 
     def texts(self) -> list[str]:
         if isinstance(self.input, str):
-            return [self.input]
-        if self.input and all(isinstance(x, str) for x in self.input):
-            return list(self.input)  # type: ignore[arg-type]
-        raise ValueError("token-id input is not supported; send text")
+            texts = [self.input]
+        elif self.input and all(isinstance(x, str) for x in self.input):
+            texts = list(self.input)  # type: ignore[arg-type]
+        elif not self.input:
+            raise ValueError("input: must not be empty")
+        else:
+            raise ValueError("input: token-id input is not supported; send text")
+        if not all(texts):
+            raise ValueError("input: must not contain empty strings")
+        return texts
 
     def prompt_text(self) -> str:
         return "\n".join(self.texts())

@@ -242,3 +242,20 @@ def test_rate_limit_bookkeeping(tmp_path: Path) -> None:
         assert 1 <= err.value.retry_after <= 61
     finally:
         b.writer.close()
+
+
+@pytest.mark.slow
+def test_budget_refuses_a_model_with_no_known_price(tmp_path: Path, stub: StubUpstream) -> None:
+    """A hard stop cannot hold for a price nobody knows: refuse, say how to fix, send nothing."""
+    text = profile_text(stub, "budgets:\n  - {scope: tier:frontier, usd: 1.00, period: day}\n")
+    text = text.replace("model: openai/stub-model,", "model: openai/unpriced-model,")
+    server = start_server(write_profile(tmp_path / "unpriced.yaml", text), tmp_path / "home")
+    try:
+        resp = httpx.post(server.base_url + "/v1/chat/completions", json=message(0), timeout=60)
+        assert resp.status_code == 429
+        err = resp.json()["error"]
+        assert err["code"] == "budget_exceeded" and "prices" in err["message"]
+        assert int(resp.headers["retry-after"]) > 0
+        assert stub.state.chat_requests == 0
+    finally:
+        server.stop()

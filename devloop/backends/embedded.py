@@ -154,7 +154,10 @@ class LlamaRunner:
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         llm = self._load()
-        vectors = [list(map(float, llm.embed(t, normalize=True))) for t in texts]
+        try:
+            vectors = [list(map(float, llm.embed(t, normalize=True))) for t in texts]
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            raise BackendError(f"embedded model could not embed: {exc}", 400, False) from None
         tokens = sum(len(llm.tokenize(t.encode("utf-8"), add_bos=False)) for t in texts)
         return vectors, tokens
 

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from devloop.backends import BackendError
 from devloop.budgets import BudgetExceeded
-from devloop.gateway import CallResult, Gateway
+from devloop.gateway import CallResult, Gateway, StreamCall
 from devloop.routing.policy import InvalidTier, ModelNotFound
 from devloop.server.errors import APIError, error_response, from_validation
 from devloop.types import Endpoint, RequestContext
@@ -88,7 +88,7 @@ def result_headers(result: CallResult) -> dict[str, str]:
         "X-Request-Id": result.request_id,
         "X-Devloop-Tier": result.tier,
         "X-Devloop-Model": result.model,
-        "X-Devloop-Cache": result.cache,
+        "X-Devloop-Cache": header_cache(result.cache),
         "X-Devloop-Route-Reason": _header_safe(result.reason),
         "X-Devloop-Overhead-Ms": f"{result.overhead_ms:.2f}",
     }
@@ -97,13 +97,22 @@ def result_headers(result: CallResult) -> dict[str, str]:
     return headers
 
 
-def stream_headers(request_id: str, tier: str, model: str, cache: str, reason: str
-                   ) -> dict[str, str]:
-    return {
-        "X-Request-Id": request_id, "X-Devloop-Tier": tier, "X-Devloop-Model": model,
-        "X-Devloop-Cache": cache, "X-Devloop-Route-Reason": _header_safe(reason),
+def stream_headers(call: StreamCall) -> dict[str, str]:
+    headers = {
+        "X-Request-Id": call.request_id, "X-Devloop-Tier": call.tier,
+        "X-Devloop-Model": call.model, "X-Devloop-Cache": header_cache(call.cache),
+        "X-Devloop-Route-Reason": _header_safe(call.reason),
         "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
     }
+    # Known up front only for a replay from the cache; a live stream's saving is in the ledger.
+    if call.result is not None and call.result.saved_usd is not None:
+        headers["X-Devloop-Saved-USD"] = f"{call.result.saved_usd:.8f}"
+    return headers
+
+
+def header_cache(status: str) -> str:
+    """The contract's hit|miss|bypass: an uncacheable request (e.g. sampled) is a bypass."""
+    return "bypass" if status == "off" else status
 
 
 def _header_safe(text: str) -> str:

@@ -179,7 +179,7 @@ async def _run(request: Request, req: ChatRequest | CompletionRequest, name: str
         call = await gw.stream(req, ctx)
         return StreamingResponse(
             ndjson(call, name, chat, started), media_type=NDJSON,
-            headers=stream_headers(call.request_id, call.tier, call.model, call.cache, call.reason))
+            headers=stream_headers(call))
     result = await gw.call(req, ctx)
     return Response(orjson.dumps(_final(result, name, chat, started)), 200,
                     result_headers(result), media_type="application/json")
@@ -233,6 +233,7 @@ async def embed(request: Request) -> Response:
     texts = [body.prompt or ""] if legacy else (
         [body.input] if isinstance(body.input, str) else list(body.input))
     req = EmbeddingRequest(model=known_model(request, body.model), input=texts)
+    req.texts()  # empty input is a 400 before anything is routed
     gw = gateway(request)
     started = time.perf_counter_ns()
     result = await gw.embed(req, context(request, "embeddings", "ollama"))

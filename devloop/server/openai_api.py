@@ -77,7 +77,7 @@ async def _text(request: Request, req: ChatRequest | CompletionRequest, chat: bo
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(
             sse(call, chat, include_usage), media_type="text/event-stream",
-            headers=stream_headers(call.request_id, call.tier, call.model, call.cache, call.reason),
+            headers=stream_headers(call),
         )
     result = await gw.call(req, ctx)
     assert result.completion is not None

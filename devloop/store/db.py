@@ -31,6 +31,9 @@ def migrate(db: sqlite_utils.Database) -> int:
             continue
         with db.conn:
             db.conn.execute("BEGIN IMMEDIATE")
+            # Another process may have applied it while we waited for the write lock.
+            if db.conn.execute("SELECT 1 FROM _migrations WHERE n = ?", (n,)).fetchone():
+                continue
             fn(db)
             db.conn.execute(
                 "INSERT INTO _migrations (n, name, ts) VALUES (?, ?, strftime('%s','now'))",

@@ -75,8 +75,8 @@ class DevloopApp(App[int]):
         self.evalsets_dir = Path(evalsets_dir)
         self.clock = clock
         self.reader = LedgerReader(settings.db_path)
-        self.host = EndpointHost(settings, profile, self._on_call, self._on_host_status) \
-            if serve else None
+        self.host = EndpointHost(settings, profile, self._on_call, self._on_host_status,
+                                 prepare=self.reader.ensure_schema) if serve else None
         self.watcher = FileWatcher(self.evalsets_dir, self._on_evalset_change)
         self.auto_check = live if auto_check is None else auto_check
         self.auto_checker = AutoChecker(settings, profile, self.evalsets_dir,

@@ -143,12 +143,21 @@ class LedgerReader:
         self.path = Path(db_path)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
 
     # -- plumbing -------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Apply migrations once, before the first read and before the gateway opens the
+        database: two first-time migrations racing would both create the same tables."""
+        with self._schema_lock:
+            if not self._schema_ready:
+                open_db(self.path).conn.close()
+                self._schema_ready = True
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            if not self.path.exists():
-                open_db(self.path).conn.close()  # a fresh home: create the schema
+            self.ensure_schema()
             self._conn = connect(self.path)
             self._conn.row_factory = sqlite3.Row
         return self._conn

@@ -48,8 +48,10 @@ class EndpointHost:
 
     def __init__(self, settings: Settings, profile: Profile,
                  on_call: Callable[[CallRecord], None],
-                 on_status: Callable[[HostStatus], None]) -> None:
+                 on_status: Callable[[HostStatus], None],
+                 prepare: Callable[[], None] | None = None) -> None:
         self.settings, self.profile = settings, profile
+        self.prepare = prepare  # run on a thread before the gateway opens the database
         self.on_call, self.on_status = on_call, on_status
         self.gateway: Gateway | None = None
         self.server: Any = None
@@ -86,7 +88,7 @@ class EndpointHost:
                           f"{exc.strerror or exc}")
                 return
             # Gateway() opens the database and applies migrations: off the event loop.
-            self.gateway = await asyncio.to_thread(Gateway, self.settings, self.profile)
+            self.gateway = await asyncio.to_thread(self._make_gateway)
             self.gateway.listeners.append(self.on_call)
             await self.gateway.start()
             app = create_app(self.settings, self.profile, gateway=self.gateway)
@@ -114,6 +116,11 @@ class EndpointHost:
             if self.status.state != "failed":
                 self._set("stopped")
             self._done.set()
+
+    def _make_gateway(self) -> Gateway:
+        if self.prepare is not None:
+            self.prepare()
+        return Gateway(self.settings, self.profile)
 
     async def _close_gateway(self) -> None:
         gw, self.gateway = self.gateway, None

@@ -1,4 +1,8 @@
-"""Messages between the endpoint, the file watcher, widgets and screens."""
+"""Messages between the endpoint, the file watcher, widgets and screens.
+
+None of them bubble: the app receives each from its source and hands every screen its own
+copy; a copy bubbling back up to the app would be broadcast again, forever.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from devloop.tui.hosting import HostStatus
 class CallLogged(Message):
     """The gateway wrote a ledger row (posted from its listener, on the app's loop)."""
 
+    bubble = False
+
     def __init__(self, record: CallRecord) -> None:
         super().__init__()
         self.record = record
@@ -21,6 +27,8 @@ class CallLogged(Message):
 class EndpointStatus(Message):
     """The hosted endpoint started, stopped or failed."""
 
+    bubble = False
+
     def __init__(self, status: HostStatus) -> None:
         super().__init__()
         self.status = status
@@ -28,6 +36,8 @@ class EndpointStatus(Message):
 
 class EvalsetChanged(Message):
     """An eval set file was created, edited or removed (from the watchdog thread)."""
+
+    bubble = False
 
     def __init__(self, path: Path, removed: bool = False) -> None:
         super().__init__()
@@ -38,6 +48,8 @@ class EvalsetChanged(Message):
 class StagesChanged(Message):
     """`devloop check` or `devloop eval` finished: the ladder tables have new rows."""
 
+    bubble = False
+
     def __init__(self, path: Path | None = None) -> None:
         super().__init__()
         self.path = path
@@ -45,6 +57,8 @@ class StagesChanged(Message):
 
 class CheckProgress(Message):
     """The automatic checker started, advanced or finished a check of one eval set."""
+
+    bubble = False
 
     def __init__(self, path: Path, kind: str, text: str = "") -> None:
         super().__init__()

@@ -78,13 +78,13 @@ class BackendsScreen(DevloopScreen):
         if self.devloop.gateway is not None and self.devloop.live:
             self.probe()
 
-    @work(thread=True, exclusive=True, group="backends-latency")
+    @work(thread=True, exclusive=True, group="backends-latency", exit_on_error=False)
     def load_latency(self) -> None:
         latency = self.devloop.reader.tier_latency(list(self.devloop.profile.tiers))
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self.show_tiers, latency)
 
-    @work(exclusive=True, group="backends-probe")
+    @work(exclusive=True, group="backends-probe", exit_on_error=False)
     async def probe(self) -> None:
         gw = self.devloop.gateway
         if gw is not None:
@@ -134,7 +134,7 @@ class BackendsScreen(DevloopScreen):
         path = self.devloop.settings.home / f"continue-{self.provider}.yaml"
         self.save_config(path, self.config_text)
 
-    @work(thread=True, group="backends-save")
+    @work(thread=True, group="backends-save", exit_on_error=False)
     def save_config(self, path: Any, text: str) -> None:
         try:
             path.write_text(text, encoding="utf-8")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
 
 from devloop.tui.messages import CallLogged
 from devloop.tui.widgets.nav import NavBar
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from devloop.tui.app import DevloopApp
 
 RELOAD_DEBOUNCE_S = 0.5
+log = logging.getLogger("devloop.tui")
 
 
 class DevloopScreen(Screen[None]):
@@ -73,3 +76,11 @@ class DevloopScreen(Screen[None]):
 
     def action_refresh(self) -> None:
         self.reload()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failed read is reported, and the TUI (and the endpoint it hosts) keeps running."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            log.error("%s failed", event.worker.name, exc_info=error)
+            self.notify(f"{event.worker.name}: {type(error).__name__}: {error}",
+                        title="Could not load", severity="error", timeout=10)

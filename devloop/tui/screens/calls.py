@@ -81,7 +81,7 @@ class CallsScreen(DevloopScreen):
     def reload(self) -> None:
         self.load_page(self.filter, self.page)
 
-    @work(thread=True, exclusive=True, group="calls-page")
+    @work(thread=True, exclusive=True, group="calls-page", exit_on_error=False)
     def load_page(self, flt: CallFilter, page: int) -> None:
         reader = self.devloop.reader
         total = reader.count_calls(flt)
@@ -128,7 +128,7 @@ class CallsScreen(DevloopScreen):
         if event.row_key.value:
             self.load_detail(int(event.row_key.value))
 
-    @work(thread=True, exclusive=True, group="calls-detail")
+    @work(thread=True, exclusive=True, group="calls-detail", exit_on_error=False)
     def load_detail(self, call_id: int) -> None:
         row = self.devloop.reader.call(call_id)
         if not get_current_worker().is_cancelled:

@@ -111,7 +111,7 @@ class DashboardScreen(DevloopScreen):
     def reload(self) -> None:
         self.load_figures()
 
-    @work(thread=True, exclusive=True, group="dashboard")
+    @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load_figures(self) -> None:
         app = self.devloop
         now = app.clock()

@@ -70,7 +70,7 @@ class EvalsScreen(DevloopScreen):
     def reload(self) -> None:
         self.load_runs()
 
-    @work(thread=True, exclusive=True, group="evals")
+    @work(thread=True, exclusive=True, group="evals", exit_on_error=False)
     def load_runs(self) -> None:
         runs = list_runs(self.devloop.reader)
         if not get_current_worker().is_cancelled:
@@ -97,7 +97,7 @@ class EvalsScreen(DevloopScreen):
                 f"Cases of {run.get('name')} on {run.get('model') or '?'}")
             self.load_cases(run.get("id"))
 
-    @work(thread=True, exclusive=True, group="evals-cases")
+    @work(thread=True, exclusive=True, group="evals-cases", exit_on_error=False)
     def load_cases(self, run_id: Any) -> None:
         cases = run_cases(self.devloop.reader, run_id)
         if not get_current_worker().is_cancelled:

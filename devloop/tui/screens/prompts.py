@@ -121,7 +121,7 @@ class PromptsScreen(DevloopScreen):
     def reload(self) -> None:
         self.load_all()
 
-    @work(thread=True, exclusive=True, group="prompts")
+    @work(thread=True, exclusive=True, group="prompts", exit_on_error=False)
     def load_all(self) -> None:
         reader, folder = self.devloop.reader, self.devloop.evalsets_dir
         infos = [load_ladder(reader, path) for path in list_evalset_files(folder)]
@@ -145,7 +145,7 @@ class PromptsScreen(DevloopScreen):
                      "(see the README) and it appears here.")
         self.show_detail()
 
-    @work(thread=True, group="prompts-one")
+    @work(thread=True, group="prompts-one", exit_on_error=False)
     def load_one(self, path: Path) -> None:
         info = load_ladder(self.devloop.reader, path) if path.exists() else None
         self.app.call_from_thread(self.show_one, path, info)
@@ -239,7 +239,7 @@ class PromptsScreen(DevloopScreen):
         if info is not None:
             self.estimate(info.path)
 
-    @work(thread=True, exclusive=True, group="prompts-estimate")
+    @work(thread=True, exclusive=True, group="prompts-estimate", exit_on_error=False)
     def estimate(self, path: Path) -> None:
         try:
             est = estimate_eval(path, self.devloop.profile, self.devloop.settings.db_path)
@@ -268,7 +268,7 @@ class PromptsScreen(DevloopScreen):
         self._redraw_row(path)
         self.run_cli(path, kind, args)
 
-    @work(thread=True, group="prompts-jobs")
+    @work(thread=True, group="prompts-jobs", exit_on_error=False)
     def run_cli(self, path: Path, kind: str, args: list[str]) -> None:
         job = CliJob(args, self.devloop.settings)
         self.devloop.jobs.add(job)

@@ -55,7 +55,7 @@ class SpendScreen(DevloopScreen):
     def reload(self) -> None:
         self.load_spend(self.days)
 
-    @work(thread=True, exclusive=True, group="spend")
+    @work(thread=True, exclusive=True, group="spend", exit_on_error=False)
     def load_spend(self, days: int) -> None:
         view = self.devloop.reader.spend(self.devloop.clock(), days)
         if not get_current_worker().is_cancelled:
