@@ -57,8 +57,30 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-bench: install
+# Benchmarks compare against LiteLLM proxy and Portkey's gateway, each in its own
+# environment so neither touches the project's venv.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+PORTKEY_STAMP := .bench/node_modules/.package-lock.json
+
+$(BENCH_STAMP):
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q 'litellm[proxy]==1.100.0' py-spy==0.4.3 pyinstrument==5.1.3
+	touch $@
+
+$(PORTKEY_STAMP): scripts/bench-node/package.json scripts/bench-node/package-lock.json
+	mkdir -p .bench
+	cp scripts/bench-node/package.json scripts/bench-node/package-lock.json .bench/
+	npm ci --prefix .bench --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: install $(BENCH_STAMP) $(PORTKEY_STAMP)
 	$(PY) scripts/bench_gateway.py
+	$(PY) scripts/bench_startup.py
+	$(PY) scripts/bench_embedded.py
+	$(PY) scripts/bench_cache.py
+	$(PY) scripts/bench_ledger.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache

@@ -12,7 +12,6 @@ Tokens per second = completion tokens / wall time of the whole call (prompt incl
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.resources
 import statistics
 import sys

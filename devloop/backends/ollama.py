@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import ollama
 
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
 from devloop.config import TierConfig
@@ -20,6 +19,9 @@ from devloop.types import (
     Health,
     Usage,
 )
+
+if TYPE_CHECKING:
+    import ollama
 
 
 def ollama_options(req: ChatRequest | CompletionRequest, limit: int | None) -> dict[str, Any]:
@@ -52,6 +54,8 @@ class OllamaBackend(Backend):
     @property
     def client(self) -> ollama.AsyncClient:
         if self._client is None:
+            import ollama  # on first use: the client library costs startup time
+
             self._client = ollama.AsyncClient(host=self.base_url, timeout=self.config.timeout)
         return self._client
 
@@ -64,7 +68,9 @@ class OllamaBackend(Backend):
             return UpstreamUnavailable(f"{self.tier}: Ollama not reachable at {self.base_url}")
         if isinstance(exc, httpx.TimeoutException):
             return UpstreamTimeout(f"{self.tier}: Ollama at {self.base_url} timed out")
-        if isinstance(exc, ollama.ResponseError):
+        from ollama import ResponseError
+
+        if isinstance(exc, ResponseError):
             status = exc.status_code if 400 <= exc.status_code < 500 else 502
             return BackendError(f"{self.tier}: Ollama: {exc.error}", status,
                                 retryable=exc.status_code >= 500 or exc.status_code == 404)
