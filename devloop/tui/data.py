@@ -33,6 +33,20 @@ TEXT_FIELDS = ("model", "feature", "route_reason", "request_id", "tier", "error"
 _LOCAL = ", ".join(f"'{t}'" for t in LOCAL_TIERS)
 
 
+def _unknown(column: str, when: str = "") -> str:
+    """SQL counting rows whose price is unknown (see ``_money``)."""
+    return f"sum({when}{column} IS NULL AND status = 200)"
+
+
+SPEND_SQL = f"""
+    SELECT date(ts, 'unixepoch') AS day, tier, coalesce(feature, '(none)') AS feature,
+        count(*) AS calls,
+        sum(cost_usd) AS cost, {_unknown("cost_usd")} AS cost_unknown,
+        sum(saved_usd) AS saved, {_unknown("saved_usd")} AS saved_unknown,
+        sum(counterfactual_usd) AS cf, {_unknown("counterfactual_usd")} AS cf_unknown
+    FROM calls WHERE ts >= ? AND ts < ? GROUP BY day, tier, feature"""
+
+
 @dataclass(slots=True)
 class CallFilter:
     """Parsed filter text: ``tier:frontier feature:commit* slow`` (terms are ANDed)."""
@@ -126,11 +140,6 @@ class SpendView:
     total_spent: float | None
 
 
-def _unknown(column: str, when: str = "") -> str:
-    """SQL counting rows whose price is unknown (see ``_money``)."""
-    return f"sum({when}{column} IS NULL AND status = 200)"
-
-
 def _money(total: Any, unknown: Any) -> float | None:
     """A sum with any unknown price in it is unknown (NULL), never a partial figure. Failed
     calls (status != 200) are left out of ``unknown``: the gateway logs them with a NULL
@@ -145,6 +154,8 @@ class LedgerReader:
         self._lock = threading.Lock()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        self._spend_lock = threading.Lock()
+        self._days: dict[str, list[dict[str, Any]]] = {}  # UTC day -> its grouped rows
 
     # -- plumbing -------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -263,18 +274,25 @@ class LedgerReader:
 
     # -- spend ----------------------------------------------------------------------------
     def spend(self, now: float, days: int) -> SpendView:
-        """Saved and spent per day, by tier and by feature, from one grouped pass."""
-        first_day, _ = period_bounds("day", now - (days - 1) * 86400)
-        rows = self.query(
-            f"""SELECT date(ts, 'unixepoch') AS day, tier, coalesce(feature, '(none)') AS feature,
-                   count(*) AS calls,
-                   sum(cost_usd) AS cost, {_unknown("cost_usd")} AS cost_unknown,
-                   sum(saved_usd) AS saved, {_unknown("saved_usd")} AS saved_unknown,
-                   sum(counterfactual_usd) AS cf, {_unknown("counterfactual_usd")} AS cf_unknown
-               FROM calls WHERE ts >= ? GROUP BY day, tier, feature""",
-            [first_day],
-        )
-        day_keys = [_day_key(first_day + i * 86400) for i in range(days)]
+        """Saved and spent per UTC day, by tier and by feature. Past days never change (rows
+        are stamped when written), so their aggregates are cached; only today is re-read."""
+        today, _ = period_bounds("day", now)
+        first_day = today - (days - 1) * 86400
+        with self._spend_lock:
+            past = [_day_key(first_day + i * 86400) for i in range(days - 1)]
+            missing = [i for i, key in enumerate(past) if key not in self._days]
+            if missing:
+                wanted = {past[i] for i in missing}
+                fetched = self._spend_rows(first_day + missing[0] * 86400,
+                                           first_day + (missing[-1] + 1) * 86400)
+                for key in wanted:
+                    self._days[key] = []
+                for row in fetched:
+                    if row["day"] in wanted:
+                        self._days[row["day"]].append(row)
+            rows = [r for key in past for r in self._days[key]]
+        rows += self._spend_rows(today, today + 86400)
+        day_keys = [*past, _day_key(today)]
         saved = dict.fromkeys(day_keys, 0.0)
         spent = dict.fromkeys(day_keys, 0.0)
         tiers: dict[str, list[Any]] = {}
@@ -305,6 +323,15 @@ class LedgerReader:
             total_saved=_sum_known([g.saved_usd for g in by_tier]),
             total_spent=_sum_known([g.cost_usd for g in by_tier]),
         )
+
+
+    def _spend_rows(self, start: float, end: float) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query(SPEND_SQL, [start, end])]
+
+    def forget_days(self) -> None:
+        """Drop the cached daily aggregates (an explicit refresh re-reads everything)."""
+        with self._spend_lock:
+            self._days.clear()
 
 
 def _day_key(ts: float) -> str:

@@ -14,30 +14,24 @@ from devloop.store.ledger import CallRecord
 from devloop.tui.hosting import HostStatus
 
 
-class CallLogged(Message):
+class CallLogged(Message, bubble=False):
     """The gateway wrote a ledger row (posted from its listener, on the app's loop)."""
-
-    bubble = False
 
     def __init__(self, record: CallRecord) -> None:
         super().__init__()
         self.record = record
 
 
-class EndpointStatus(Message):
+class EndpointStatus(Message, bubble=False):
     """The hosted endpoint started, stopped or failed."""
-
-    bubble = False
 
     def __init__(self, status: HostStatus) -> None:
         super().__init__()
         self.status = status
 
 
-class EvalsetChanged(Message):
+class EvalsetChanged(Message, bubble=False):
     """An eval set file was created, edited or removed (from the watchdog thread)."""
-
-    bubble = False
 
     def __init__(self, path: Path, removed: bool = False) -> None:
         super().__init__()
@@ -45,20 +39,16 @@ class EvalsetChanged(Message):
         self.removed = removed
 
 
-class StagesChanged(Message):
+class StagesChanged(Message, bubble=False):
     """`devloop check` or `devloop eval` finished: the ladder tables have new rows."""
-
-    bubble = False
 
     def __init__(self, path: Path | None = None) -> None:
         super().__init__()
         self.path = path
 
 
-class CheckProgress(Message):
+class CheckProgress(Message, bubble=False):
     """The automatic checker started, advanced or finished a check of one eval set."""
-
-    bubble = False
 
     def __init__(self, path: Path, kind: str, text: str = "") -> None:
         super().__init__()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import openai
 import pytest
-from textual.widgets import DataTable
 
 from devloop.tui.app import DevloopApp
+from devloop.tui.widgets.line_table import LineTable
 from tests.helpers import free_port
 
 
@@ -56,10 +56,10 @@ async def test_sdk_request_appears_on_dashboard_and_quit_stops_server(
         completion = raw.parse()
         assert completion.choices[0].message.content is not None
 
-        table = app.screen.query_one("#live-calls", DataTable)
+        table = app.screen.query_one("#live-calls", LineTable)
         await wait_until(lambda: request_id in table.rows, 1.0, "row on the dashboard")
         assert time.perf_counter() - answered < 1.0
-        cells = [str(c) for c in table.get_row(request_id)]
+        cells = table.cells(request_id)
         assert cells[1] == raw.headers["x-devloop-tier"] == "embedded"  # local is down
         assert "tui-test" in cells
         await client.close()

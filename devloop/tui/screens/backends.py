@@ -10,17 +10,19 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 
 from devloop.tui.data import TierLatency
-from devloop.tui.formatting import clip, millis
+from devloop.tui.formatting import millis
 from devloop.tui.health import tier_states
 from devloop.tui.screens.base import DevloopScreen
+from devloop.tui.widgets.line_table import Column, LineTable
 from devloop.tui.widgets.stats import STATE_GLYPH
 
-COLUMNS = (("Tier", 9), ("Backend", 8), ("State", 7), ("p50", 6), ("p95", 6), ("Calls", 5),
-           ("Models", 24), ("Detail", 30))
+COLUMNS: list[Column] = [("Tier", 9), ("Backend", 8), ("State", 9), ("p50", 6, "right"),
+                         ("p95", 6, "right"), ("Calls", 5, "right"), ("Models", 24),
+                         ("Detail", 50)]
 PROVIDERS = ("openai", "ollama")
 
 
@@ -60,16 +62,13 @@ class BackendsScreen(DevloopScreen):
         self.latency: dict[str, TierLatency] = {}
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(id="tiers-table", cursor_type="row", zebra_stripes=True)
+        yield LineTable(COLUMNS, id="tiers-table")
         yield Label("", id="continue-title", classes="pane-title")
         with VerticalScroll(id="continue-pane"):
             yield Static("", id="continue-config")
 
     def on_mount(self) -> None:
         super().on_mount()
-        table = self.query_one("#tiers-table", DataTable)
-        for title, width in COLUMNS:
-            table.add_column(title, width=width, key=title.lower())
         self.show_config()
 
     # -- health -------------------------------------------------------------------------------
@@ -95,7 +94,7 @@ class BackendsScreen(DevloopScreen):
         self.latency = latency
         app = self.devloop
         gw = app.gateway
-        table = self.query_one("#tiers-table", DataTable)
+        table = self.query_one("#tiers-table", LineTable)
         table.clear()
         for state in tier_states(app.profile, gw, latency):
             cfg = app.profile.tiers[state.tier]
@@ -107,12 +106,13 @@ class BackendsScreen(DevloopScreen):
             detail = (last.detail if last and state.state == "ok" else state.detail) or ""
             if last and last.latency_ms:
                 detail = f"probe {millis(last.latency_ms)} · {detail}"
-            table.add_row(
+            table.add_line([
                 Text(state.tier, style="bold"), cfg.backend,
                 Text(f"{glyph} {state.state}", style=style),
                 millis(lat.p50_ms) if lat else "-", millis(lat.p95_ms) if lat else "-",
-                str(lat.calls) if lat else "0", clip(", ".join(models), 24),
-                clip(detail or (cfg.base_url or ""), 60), key=state.tier)
+                str(lat.calls) if lat else "0", ", ".join(models),
+                detail or (cfg.base_url or "")], key=state.tier)
+        self.data_shown()
 
     # -- Continue config ----------------------------------------------------------------------
     def show_config(self) -> None:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, ClassVar
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from devloop.tui.messages import CallLogged
+from devloop.tui.widgets.keybar import KeyBar
 from devloop.tui.widgets.nav import NavBar
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class DevloopScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__(id=f"screen-{self.MODE}")
         self.stale = True
+        self.loads = 0  # data deliveries so far: tests and scripts/bench_tui.py wait on it
         self._reload_timer: Timer | None = None
 
     @property
@@ -38,7 +39,7 @@ class DevloopScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
         yield from self.compose_body()
-        yield Footer()
+        yield KeyBar(list(self.BINDINGS))
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -53,6 +54,10 @@ class DevloopScreen(Screen[None]):
 
     def reload(self) -> None:
         """Start the workers that fetch this screen's data."""
+
+    def data_shown(self) -> None:
+        """Called at the end of each method that puts fetched data on screen."""
+        self.loads += 1
 
     @property
     def is_visible(self) -> bool:

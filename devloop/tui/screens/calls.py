@@ -18,9 +18,11 @@ from devloop.tui.data import PAGE_SIZE, CallFilter
 from devloop.tui.formatting import clip, clock, millis, short_usd, tokens
 from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.call_detail import CallDetail
+from devloop.tui.widgets.line_table import Column, LineTable
 
-COLUMNS = (("Time", 8), ("Tier", 8), ("Model", 16), ("Feature", 12), ("Tok", 6), ("ms", 6),
-           ("Cost", 7), ("Saved", 7), ("Cache", 5), ("St", 3))
+COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 16), ("Feature", 12),
+                         ("Tok", 6, "right"), ("ms", 6, "right"), ("Cost", 7, "right"),
+                         ("Saved", 7, "right"), ("Cache", 6), ("St", 3)]
 FILTER_DEBOUNCE_S = 0.25
 
 
@@ -58,7 +60,8 @@ class CallsScreen(DevloopScreen):
         self.total = 0
         self.filter = CallFilter()
         self._filter_timer: Timer | None = None
-        self._keep_id: int | None = None
+        self._keep_id: int | None = None  # -1: a new page starts at its first row
+        self._detail_id: int | None = None  # the call the detail pane shows
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="calls-bar"):
@@ -66,44 +69,47 @@ class CallsScreen(DevloopScreen):
                         id="calls-filter")
             yield Static("", id="calls-status")
         with Container(id="calls-body"):
-            yield DataTable(id="calls-table", cursor_type="row", zebra_stripes=True)
+            yield LineTable(COLUMNS, id="calls-table")
             with VerticalScroll(id="call-detail-pane"):
                 yield CallDetail(id="call-detail")
 
     def on_mount(self) -> None:
         super().on_mount()
-        table = self.query_one("#calls-table", DataTable)
-        for title, width in COLUMNS:
-            table.add_column(title, width=width, key=title.lower())
         self.query_one(CallDetail).show(None)
 
     # -- data ---------------------------------------------------------------------------------
     def reload(self) -> None:
-        self.load_page(self.filter, self.page)
+        keep = self._keep_id if self._keep_id is not None else self._highlighted_id()
+        self._keep_id = None
+        self.load_page(self.filter, self.page, keep)
 
     @work(thread=True, exclusive=True, group="calls-page", exit_on_error=False)
-    def load_page(self, flt: CallFilter, page: int) -> None:
+    def load_page(self, flt: CallFilter, page: int, keep: int | None) -> None:
         reader = self.devloop.reader
         total = reader.count_calls(flt)
         last_page = max((total - 1) // PAGE_SIZE, 0)
         page = min(page, last_page)
         rows = reader.calls_page(flt, page)
+        # The row the cursor will be on: its detail comes with the page (one repaint, not two).
+        ids = [row["id"] for row in rows]
+        focus = keep if keep in ids else (ids[0] if ids else None)
+        detail = reader.call(focus) if focus is not None else None
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.show_page, rows, page, total)
+            self.app.call_from_thread(self.show_page, rows, page, total, focus, detail)
 
-    def show_page(self, rows: list[sqlite3.Row], page: int, total: int) -> None:
+    def show_page(self, rows: list[sqlite3.Row], page: int, total: int, focus: int | None,
+                  detail: dict[str, Any] | None) -> None:
         self.page, self.total = page, total
-        table = self.query_one("#calls-table", DataTable)
-        keep = self._keep_id if self._keep_id is not None else self._highlighted_id()
-        self._keep_id = None
+        table = self.query_one("#calls-table", LineTable)
+        self._detail_id = focus
         table.clear()
         for row in rows:
-            table.add_row(*call_cells(row), key=str(row["id"]))
-        if not rows:
-            self.query_one(CallDetail).show(None)
-        elif keep is not None and str(keep) in table.rows:
-            table.move_cursor(row=table.get_row_index(str(keep)))
+            table.add_line(call_cells(row), key=str(row["id"]))
+        if focus is not None and focus != (rows[0]["id"] if rows else None):
+            table.move_cursor(row=table.get_row_index(str(focus)))
+        self.query_one(CallDetail).show(detail)
         self.show_status()
+        self.data_shown()
 
     def show_status(self) -> None:
         start = self.page * PAGE_SIZE
@@ -117,22 +123,24 @@ class CallsScreen(DevloopScreen):
         self.query_one("#calls-status", Static).update(text)
 
     def _highlighted_id(self) -> int | None:
-        table = self.query_one("#calls-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        key = self.query_one("#calls-table", LineTable).highlighted_key
         return int(key) if key else None
 
     @on(DataTable.RowHighlighted, "#calls-table")
     def highlight(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value:
-            self.load_detail(int(event.row_key.value))
+        if event.row_key.value and int(event.row_key.value) != self._detail_id:
+            self._detail_id = int(event.row_key.value)
+            self.load_detail(self._detail_id)
 
     @work(thread=True, exclusive=True, group="calls-detail", exit_on_error=False)
     def load_detail(self, call_id: int) -> None:
         row = self.devloop.reader.call(call_id)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.query_one(CallDetail).show, row)
+            self.app.call_from_thread(self.show_detail, row)
+
+    def show_detail(self, row: dict[str, Any] | None) -> None:
+        self.query_one(CallDetail).show(row)
+        self.data_shown()
 
     # -- filter and pages ---------------------------------------------------------------------
     def action_filter(self) -> None:

@@ -20,10 +20,12 @@ from devloop.tui.formatting import calls, clip, clock, millis, percent, short_us
 from devloop.tui.health import tier_states
 from devloop.tui.messages import CallLogged
 from devloop.tui.screens.base import DevloopScreen
+from devloop.tui.widgets.line_table import Column, LineTable
 from devloop.tui.widgets.stats import BudgetGauges, StatCard, TierHealthList
 
-LIVE_COLUMNS = (("Time", 8), ("Tier", 8), ("Model", 14), ("Saved", 7), ("Tok", 5),
-                ("ms", 6), ("Feature", 12), ("Cache", 6))
+LIVE_COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 14), ("Saved", 7, "right"),
+                              ("Tok", 5, "right"), ("ms", 6, "right"), ("Feature", 12),
+                              ("Cache", 6)]
 CACHE_STYLE = {"hit": "green", "miss": "", "bypass": "yellow", "off": "dim"}
 
 
@@ -86,9 +88,7 @@ class DashboardScreen(DevloopScreen):
         with Horizontal(id="dash-body"):
             with Vertical(id="live-pane"):
                 yield Label("Live calls", classes="pane-title")
-                table: DataTable[Any] = DataTable(id="live-calls", cursor_type="row",
-                                                  zebra_stripes=True)
-                yield table
+                yield LineTable(LIVE_COLUMNS, id="live-calls")
                 yield Static("", id="live-empty")
             with Vertical(id="side-pane"):
                 yield Label("Budgets", classes="pane-title")
@@ -98,9 +98,6 @@ class DashboardScreen(DevloopScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        table = self.query_one("#live-calls", DataTable)
-        for title, width in LIVE_COLUMNS:
-            table.add_column(title, width=width, key=title.lower())
         self.query_one("#live-empty").display = False
         self.query_one(BudgetGauges).show(None)
         self.show_tiers(None)
@@ -136,6 +133,7 @@ class DashboardScreen(DevloopScreen):
         self.query_one(BudgetGauges).show(budgets)
         self.latency = latency
         self.show_tiers(latency)
+        self.data_shown()
 
     def show_summary(self, s: Summary) -> None:
         self.query_one("#kpi-today", StatCard).show(usd(s.saved_today), calls(s.calls_today))
@@ -158,13 +156,13 @@ class DashboardScreen(DevloopScreen):
         self.reload_soon()
 
     def redraw_live(self) -> None:
-        table = self.query_one("#live-calls", DataTable)
+        table = self.query_one("#live-calls", LineTable)
         table.clear()
         seen: set[str] = set()
         for row in reversed(self.live):  # newest first
             if row.key not in seen:
                 seen.add(row.key)
-                table.add_row(*row.cells(), key=row.key)
+                table.add_line(row.cells(), key=row.key)
         empty = self.query_one("#live-empty", Static)
         empty.display = not self.live
         if not self.live:

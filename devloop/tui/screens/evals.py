@@ -16,10 +16,13 @@ from devloop.tui.formatting import clip, percent, short_stamp, short_usd
 from devloop.tui.ladder import list_runs, run_cases, run_status
 from devloop.tui.messages import StagesChanged
 from devloop.tui.screens.base import DevloopScreen
+from devloop.tui.widgets.line_table import Column, LineTable
 
-RUN_COLUMNS = (("When", 11), ("Eval set", 16), ("Model", 18), ("Pass", 5), ("Thr", 4),
-               ("Cost", 7), ("Result", 6))
-CASE_COLUMNS = (("Case", 18), ("Pass", 4), ("Cost", 7), ("Cached", 6), ("Reason", 40))
+RUN_COLUMNS: list[Column] = [("When", 11), ("Eval set", 16), ("Model", 18),
+                             ("Pass", 5, "right"), ("Thr", 4, "right"), ("Cost", 7, "right"),
+                             ("Result", 6)]
+CASE_COLUMNS: list[Column] = [("Case", 18), ("Pass", 4), ("Cost", 7, "right"), ("Cached", 6),
+                              ("Reason", 60)]
 NO_RUNS = ("No eval runs yet. On the Prompts screen (3) press e on an eval set, or run "
            "`devloop eval evalsets/NAME.yaml`.")
 
@@ -55,16 +58,12 @@ class EvalsScreen(DevloopScreen):
         yield Static(NO_RUNS, id="evals-empty")
         with Container(id="evals-body"):
             yield Label("Runs", classes="pane-title")
-            yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+            yield LineTable(RUN_COLUMNS, id="runs-table")
             yield Label("Cases", classes="pane-title", id="cases-title")
-            yield DataTable(id="cases-table", cursor_type="row", zebra_stripes=True)
+            yield LineTable(CASE_COLUMNS, id="cases-table")
 
     def on_mount(self) -> None:
         super().on_mount()
-        for table_id, columns in (("#runs-table", RUN_COLUMNS), ("#cases-table", CASE_COLUMNS)):
-            table = self.query_one(table_id, DataTable)
-            for title, width in columns:
-                table.add_column(title, width=width, key=title.lower())
         self.query_one("#evals-empty").display = False
 
     def reload(self) -> None:
@@ -79,15 +78,16 @@ class EvalsScreen(DevloopScreen):
     def show_runs(self, runs: list[dict[str, Any]] | None) -> None:
         self.query_one("#evals-empty").display = not runs
         self.query_one("#evals-body").display = bool(runs)
-        table = self.query_one("#runs-table", DataTable)
+        table = self.query_one("#runs-table", LineTable)
         table.clear()
         self.runs = {}
         for i, run in enumerate(runs or []):
             key = str(run.get("id") if run.get("id") is not None else f"row{i}")
             self.runs[key] = run
-            table.add_row(*run_cells(run), key=key)
+            table.add_line(run_cells(run), key=key)
         if not runs:
-            self.query_one("#cases-table", DataTable).clear()
+            self.query_one("#cases-table", LineTable).clear()
+        self.data_shown()
 
     @on(DataTable.RowHighlighted, "#runs-table")
     def run_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -104,10 +104,11 @@ class EvalsScreen(DevloopScreen):
             self.app.call_from_thread(self.show_cases, cases)
 
     def show_cases(self, cases: list[dict[str, Any]]) -> None:
-        table = self.query_one("#cases-table", DataTable)
+        table = self.query_one("#cases-table", LineTable)
         table.clear()
-        for case in cases:
-            table.add_row(*case_cells(case))
+        for i, case in enumerate(cases):
+            table.add_line(case_cells(case), key=f"{i}:{case.get('id')}")
+        self.data_shown()
 
     def on_stages_changed(self, message: StagesChanged) -> None:
         self.reload_soon()

@@ -36,13 +36,15 @@ from devloop.tui.ladder import (
 from devloop.tui.messages import CheckProgress, EvalsetChanged, StagesChanged
 from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.screens.confirm import ConfirmScreen
+from devloop.tui.widgets.line_table import Column, LineTable
 
 STATUS_STYLE = {
     "pass": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"),
     "error": ("✗", "red"), "skipped": ("-", "dim"), NOT_RUN: ("·", "dim"),
     "stale": ("~", "yellow"), "running": ("…", "cyan"), "done": ("✓", "green"),
 }
-COLUMN_TITLES = {**STAGE_TITLES, "cache_order": "cache-ord"}
+COLUMNS: list[Column] = [("Eval set", 16), ("#", 2, "right"),
+                         *((STAGE_TITLES[s], 11 if s == "cache_order" else 9) for s in STAGES)]
 WATCH_DEBOUNCE_S = 0.15
 
 
@@ -103,18 +105,13 @@ class PromptsScreen(DevloopScreen):
         self._changed: set[Path] = set()
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(id="prompts-table", cursor_type="row", zebra_stripes=True)
+        yield LineTable(COLUMNS, id="prompts-table")
         yield Static("", id="prompts-empty")
         with VerticalScroll(id="prompt-detail-pane"):
             yield Static("", id="prompt-detail")
 
     def on_mount(self) -> None:
         super().on_mount()
-        table = self.query_one("#prompts-table", DataTable)
-        table.add_column("Eval set", width=16, key="name")
-        table.add_column("#", width=2, key="cases")
-        for stage in STAGES:
-            table.add_column(COLUMN_TITLES[stage], width=9, key=stage)
         self.query_one("#prompts-empty").display = False
 
     # -- loading ------------------------------------------------------------------------------
@@ -129,14 +126,14 @@ class PromptsScreen(DevloopScreen):
             self.app.call_from_thread(self.show_all, infos)
 
     def show_all(self, infos: list[EvalsetInfo]) -> None:
-        table = self.query_one("#prompts-table", DataTable)
+        table = self.query_one("#prompts-table", LineTable)
         keep = self.selected_key()
         table.clear()
         self.rows = {}
         for info in infos:
             key = _key(info.path)
             self.rows[key] = info
-            table.add_row(*ladder_cells(info, self.running.get(key)), key=key)
+            table.add_line(ladder_cells(info, self.running.get(key)), key=key)
         if keep in self.rows:
             table.move_cursor(row=table.get_row_index(keep))
         empty = self.query_one("#prompts-empty", Static)
@@ -144,6 +141,7 @@ class PromptsScreen(DevloopScreen):
         empty.update(f"No eval sets in {self.devloop.evalsets_dir}/ yet: add NAME.yaml there "
                      "(see the README) and it appears here.")
         self.show_detail()
+        self.data_shown()
 
     @work(thread=True, group="prompts-one", exit_on_error=False)
     def load_one(self, path: Path) -> None:
@@ -151,29 +149,25 @@ class PromptsScreen(DevloopScreen):
         self.app.call_from_thread(self.show_one, path, info)
 
     def show_one(self, path: Path, info: EvalsetInfo | None) -> None:
-        table = self.query_one("#prompts-table", DataTable)
+        table = self.query_one("#prompts-table", LineTable)
         key = _key(path)
         if info is None:
             if key in self.rows:
                 del self.rows[key]
-                table.remove_row(key)
+                table.remove_line(key)
             self.show_detail()
             return
         if key not in self.rows:  # a new file: reload all to keep the list sorted
             self.reload()
             return
         self.rows[key] = info
-        cells = ladder_cells(info, self.running.get(key))
-        for column, cell in zip(("name", "cases", *STAGES), cells, strict=True):
-            table.update_cell(key, column, cell)
+        table.update_line(key, ladder_cells(info, self.running.get(key)))
         self.show_detail()
+        self.data_shown()
 
     # -- selection and detail -----------------------------------------------------------------
     def selected_key(self) -> str | None:
-        table = self.query_one("#prompts-table", DataTable)
-        if table.row_count == 0:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.query_one("#prompts-table", LineTable).highlighted_key
 
     @on(DataTable.RowHighlighted, "#prompts-table")
     def highlighted(self) -> None:

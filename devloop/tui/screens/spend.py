@@ -9,20 +9,22 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from devloop.tui.data import SpendGroup, SpendView
-from devloop.tui.formatting import clip, short_usd, usd
+from devloop.tui.formatting import short_usd, usd
 from devloop.tui.screens.base import DevloopScreen
+from devloop.tui.widgets.line_table import Column, LineTable
 
 WINDOWS = (7, 14, 30, 90)
-GROUP_COLUMNS = (("Key", 11), ("Calls", 6), ("Spent", 7), ("Saved", 7))
+GROUP_COLUMNS: list[Column] = [("Key", 12), ("Calls", 6, "right"), ("Spent", 7, "right"),
+                               ("Saved", 7, "right")]
 
 
 def group_cells(g: SpendGroup) -> list[Any]:
-    return [clip(g.key, 11), f"{g.calls:,}", short_usd(g.cost_usd),
+    return [g.key, f"{g.calls:,}", short_usd(g.cost_usd),
             Text(short_usd(g.saved_usd), style="green" if (g.saved_usd or 0) > 0 else "")]
 
 
@@ -40,17 +42,10 @@ class SpendScreen(DevloopScreen):
         with Horizontal(id="spend-groups"):
             with Vertical():
                 yield Label("By tier", classes="pane-title")
-                yield DataTable(id="by-tier", cursor_type="row", zebra_stripes=True)
+                yield LineTable(GROUP_COLUMNS, id="by-tier")
             with Vertical():
                 yield Label("By feature", classes="pane-title")
-                yield DataTable(id="by-feature", cursor_type="row", zebra_stripes=True)
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        for table_id in ("#by-tier", "#by-feature"):
-            table = self.query_one(table_id, DataTable)
-            for title, width in GROUP_COLUMNS:
-                table.add_column(title, width=width)
+                yield LineTable(GROUP_COLUMNS, id="by-feature")
 
     def reload(self) -> None:
         self.load_spend(self.days)
@@ -69,10 +64,11 @@ class SpendScreen(DevloopScreen):
         self.query_one("#spend-totals", Static).update(text)
         self.draw_plot(view)
         for table_id, groups in (("#by-tier", view.by_tier), ("#by-feature", view.by_feature)):
-            table = self.query_one(table_id, DataTable)
+            table = self.query_one(table_id, LineTable)
             table.clear()
             for g in groups:
-                table.add_row(*group_cells(g))
+                table.add_line(group_cells(g), key=g.key)
+        self.data_shown()
 
     def draw_plot(self, view: SpendView) -> None:
         widget = self.query_one(PlotextPlot)
@@ -88,6 +84,10 @@ class SpendScreen(DevloopScreen):
         plt.ylabel("USD/day")
         plt.title("")
         widget.refresh()
+
+    def action_refresh(self) -> None:
+        self.devloop.reader.forget_days()
+        self.reload()
 
     def action_window(self) -> None:
         self.days = WINDOWS[(WINDOWS.index(self.days) + 1) % len(WINDOWS)]
