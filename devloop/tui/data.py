@@ -20,6 +20,7 @@ from devloop.store.db import connect, open_db
 from devloop.store.ledger import LOCAL_TIERS
 
 PAGE_SIZE = 100
+COUNT_CAP = 10_000  # filtered counts stop here: "10,000+"
 RECENT_LIMIT = 50
 LATENCY_SAMPLE = 200
 LIST_COLUMNS = ("id, ts, endpoint, feature, tier, model, cache, prompt_tokens, completion_tokens, "
@@ -204,8 +205,12 @@ class LedgerReader:
                           "LIMIT ? OFFSET ?", [*params, size, page * size])
 
     def count_calls(self, flt: CallFilter) -> int:
+        """Exact without a filter; with one, at most COUNT_CAP + 1 (a text filter scans the
+        ledger, and stopping at the cap halves that for common words)."""
         where, params = flt.sql()
-        row = self.one(f"SELECT count(*) FROM calls{where}", params)
+        sql = (f"SELECT count(*) FROM (SELECT 1 FROM calls{where} LIMIT {COUNT_CAP + 1})"
+               if where else "SELECT count(*) FROM calls")
+        row = self.one(sql, params)
         return int(row[0]) if row else 0
 
     def call(self, call_id: int) -> dict[str, Any] | None:

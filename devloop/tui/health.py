@@ -29,5 +29,5 @@ def tier_states(profile: Profile, gateway: Any | None,
         elif health.last is not None or (health.attempts and not health.failures):
             out.append(TierState(name, cfg.backend, "ok", p50))
         else:
-            out.append(TierState(name, cfg.backend, "unknown", p50 or "not probed"))
+            out.append(TierState(name, cfg.backend, "idle", p50 or "no calls yet"))
     return out

@@ -125,3 +125,14 @@ def test_ladder_reads_stored_stages(tmp_path: Path, workdir: Path) -> None:
     cases = run_cases(reader, "run-old")
     assert [c["pass"] for c in cases] == [1, 1, 0]
     assert cases[2]["reason"]
+
+
+def test_filtered_counts_stop_at_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import devloop.tui.data as data
+
+    monkeypatch.setattr(data, "COUNT_CAP", 3)
+    db = tmp_path / "d.db"
+    insert(db, *(call(i, feature="commit-msg") for i in range(1, 6)))
+    reader = LedgerReader(db)
+    assert reader.count_calls(CallFilter.parse("commit")) == 4  # "3+"
+    assert reader.count_calls(CallFilter()) == 5  # unfiltered: exact

@@ -40,7 +40,7 @@ async def test_sdk_request_appears_on_dashboard_and_quit_stops_server(
     home = tmp_path / "home"
     monkeypatch.setenv("DEVLOOP_HOME", str(home))
     port = free_port()
-    app = make_app(home, embedded_profile, port=port, serve=True, live=True)
+    app = make_app(home, embedded_profile, port=port, serve=True, live=True, clock=time.time)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(lambda: app.endpoint is not None and app.endpoint.state == "serving",
                          60, "endpoint serving")

@@ -52,6 +52,8 @@ async def test_number_keys_and_palette_reach_every_screen(
         for i, mode in enumerate(MODES, start=1):
             await pilot.press(str(i))
             assert app.current_mode == mode
+        # Each screen registered once (it receives one copy of each broadcast message).
+        assert sorted(s.MODE for s in app._screens) == sorted(MODES)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for title in ("Dashboard (1)", "Calls (2)", "Backends (6)"):
             assert title in titles

@@ -68,7 +68,6 @@ class BackendsScreen(DevloopScreen):
             yield Static("", id="continue-config")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.show_config()
 
     # -- health -------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ log = logging.getLogger("devloop.tui")
 
 
 class DevloopScreen(Screen[None]):
+    """Textual calls a handler (on_mount, on_screen_resume, ...) on every class of the MRO
+    that defines one, base class last: subclasses add to these, never call super()."""
+
     MODE: ClassVar[str] = ""
     # A new ledger row makes this screen's figures out of date.
     RELOAD_ON_CALL: ClassVar[bool] = True

@@ -14,15 +14,15 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
-from devloop.tui.data import PAGE_SIZE, CallFilter
-from devloop.tui.formatting import clip, clock, millis, short_usd, tokens
+from devloop.tui.data import COUNT_CAP, PAGE_SIZE, CallFilter
+from devloop.tui.formatting import clock, millis, short_usd, tokens
 from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.call_detail import CallDetail
 from devloop.tui.widgets.line_table import Column, LineTable
 
-COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 16), ("Feature", 12),
-                         ("Tok", 6, "right"), ("ms", 6, "right"), ("Cost", 7, "right"),
-                         ("Saved", 7, "right"), ("Cache", 6), ("St", 3)]
+COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 16), ("Saved", 7, "right"),
+                         ("Cost", 7, "right"), ("Tok", 6, "right"), ("ms", 6, "right"),
+                         ("Feature", 12), ("Cache", 6), ("St", 3)]
 FILTER_DEBOUNCE_S = 0.25
 
 
@@ -32,12 +32,12 @@ def call_cells(row: sqlite3.Row) -> list[Any]:
     return [
         clock(row["ts"]),
         Text(row["tier"] or "-", style="bold" if ok else "bold red"),
-        clip(row["model"], 16),
-        clip(row["feature"], 12) or "-",
+        row["model"] or "-",
+        Text(short_usd(saved), style="green" if (saved or 0) > 0 else ""),
+        short_usd(row["cost_usd"]),
         tokens((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)),
         millis(row["latency_ms"]),
-        short_usd(row["cost_usd"]),
-        Text(short_usd(saved), style="green" if (saved or 0) > 0 else ""),
+        row["feature"] or "-",
         row["cache"] or "-",
         Text(str(row["status"]), style="" if ok else "red"),
     ]
@@ -46,6 +46,7 @@ def call_cells(row: sqlite3.Row) -> list[Any]:
 class CallsScreen(DevloopScreen):
     MODE = "calls"
     AUTO_FOCUS = "#calls-table"
+    RELOAD_ON_CALL = False  # on_call_logged decides
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
         Binding("n", "page(1)", "Next page"),
@@ -74,7 +75,6 @@ class CallsScreen(DevloopScreen):
                 yield CallDetail(id="call-detail")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one(CallDetail).show(None)
 
     # -- data ---------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ class CallsScreen(DevloopScreen):
     def load_page(self, flt: CallFilter, page: int, keep: int | None) -> None:
         reader = self.devloop.reader
         total = reader.count_calls(flt)
-        last_page = max((total - 1) // PAGE_SIZE, 0)
+        last_page = max((min(total, COUNT_CAP) - 1) // PAGE_SIZE, 0)
         page = min(page, last_page)
         rows = reader.calls_page(flt, page)
         # The row the cursor will be on: its detail comes with the page (one repaint, not two).
@@ -117,9 +117,11 @@ class CallsScreen(DevloopScreen):
         if self.total == 0:
             text = "no calls match" if self.filter else "no calls yet"
         else:
-            pages = (self.total - 1) // PAGE_SIZE + 1
-            text = (f"{start + 1:,}-{start + shown:,} of {self.total:,}"
-                    f" · page {self.page + 1:,}/{pages:,}")
+            more = "+" if self.total > COUNT_CAP else ""
+            total = min(self.total, COUNT_CAP)
+            pages = (total - 1) // PAGE_SIZE + 1
+            text = (f"{start + 1:,}-{start + shown:,} of {total:,}{more}"
+                    f" · page {self.page + 1:,}/{pages:,}{more}")
         self.query_one("#calls-status", Static).update(text)
 
     def _highlighted_id(self) -> int | None:
@@ -173,7 +175,7 @@ class CallsScreen(DevloopScreen):
             self.reload()
 
     def action_page(self, step: int) -> None:
-        last_page = max((self.total - 1) // PAGE_SIZE, 0)
+        last_page = max((min(self.total, COUNT_CAP) - 1) // PAGE_SIZE, 0)
         page = min(max(self.page + step, 0), last_page)
         if page != self.page:
             self.page = page

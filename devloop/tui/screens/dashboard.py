@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ class LiveRow:
 
     @classmethod
     def from_record(cls, rec: CallRecord) -> LiveRow:
-        return cls(rec.request_id, rec.ts, rec.tier, rec.model, rec.saved_usd,
+        return cls(rec.request_id, rec.ts or time.time(), rec.tier, rec.model, rec.saved_usd,
                    rec.prompt_tokens + rec.completion_tokens, rec.latency_ms, rec.feature,
                    rec.cache, rec.status)
 
@@ -97,7 +98,6 @@ class DashboardScreen(DevloopScreen):
                 yield TierHealthList(id="tier-health")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#live-empty").display = False
         self.query_one(BudgetGauges).show(None)
         self.show_tiers(None)
@@ -153,7 +153,6 @@ class DashboardScreen(DevloopScreen):
         self.live.append(LiveRow.from_record(message.record))
         if self.is_visible:
             self.redraw_live()
-        self.reload_soon()
 
     def redraw_live(self) -> None:
         table = self.query_one("#live-calls", LineTable)
@@ -171,9 +170,8 @@ class DashboardScreen(DevloopScreen):
                          "(Ollama); each call shows here as it happens.")
 
     def on_screen_resume(self) -> None:
-        if self._loaded:
+        if self._loaded:  # DevloopScreen.on_screen_resume (called next) reloads when stale
             self.redraw_live()
-        super().on_screen_resume()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a live call opens it on the Calls screen."""

@@ -63,7 +63,6 @@ class EvalsScreen(DevloopScreen):
             yield LineTable(CASE_COLUMNS, id="cases-table")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#evals-empty").display = False
 
     def reload(self) -> None:

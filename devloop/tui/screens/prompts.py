@@ -111,7 +111,6 @@ class PromptsScreen(DevloopScreen):
             yield Static("", id="prompt-detail")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#prompts-empty").display = False
 
     # -- loading ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -19,11 +20,10 @@ def _tokens_line(row: dict[str, Any]) -> str:
     return line
 
 
-LABEL_WIDTH = 9
-
-
-def call_text(row: dict[str, Any]) -> Text:
-    """Label: value lines (a Rich Table would cost several ms a repaint)."""
+def call_table(row: dict[str, Any]) -> Table:
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
     status = Text(str(row.get("status")), style="green" if row.get("status") == 200 else "red")
     if row.get("error"):
         status.append(f"  {row['error']}", style="red")
@@ -51,13 +51,9 @@ def call_text(row: dict[str, Any]) -> Text:
     if row.get("queue_wait_ms"):
         lines.append(("Queue", f"position {row.get('queue_position')}, waited "
                                f"{millis(row['queue_wait_ms'])}"))
-    out = Text()
-    for i, (label, value) in enumerate(lines):
-        if i:
-            out.append("\n")
-        out.append(f"{label:<{LABEL_WIDTH}}", style="bold")
-        out.append_text(value if isinstance(value, Text) else Text(str(value)))
-    return out
+    for label, value in lines:
+        grid.add_row(label, value)
+    return grid
 
 
 class CallDetail(Static):
@@ -65,4 +61,4 @@ class CallDetail(Static):
         if row is None:
             self.update(Text("Select a call to see its route, tokens and cost.", style="dim"))
         else:
-            self.update(call_text(row))
+            self.update(call_table(row))

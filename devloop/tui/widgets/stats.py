@@ -58,11 +58,11 @@ class BudgetGauges(Static):
 class TierState:
     tier: str
     backend: str
-    state: str  # ok, down, unknown, off
+    state: str  # ok, down, idle (not probed, no calls yet), off (endpoint not hosted here)
     detail: str = ""
 
 
-STATE_GLYPH = {"ok": ("●", "green"), "down": ("●", "red"), "unknown": ("○", "yellow"),
+STATE_GLYPH = {"ok": ("●", "green"), "down": ("●", "red"), "idle": ("○", "yellow"),
                "off": ("○", "dim")}
 
 
