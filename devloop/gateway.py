@@ -352,6 +352,7 @@ class Gateway:
                 error: str | None = None, ttft_ms: float | None = None) -> CallRecord:
         ctx = prep.ctx
         return CallRecord(
+            ts=time.time(),
             request_id=ctx.request_id, endpoint=ctx.endpoint, tier=tier, backend=backend,
             model=model, route_reason=reason, cache=cache, feature=ctx.feature, user=ctx.user,
             key_id=ctx.key_id, prompt_tokens=usage.prompt_tokens,
@@ -407,7 +408,8 @@ class Gateway:
         self.budgets.release(prep.reservation)
         rec = self._record(prep, prep.decision.tier, self.router.backends[prep.decision.tier].kind,
                            prep.decision.model, prep.decision.reason, prep.cache, Usage(), 0.0,
-                           None, bool(getattr(prep.req, "stream", False)), exc.status,
+                           # no tokens, nothing saved: a known zero keeps spend totals known
+                           0.0, bool(getattr(prep.req, "stream", False)), exc.status,
                            str(exc)[:500])
         await self._write(rec, None)
 

@@ -4,7 +4,7 @@ Seeds a temporary DEVLOOP_HOME with N ledger rows (default 100,000 over 30 days)
 runs, runs the TUI headless (no endpoint), and times each key from the press until the screen
 has redrawn with its data (every worker finished). Prints a table per screen and key.
 
-    .venv/bin/python scripts/bench_tui.py [--rows 100000] [--repeat 15] [--size 120x40]
+    .venv/bin/python scripts/bench_tui.py [--rows 100000] [--repeat 30] [--size 120x40]
     .venv/bin/python scripts/bench_tui.py --screenshot docs/dashboard.svg   # README picture
 """
 
@@ -256,7 +256,7 @@ def _port(preferred: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--size", default="120x40", help="terminal size, e.g. 80x24")
     parser.add_argument("--screenshot", type=Path, default=None,
                         help="write an SVG of the dashboard (seeded with --rows) and exit")

@@ -72,7 +72,7 @@ class DevloopApp(App[int]):
         eval set is saved. Snapshot tests turn all off and pass a fixed ``clock``."""
         super().__init__()
         self.settings, self.profile = settings, profile
-        self.serve, self.live = serve, live
+        self.live = live
         self.evalsets_dir = Path(evalsets_dir)
         self.clock = clock
         self.reader = LedgerReader(settings.db_path)

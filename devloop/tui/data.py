@@ -282,19 +282,8 @@ class LedgerReader:
         """Saved and spent per UTC day, by tier and by feature. Past days never change (rows
         are stamped when written), so their aggregates are cached; only today is re-read."""
         today, _ = period_bounds("day", now)
-        first_day = today - (days - 1) * 86400
+        past = self._past_days(today, days, self.query)
         with self._spend_lock:
-            past = [_day_key(first_day + i * 86400) for i in range(days - 1)]
-            missing = [i for i, key in enumerate(past) if key not in self._days]
-            if missing:
-                wanted = {past[i] for i in missing}
-                fetched = self._spend_rows(first_day + missing[0] * 86400,
-                                           first_day + (missing[-1] + 1) * 86400)
-                for key in wanted:
-                    self._days[key] = []
-                for row in fetched:
-                    if row["day"] in wanted:
-                        self._days[row["day"]].append(row)
             rows = [r for key in past for r in self._days[key]]
         rows += self._spend_rows(today, today + 86400)
         day_keys = [*past, _day_key(today)]
@@ -332,6 +321,35 @@ class LedgerReader:
 
     def _spend_rows(self, start: float, end: float) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query(SPEND_SQL, [start, end])]
+
+    def _past_days(self, today: float, days: int, query: Any) -> list[str]:
+        """The keys of the ``days - 1`` days before today, fetching those not cached yet."""
+        first_day = today - (days - 1) * 86400
+        past = [_day_key(first_day + i * 86400) for i in range(days - 1)]
+        with self._spend_lock:
+            missing = [i for i, key in enumerate(past) if key not in self._days]
+        if missing:
+            fetched = query(SPEND_SQL, [first_day + missing[0] * 86400,
+                                        first_day + (missing[-1] + 1) * 86400])
+            grouped: dict[str, list[dict[str, Any]]] = {past[i]: [] for i in missing}
+            for row in fetched:
+                if row["day"] in grouped:
+                    grouped[row["day"]].append(dict(row))
+            with self._spend_lock:
+                for key, day_rows in grouped.items():
+                    self._days.setdefault(key, day_rows)
+        return past
+
+    def warm_days(self, now: float, days: int) -> None:
+        """Fill the daily cache ahead of need, on a connection of its own (WAL readers run
+        side by side), so switching the Spend window never waits for a long scan."""
+        conn = connect(self.path)
+        conn.row_factory = sqlite3.Row
+        try:
+            today, _ = period_bounds("day", now)
+            self._past_days(today, days, lambda sql, args: conn.execute(sql, args).fetchall())
+        finally:
+            conn.close()
 
     def forget_days(self) -> None:
         """Drop the cached daily aggregates (an explicit refresh re-reads everything)."""

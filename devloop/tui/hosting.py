@@ -78,8 +78,8 @@ class EndpointHost:
         from devloop.server.app import create_app
 
         self._done.clear()
-        self._stopping = False
         self._set("starting", self.base_url)
+        sock: socket.socket | None = None
         try:
             try:
                 sock = bind_socket(self.settings.host, self.settings.port)
@@ -106,13 +106,14 @@ class EndpointHost:
                 await serving
             except SystemExit:  # uvicorn exits when the app's lifespan fails
                 self._set("failed", "the endpoint failed to start (see tui.log)")
-            finally:
-                sock.close()
         except Exception as exc:  # noqa: BLE001 - shown on screen; the TUI stays usable
             log.exception("endpoint failed")
             self._set("failed", f"{type(exc).__name__}: {exc}")
         finally:
+            if sock is not None:
+                sock.close()
             await self._close_gateway()
+            self.server = None
             if self.status.state != "failed":
                 self._set("stopped")
             self._done.set()

@@ -136,3 +136,19 @@ def test_filtered_counts_stop_at_the_cap(tmp_path: Path, monkeypatch: pytest.Mon
     reader = LedgerReader(db)
     assert reader.count_calls(CallFilter.parse("commit")) == 4  # "3+"
     assert reader.count_calls(CallFilter()) == 5  # unfiltered: exact
+
+
+def test_spend_caches_past_days_but_rereads_today(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+    insert(db, call(DAY_START - 86400 + 5, saved=1.0), call(DAY_START + 5, saved=0.5))
+    reader = LedgerReader(db)
+    reader.warm_days(FIXED_NOW, 30)
+    first = reader.spend(FIXED_NOW, 7)
+    assert first.total_saved == pytest.approx(1.5)
+    assert first.saved[-2:] == [pytest.approx(1.0), pytest.approx(0.5)]
+    # A late row for yesterday is not seen (past days are final once read); today's is.
+    insert(db, call(DAY_START - 86400 + 6, saved=9.0), call(DAY_START + 6, saved=0.25))
+    again = reader.spend(FIXED_NOW, 7)
+    assert again.saved[-2:] == [pytest.approx(1.0), pytest.approx(0.75)]
+    reader.forget_days()  # what `r` on the Spend screen does
+    assert reader.spend(FIXED_NOW, 7).saved[-2] == pytest.approx(10.0)

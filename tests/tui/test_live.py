@@ -72,3 +72,22 @@ async def test_sdk_request_appears_on_dashboard_and_quit_stops_server(
         await wait_until(lambda: not port_open(port), 10, "port closed after quit")
     assert app.host is not None and app.host.gateway is None  # closed, not leaked
     assert app.return_code == 0
+
+
+async def test_busy_port_is_reported_and_the_tui_keeps_running(
+    make_app: Callable[..., DevloopApp], embedded_profile: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = make_app(tmp_path / "home", embedded_profile, port=port, serve=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(lambda: app.endpoint is not None and app.endpoint.state == "failed",
+                             10, "endpoint failure")
+            assert app.endpoint is not None
+            assert f"cannot serve on 127.0.0.1:{port}" in app.endpoint.detail
+            await pilot.press("2")  # the ledger screens still work
+            assert app.current_mode == "calls"
+            await pilot.press("q")
+        assert app.return_code == 0

@@ -79,6 +79,7 @@ class DashboardScreen(DevloopScreen):
         super().__init__()
         self.live: deque[LiveRow] = deque(maxlen=RECENT_LIMIT)
         self._loaded = False
+        self._live_dirty = False  # calls arrived while another screen was shown
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="kpis"):
@@ -153,8 +154,11 @@ class DashboardScreen(DevloopScreen):
         self.live.append(LiveRow.from_record(message.record))
         if self.is_visible:
             self.redraw_live()
+        else:
+            self._live_dirty = True
 
     def redraw_live(self) -> None:
+        self._live_dirty = False
         table = self.query_one("#live-calls", LineTable)
         table.clear()
         seen: set[str] = set()
@@ -170,7 +174,7 @@ class DashboardScreen(DevloopScreen):
                          "(Ollama); each call shows here as it happens.")
 
     def on_screen_resume(self) -> None:
-        if self._loaded:  # DevloopScreen.on_screen_resume (called next) reloads when stale
+        if self._live_dirty:  # DevloopScreen.on_screen_resume (called next) reloads if stale
             self.redraw_live()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -35,6 +35,7 @@ class SpendScreen(DevloopScreen):
     def __init__(self) -> None:
         super().__init__()
         self.days = 14
+        self._warmed = False
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="spend-totals")
@@ -55,6 +56,14 @@ class SpendScreen(DevloopScreen):
         view = self.devloop.reader.spend(self.devloop.clock(), days)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self.show_spend, view, days)
+            if not self._warmed:
+                self._warmed = True
+                self.app.call_from_thread(self.warm)
+
+    @work(thread=True, exclusive=True, group="spend-warm", exit_on_error=False)
+    def warm(self) -> None:
+        """The longest window's past days, cached in the background after the first view."""
+        self.devloop.reader.warm_days(self.devloop.clock(), max(WINDOWS))
 
     def show_spend(self, view: SpendView, days: int) -> None:
         text = Text(f"Last {days} days: ", style="bold")
@@ -87,6 +96,7 @@ class SpendScreen(DevloopScreen):
 
     def action_refresh(self) -> None:
         self.devloop.reader.forget_days()
+        self._warmed = False
         self.reload()
 
     def action_window(self) -> None:
