@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import sqlite_utils
 
+from devloop.money import total_usd
+
 GROUPINGS = {
     "tier": "tier",
     "model": "model",
@@ -77,13 +79,6 @@ def saved(cost: float | None, counterfactual: float | None) -> float | None:
     return counterfactual - cost
 
 
-def _money(value: Any, unknown: int) -> float | None:
-    """A sum is unknown when any of its rows had an unknown price."""
-    if unknown:
-        return None
-    return round(float(value or 0.0), 10)
-
-
 def spend_report(
     db: sqlite_utils.Database, since: str = "all", by: str | None = None
 ) -> dict[str, Any]:
@@ -112,9 +107,9 @@ def spend_report(
             "calls": row["calls"],
             "prompt_tokens": row["prompt_tokens"],
             "completion_tokens": row["completion_tokens"],
-            "cost_usd": _money(row["cost_usd"], row["cost_unknown"]),
-            "counterfactual_usd": _money(row["counterfactual_usd"], row["counterfactual_unknown"]),
-            "saved_usd": _money(row["saved_usd"], row["saved_unknown"]),
+            "cost_usd": total_usd(row["cost_usd"], row["cost_unknown"]),
+            "counterfactual_usd": total_usd(row["counterfactual_usd"], row["counterfactual_unknown"]),
+            "saved_usd": total_usd(row["saved_usd"], row["saved_unknown"]),
             "cache_hit_rate": round(row["cache_hit_rate"], 4),
             "local_share": round(row["local_share"], 4),
             "unpriced_calls": row["cost_unknown"] or 0,
@@ -150,9 +145,3 @@ def _add_prefix_stability(
         top, total, distinct = best.get(group["key"], (0, 0, 0))
         group["prefix_stability"] = round(top / total, 4) if total else None
         group["distinct_prefixes"] = distinct
-
-
-def format_usd(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from devloop.budgets import SCOPE_SQL, period_bounds
 from devloop.config import Budget
+from devloop.money import sum_usd, total_usd
 from devloop.store.db import connect, open_db
 from devloop.store.ledger import LOCAL_TIERS
 
@@ -141,13 +142,6 @@ class SpendView:
     total_spent: float | None
 
 
-def _money(total: Any, unknown: Any) -> float | None:
-    """A sum with any unknown price in it is unknown (NULL), never a partial figure. Failed
-    calls (status != 200) are left out of ``unknown``: the gateway logs them with a NULL
-    counterfactual, but they used no tokens and saved nothing."""
-    return None if unknown else float(total or 0.0)
-
-
 class LedgerReader:
     def __init__(self, db_path: Path | str) -> None:
         self.path = Path(db_path)
@@ -243,10 +237,10 @@ class LedgerReader:
             return Summary()
         return Summary(
             calls_today=int(row["calls_today"] or 0),
-            saved_today=_money(row["saved_today"], row["saved_today_unknown"]),
-            spent_today=_money(row["spent_today"], row["spent_today_unknown"]),
+            saved_today=total_usd(row["saved_today"], row["saved_today_unknown"]),
+            spent_today=total_usd(row["spent_today"], row["spent_today_unknown"]),
             calls_week=int(row["calls_week"]),
-            saved_week=_money(row["saved_week"], row["saved_week_unknown"]),
+            saved_week=total_usd(row["saved_week"], row["saved_week_unknown"]),
             cache_hit_rate=row["hit_rate"],
             local_share=row["local_share"],
         )
@@ -306,16 +300,16 @@ class LedgerReader:
                 g[6] += r["cf_unknown"]
 
         def shape(groups: dict[str, list[Any]]) -> list[SpendGroup]:
-            items = [SpendGroup(k, g[0], _money(g[1], g[2]), _money(g[3], g[4]),
-                                _money(g[5], g[6])) for k, g in groups.items()]
+            items = [SpendGroup(k, g[0], total_usd(g[1], g[2]), total_usd(g[3], g[4]),
+                                total_usd(g[5], g[6])) for k, g in groups.items()]
             return sorted(items, key=lambda s: (-(s.saved_usd or 0.0), -s.calls, s.key))
 
         by_tier = shape(tiers)
         return SpendView(
             days=[d[5:] for d in day_keys], saved=[saved[d] for d in day_keys],
             spent=[spent[d] for d in day_keys], by_tier=by_tier, by_feature=shape(features),
-            total_saved=_sum_known([g.saved_usd for g in by_tier]),
-            total_spent=_sum_known([g.cost_usd for g in by_tier]),
+            total_saved=sum_usd([g.saved_usd for g in by_tier]),
+            total_spent=sum_usd([g.cost_usd for g in by_tier]),
         )
 
 
@@ -361,8 +355,3 @@ def _day_key(ts: float) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")
-
-
-def _sum_known(values: list[float | None]) -> float | None:
-    return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
-
