@@ -18,7 +18,7 @@ from devloop.budgets import period_bounds
 from devloop.cli import fail
 from devloop.config import Settings
 from devloop.store.db import Database
-from devloop.store.ledger import format_usd
+from devloop.money import format_usd
 
 REFRESH_NOTE = "a running team server picks this up within a few seconds"
 

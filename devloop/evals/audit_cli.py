@@ -37,7 +37,7 @@ from devloop.evals.report import fmt_usd
 from devloop.pricing import Pricing
 from devloop.store.bodies import count_bodies, load_bodies
 from devloop.store.db import connect
-from devloop.store.ledger import LOCAL_TIERS, period_seconds
+from devloop.store.spend import LOCAL_TIERS, period_seconds
 
 DEFAULT_SINCE = "7d"
 

@@ -132,7 +132,7 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None, ba
 
 def _gate(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path) -> int:
     from devloop.evals.runner import gate
-    from devloop.evals.store import EvalStore
+    from devloop.store.evals import EvalStore
 
     store = EvalStore(db_path) if db_path.exists() else None
     try:
@@ -158,7 +158,7 @@ def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path
     from devloop.evals.client import EvalCallError
     from devloop.evals.report import fmt_usd, print_run, write_json, write_junit
     from devloop.evals.runner import make_plan, record, run_plans, total_estimate
-    from devloop.evals.store import EvalStore
+    from devloop.store.evals import EvalStore
     from devloop.pricing import Pricing
 
     pricing = Pricing(prof)

@@ -14,7 +14,8 @@ import click
 from devloop.cli import fail, load
 from devloop.config import ConfigError
 from devloop.evals.evalset import find_evalsets, load_evalset
-from devloop.pipeline.checker import STAGES, Checker, CheckReport, display_path
+from devloop.paths import display_path
+from devloop.pipeline.checker import STAGES, Checker, CheckReport
 from devloop.pipeline.report import render_report, render_stage
 from devloop.pipeline.watch import EvalsetWatcher, WatchEvent
 

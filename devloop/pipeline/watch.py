@@ -22,13 +22,8 @@ from watchdog.observers import Observer
 
 from devloop.config import ConfigError, Profile, Settings, load_profile
 from devloop.evals.evalset import find_evalsets, load_evalset
-from devloop.pipeline.checker import (
-    STAGES,
-    Checker,
-    CheckReport,
-    display_path,
-    last_prompt_hash,
-)
+from devloop.paths import display_path
+from devloop.pipeline.checker import STAGES, Checker, CheckReport, last_prompt_hash
 
 EventKind = Literal["ready", "started", "stage", "done", "invalid", "stale", "removed",
                     "profile"]

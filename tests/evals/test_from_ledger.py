@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from devloop.evals.audit import AUDIT_FEATURE, choose, parse_sample
 from devloop.store.bodies import StoredCall, load_bodies
 from devloop.store.db import open_db
-from devloop.store.ledger import LOCAL_TIERS
+from devloop.store.spend import LOCAL_TIERS
 from tests.conftest import EMBEDDED_PROFILE
 from tests.helpers import RunningServer, start_server, write_profile
 

@@ -11,7 +11,8 @@ import pytest
 
 from devloop.config import Settings, load_profile
 from devloop.evals.evalset import load_evalset
-from devloop.pipeline.checker import Checker, latest_checks
+from devloop.pipeline.checker import Checker
+from devloop.store.checks import latest_checks
 from devloop.pipeline.draft import DraftResult
 from devloop.pricing import Pricing
 from tests.pipeline.conftest import write

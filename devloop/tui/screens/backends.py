@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 
-from devloop.tui.data import TierLatency
+from devloop.store.reports import TierLatency
 from devloop.tui.formatting import millis
 from devloop.tui.health import tier_states
 from devloop.tui.screens.base import DevloopScreen

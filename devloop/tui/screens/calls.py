@@ -14,7 +14,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
-from devloop.tui.data import COUNT_CAP, PAGE_SIZE, CallFilter
+from devloop.store.reports import COUNT_CAP, PAGE_SIZE, CallFilter
 from devloop.tui.formatting import clock, millis, short_usd, tokens
 from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.call_detail import CallDetail

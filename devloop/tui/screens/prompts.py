@@ -21,6 +21,7 @@ from textual.worker import get_current_worker
 
 from devloop.tui.formatting import clip, short_stamp, usd
 from devloop.tui.jobs import CliJob
+from devloop.paths import display_path
 from devloop.tui.ladder import (
     CHECK_STAGES,
     NOT_RUN,
@@ -28,7 +29,6 @@ from devloop.tui.ladder import (
     STAGES,
     EvalEstimate,
     EvalsetInfo,
-    display_path,
     estimate_eval,
     list_evalset_files,
     load_ladder,

@@ -1,6 +1,6 @@
-"""Ledger reads for the TUI: bounded queries only (LIMIT, the ts/tier indexes), thread-safe.
+"""Ledger reads behind the TUI: bounded queries only (LIMIT, the ts/tier indexes), thread-safe.
 
-Screens call these from thread workers. One read connection is shared under a lock: reads
+Screens call these from thread workers (never SQL of their own). One read connection is shared under a lock: reads
 are short, and SQLite in WAL mode never makes them wait for the gateway's writer.
 """
 
@@ -18,7 +18,7 @@ from devloop.budgets import SCOPE_SQL, period_bounds
 from devloop.config import Budget
 from devloop.money import sum_usd, total_usd
 from devloop.store.db import connect, open_db
-from devloop.store.ledger import LOCAL_TIERS
+from devloop.store.spend import LOCAL_TIERS, unknown_sql
 
 PAGE_SIZE = 100
 COUNT_CAP = 10_000  # filtered counts stop here: "10,000+"
@@ -35,17 +35,12 @@ TEXT_FIELDS = ("model", "feature", "route_reason", "request_id", "tier", "error"
 _LOCAL = ", ".join(f"'{t}'" for t in LOCAL_TIERS)
 
 
-def _unknown(column: str, when: str = "") -> str:
-    """SQL counting rows whose price is unknown (see ``_money``)."""
-    return f"sum({when}{column} IS NULL AND status = 200)"
-
-
 SPEND_SQL = f"""
     SELECT date(ts, 'unixepoch') AS day, tier, coalesce(feature, '(none)') AS feature,
         count(*) AS calls,
-        sum(cost_usd) AS cost, {_unknown("cost_usd")} AS cost_unknown,
-        sum(saved_usd) AS saved, {_unknown("saved_usd")} AS saved_unknown,
-        sum(counterfactual_usd) AS cf, {_unknown("counterfactual_usd")} AS cf_unknown
+        sum(cost_usd) AS cost, {unknown_sql("cost_usd")} AS cost_unknown,
+        sum(saved_usd) AS saved, {unknown_sql("saved_usd")} AS saved_unknown,
+        sum(counterfactual_usd) AS cf, {unknown_sql("counterfactual_usd")} AS cf_unknown
     FROM calls WHERE ts >= ? AND ts < ? GROUP BY day, tier, feature"""
 
 
@@ -211,11 +206,6 @@ class LedgerReader:
         row = self.one("SELECT * FROM calls WHERE id = ?", [call_id])
         return dict(row) if row else None
 
-    def call_by_request(self, request_id: str) -> dict[str, Any] | None:
-        row = self.one("SELECT * FROM calls WHERE request_id = ? ORDER BY id DESC LIMIT 1",
-                       [request_id])
-        return dict(row) if row else None
-
     # -- dashboard ------------------------------------------------------------------------
     def summary(self, now: float) -> Summary:
         day_start, _ = period_bounds("day", now)
@@ -223,12 +213,12 @@ class LedgerReader:
         # One pass over this week's rows (the ts index bounds it) gives both periods.
         row = self.one(
             f"""SELECT count(*) AS calls_week,
-                   sum(saved_usd) AS saved_week, {_unknown("saved_usd")} AS saved_week_unknown,
+                   sum(saved_usd) AS saved_week, {unknown_sql("saved_usd")} AS saved_week_unknown,
                    sum(ts >= :day) AS calls_today,
                    sum(CASE WHEN ts >= :day THEN saved_usd END) AS saved_today,
-                   {_unknown("saved_usd", "ts >= :day AND ")} AS saved_today_unknown,
+                   {unknown_sql("saved_usd", "ts >= :day AND ")} AS saved_today_unknown,
                    sum(CASE WHEN ts >= :day THEN cost_usd END) AS spent_today,
-                   {_unknown("cost_usd", "ts >= :day AND ")} AS spent_today_unknown,
+                   {unknown_sql("cost_usd", "ts >= :day AND ")} AS spent_today_unknown,
                    avg(cache = 'hit') AS hit_rate, avg(tier IN ({_LOCAL})) AS local_share
                 FROM calls WHERE ts >= :week""",
             {"day": day_start, "week": min(week_start, day_start)},
