@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from devloop.budgets import period_bounds
-from devloop.cli import fail
+from devloop.commands._common import fail, load_settings
 from devloop.config import Settings
 from devloop.store.db import Database
 from devloop.money import format_usd
@@ -23,20 +22,11 @@ from devloop.money import format_usd
 REFRESH_NOTE = "a running team server picks this up within a few seconds"
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as err:
-        first = err.errors()[0]
-        fail(f"environment: DEVLOOP_{str(first['loc'][0]).upper()}: {first['msg']}")
-        raise  # unreachable: fail exits
-
-
 def _open() -> Database:
     from devloop.store.db import StoreError, open_db_checked
 
     try:
-        return open_db_checked(_settings().db_path)
+        return open_db_checked(load_settings().db_path)
     except StoreError as exc:
         fail(str(exc))
         raise  # unreachable

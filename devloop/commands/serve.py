@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from devloop.cli import fail, load
+from devloop.commands._common import fail, load
 
 
 def run_server(settings, profile, ssl_certfile: str | None = None,  # type: ignore[no-untyped-def]
@@ -51,15 +51,12 @@ def serve(host: str | None, port: int | None, profile: str | None, team: bool,
 
 
 @click.command()
-@click.option("--port", type=int, default=None)
-@click.option("--profile", default=None)
-def tui(port: int | None, profile: str | None) -> None:
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8790).")
+@click.option("--profile", default=None, help="Profile name or YAML path (default: default).")
+def tui(host: str | None, port: int | None, profile: str | None) -> None:
     """Open the TUI, which hosts the endpoint in the same process."""
-    settings, prof = load(profile, port=port)
-    try:
-        from devloop.tui.app import run_tui
-    except ImportError:
-        click.echo("the TUI is not available; serving headless", err=True)
-        run_server(settings, prof)
-        return
+    settings, prof = load(profile, host=host, port=port)
+    from devloop.tui.app import run_tui
+
     sys.exit(run_tui(settings, prof))

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from devloop.cli import fail, load
+from devloop.commands._common import fail, load
 from devloop.money import format_usd
 from devloop.store.spend import GROUPINGS, period_seconds, spend_report
 

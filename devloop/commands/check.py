@@ -1,4 +1,4 @@
-"""`devloop check` and `devloop watch` (registered lazily by devloop.cli)."""
+"""`devloop check` and `devloop watch` over devloop.pipeline (registered lazily by devloop.cli)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from devloop.cli import fail, load
+from devloop.commands._common import fail, load
 from devloop.config import ConfigError
 from devloop.evals.evalset import find_evalsets, load_evalset
 from devloop.paths import display_path
