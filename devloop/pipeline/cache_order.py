@@ -22,8 +22,8 @@ from pydantic import BaseModel, Field
 
 from devloop.config import Profile
 from devloop.evals.evalset import PLACEHOLDER, EvalSet, render_template, var_to_text
-from devloop.pipeline.tokens import Tokenizer
-from devloop.pricing import ModelPrice, Pricing, load_cost_map
+from devloop.tokens import Tokenizer
+from devloop.pricing import ModelPrice, Pricing, cost_map_entry
 
 DynamicKind = Literal["timestamp", "date", "id", "user", "document", "placeholder"]
 DOCUMENT_CHARS = 800  # a var this long per call is a document (an email, a diff, a page)
@@ -106,7 +106,7 @@ class _Segment:
 def _provider(model: str) -> str | None:
     if "/" in model:
         return model.split("/", 1)[0]
-    entry = load_cost_map().get(model) or {}
+    entry = cost_map_entry(model) or {}
     provider = entry.get("litellm_provider")
     return str(provider) if provider else None
 
@@ -118,15 +118,9 @@ def cache_pricing(profile: Profile, model: str) -> CachePricing:
     price = Pricing(profile).price(model)
     if profile.prompt_cache_min_tokens is not None:
         return CachePricing(price, profile.prompt_cache_min_tokens)
-    bare = model.split("/", 1)[1] if "/" in model else model
-    from_map = None
-    for name in (model, bare):
-        entry = load_cost_map().get(name)
-        if entry and entry.get("prompt_cache_min_tokens") is not None:
-            from_map = int(entry["prompt_cache_min_tokens"])
-            break
-    if from_map is not None:
-        return CachePricing(price, from_map)
+    entry = cost_map_entry(model) or {}
+    if entry.get("prompt_cache_min_tokens") is not None:
+        return CachePricing(price, int(entry["prompt_cache_min_tokens"]))
     caches = _provider(model) in CACHING_PROVIDERS or (price is not None and price.cache_read)
     return CachePricing(price, DEFAULT_MIN_CACHEABLE if caches else None)
 

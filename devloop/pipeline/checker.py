@@ -24,7 +24,7 @@ from devloop.pipeline.compression import analyse_compression
 from devloop.pipeline.draft import DraftResult, Grader, run_draft
 from devloop.pipeline.grading import default_grader
 from devloop.pipeline.lingua import CompressorUnavailable, LinguaCompressor
-from devloop.pipeline.tokens import TiktokenCounter, Tokenizer
+from devloop.tokens import TiktokenCounter, Tokenizer
 from devloop.paths import display_path
 from devloop.store.checks import insert_check, latest_checks
 

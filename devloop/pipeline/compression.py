@@ -33,7 +33,7 @@ from devloop.pipeline.cache_order import (
     var_sets,
 )
 from devloop.pipeline.lingua import LinguaCompressor
-from devloop.pipeline.tokens import Tokenizer
+from devloop.tokens import Tokenizer
 
 MIN_PART_TOKENS = 200  # shorter text is not worth a model pass (nor the risk)
 MIN_SAVING_SHARE = 0.15

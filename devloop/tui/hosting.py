@@ -59,6 +59,7 @@ class EndpointHost:
         self._stopping = False
         self._done = asyncio.Event()
         self._done.set()
+        self._ready = asyncio.Event()  # set once the gateway started, or the start failed
 
     @property
     def base_url(self) -> str:
@@ -91,6 +92,7 @@ class EndpointHost:
             self.gateway = await asyncio.to_thread(self._make_gateway)
             self.gateway.listeners.append(self.on_call)
             await self.gateway.start()
+            self._ready.set()
             app = create_app(self.settings, self.profile, gateway=self.gateway)
             config = uvicorn.Config(app, log_config=None, log_level=self.settings.log_level,
                                     access_log=False, lifespan="on",
@@ -112,11 +114,17 @@ class EndpointHost:
         finally:
             if sock is not None:
                 sock.close()
+            self._ready.set()
             await self._close_gateway()
             self.server = None
             if self.status.state != "failed":
                 self._set("stopped")
             self._done.set()
+
+    async def ready(self) -> Gateway | None:
+        """The started Gateway (None when the endpoint failed to start or has stopped)."""
+        await self._ready.wait()
+        return self.gateway
 
     def _make_gateway(self) -> Gateway:
         if self.prepare is not None:
