@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
 from devloop.commands._common import fail, load
+from devloop.config import Profile, Settings
 
 
-def run_server(settings, profile, ssl_certfile: str | None = None,  # type: ignore[no-untyped-def]
+def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = None,
                ssl_keyfile: str | None = None) -> None:
-    import uvicorn
+    from devloop.server.host import run_server as serve_forever
 
-    from devloop.server.app import create_app
-
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, profile)
     scheme = "https" if ssl_certfile else "http"
     click.echo(f"devloop {'team ' if settings.team else ''}endpoint on "
                f"{scheme}://{settings.host}:{settings.port} (profile {profile.name}; "
                f"OpenAI at /v1, Ollama at /api)", err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, loop="uvloop", http="httptools", lifespan="on",
-                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=5)
+    serve_forever(settings, profile, ssl_certfile, ssl_keyfile)
 
 
 @click.command()

@@ -20,6 +20,7 @@ from devloop.money import sum_usd, total_usd
 from devloop.store.db import connect, open_db
 from devloop.store.spend import LOCAL_TIERS, unknown_sql
 
+Row = sqlite3.Row  # what the call lists return (by index or by column name)
 PAGE_SIZE = 100
 COUNT_CAP = 10_000  # filtered counts stop here: "10,000+"
 RECENT_LIMIT = 50

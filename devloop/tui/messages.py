@@ -11,7 +11,7 @@ from pathlib import Path
 from textual.message import Message
 
 from devloop.store.ledger import CallRecord
-from devloop.tui.hosting import HostStatus
+from devloop.server.host import HostStatus
 
 
 class CallLogged(Message, bubble=False):

@@ -1,8 +1,10 @@
-"""Hosting the HTTP endpoint inside the TUI's event loop.
+"""Running the HTTP endpoint: headless (``run_server``, `devloop serve`) or inside a host's
+event loop (``EndpointHost``, the TUI).
 
-The gateway and uvicorn run as tasks on Textual's loop, so the ledger listener is called on
-the same loop that draws the screen. uvicorn's signal handlers are disabled: the TUI owns the
-terminal and its quit key; quitting sets ``should_exit`` and awaits a graceful shutdown.
+In the TUI the gateway and uvicorn run as tasks on Textual's loop, so the ledger listener is
+called on the same loop that draws the screen. uvicorn's signal handlers are disabled: the
+TUI owns the terminal and its quit key; quitting sets ``should_exit`` and awaits a graceful
+shutdown.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
 from devloop.store.ledger import CallRecord
 
-log = logging.getLogger("devloop.tui")
+log = logging.getLogger("devloop.server")
 State = Literal["starting", "serving", "stopping", "stopped", "failed"]
 
 
@@ -27,6 +29,20 @@ State = Literal["starting", "serving", "stopping", "stopped", "failed"]
 class HostStatus:
     state: State
     detail: str = ""
+
+
+def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = None,
+               ssl_keyfile: str | None = None) -> None:
+    """Serve until interrupted (uvicorn's own loop and signal handling)."""
+    import uvicorn
+
+    from devloop.server.app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, profile)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=False, loop="uvloop", http="httptools", lifespan="on",
+                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=5)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
