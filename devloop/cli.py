@@ -9,7 +9,6 @@ import importlib
 
 import click
 
-
 COMMANDS = {
     "serve": "devloop.commands.serve:serve",
     "tui": "devloop.commands.serve:tui",

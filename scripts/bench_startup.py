@@ -27,7 +27,6 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from bench_gateway import devloop_profile, start_stub  # noqa: E402
 from benchlib import MAIN_PY, ROOT, dumps, free_port, machine_info, spawn, wait_http  # noqa: E402
 
-
 TARGET_S = 1.5
 
 

@@ -158,8 +158,8 @@ def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path
     from devloop.evals.client import EvalCallError
     from devloop.evals.report import summary, table, write_json, write_junit
     from devloop.evals.runner import make_plan, record, run_plans, total_estimate
-    from devloop.store.evals import EvalStore
     from devloop.pricing import Pricing
+    from devloop.store.evals import EvalStore
 
     pricing = Pricing(prof)
     store = EvalStore(db_path)

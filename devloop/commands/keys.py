@@ -15,9 +15,8 @@ import click
 
 from devloop.budgets import period_bounds
 from devloop.commands._common import fail, load_settings
-from devloop.config import Settings
-from devloop.store.db import Database
 from devloop.money import format_usd
+from devloop.store.db import Database
 
 REFRESH_NOTE = "a running team server picks this up within a few seconds"
 

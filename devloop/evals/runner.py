@@ -28,13 +28,13 @@ from devloop.evals.assertions import (
 )
 from devloop.evals.batch import batch_replies
 from devloop.evals.client import EvalCallError, LiteLLMGrader, ModelClient, Reply
-from devloop.evals.evalset import Case, EvalSet, find_evalsets, load_evalset
+from devloop.evals.evalset import EvalSet, find_evalsets, load_evalset
 from devloop.evals.plan import Plan, PlannedCase, RunOptions
+from devloop.evals.promotions import cache_key, file_promotion, write_promotion
 from devloop.evals.promptfoo import is_promptfoo_config, load_promptfoo
 from devloop.evals.report import CaseResult, Progress, RunResult
-from devloop.evals.promotions import cache_key, file_promotion, write_promotion
-from devloop.store.evals import EvalStore
 from devloop.pricing import Pricing
+from devloop.store.evals import EvalStore
 from devloop.tokens import count_tokens
 
 DEFAULT_MAX_TOKENS = 1024  # sent when an eval set sets none, so the estimate is a true bound

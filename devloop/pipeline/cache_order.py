@@ -22,8 +22,8 @@ from pydantic import BaseModel, Field
 
 from devloop.config import Profile
 from devloop.evals.evalset import PLACEHOLDER, EvalSet, render_template, var_to_text
-from devloop.tokens import Tokenizer
 from devloop.pricing import ModelPrice, Pricing, cost_map_entry
+from devloop.tokens import Tokenizer
 
 DynamicKind = Literal["timestamp", "date", "id", "user", "document", "placeholder"]
 DOCUMENT_CHARS = 800  # a var this long per call is a document (an email, a diff, a page)

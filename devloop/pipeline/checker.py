@@ -19,14 +19,14 @@ from pydantic import BaseModel, Field
 
 from devloop.config import Profile, Settings
 from devloop.evals.evalset import EvalSet, load_evalset
+from devloop.paths import display_path
 from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order, cache_pricing
 from devloop.pipeline.compression import analyse_compression
 from devloop.pipeline.draft import DraftResult, Grader, run_draft
 from devloop.pipeline.grading import default_grader
 from devloop.pipeline.lingua import CompressorUnavailable, LinguaCompressor
-from devloop.tokens import TiktokenCounter, Tokenizer
-from devloop.paths import display_path
 from devloop.store.checks import insert_check, latest_checks
+from devloop.tokens import TiktokenCounter, Tokenizer
 
 STAGES: tuple[str, ...] = ("draft", "compression", "cache_order")
 # The order they run in: the cache-order costs use the draft's output length, and the

@@ -15,6 +15,7 @@ from typing import Any
 from devloop.store.db import open_db
 from devloop.store.reports import LedgerReader
 
+
 class EvalStore:
     def __init__(self, db_path: Path) -> None:
         self.db = open_db(db_path)

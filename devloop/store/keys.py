@@ -32,15 +32,6 @@ class KeyError_(ValueError):
     """A user mistake about keys (duplicate or unknown name)."""
 
 
-@dataclass(slots=True)
-class KeyInfo:
-    name: str
-    budget_usd: float | None
-    budget_period: str | None
-    rpm: int | None
-    max_concurrent: int | None
-
-
 def salted_hash(salt: str, key: str) -> str:
     return hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
 
@@ -98,16 +89,6 @@ def match_key(rows: Iterable[KeyRow], presented: str) -> KeyRow | None:
         if hmac.compare_digest(salted_hash(row.salt, presented), row.key_hash):
             return row
     return None
-
-
-def verify_key(db: sqlite_utils.Database, presented: str) -> KeyInfo | None:
-    """The active key ``presented`` is, or None (unknown, malformed or revoked)."""
-    cur = db.conn.execute(f"SELECT {ROW_COLUMNS} FROM keys WHERE key_prefix = ? "
-                          "AND revoked IS NULL", [key_prefix(presented)])
-    row = match_key((KeyRow(*r[:4], bool(r[4]), *r[5:]) for r in cur.fetchall()), presented)
-    if row is None:
-        return None
-    return KeyInfo(row.name, row.budget_usd, row.budget_period, row.rpm, row.max_concurrent)
 
 
 def touch_job(name: str, now: float) -> Callable[[sqlite3.Connection], Any]:

@@ -1,7 +1,8 @@
 """Ledger reads behind the TUI: bounded queries only (LIMIT, the ts/tier indexes), thread-safe.
 
-Screens call these from thread workers (never SQL of their own). One read connection is shared under a lock: reads
-are short, and SQLite in WAL mode never makes them wait for the gateway's writer.
+Screens call these from thread workers (never SQL of their own). One read connection is
+shared under a lock: reads are short, and SQLite in WAL mode never makes them wait for the
+gateway's writer.
 """
 
 from __future__ import annotations

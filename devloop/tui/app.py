@@ -21,9 +21,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from devloop.config import Profile, Settings
+from devloop.server.host import EndpointHost, HostStatus
 from devloop.store.ledger import CallRecord
 from devloop.store.reports import LedgerReader
-from devloop.server.host import EndpointHost, HostStatus
 from devloop.tui.jobs import CliJob
 from devloop.tui.messages import CallLogged, CheckProgress, EndpointStatus, EvalsetChanged
 from devloop.tui.screens.backends import BackendsScreen

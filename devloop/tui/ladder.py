@@ -206,8 +206,8 @@ def estimate_eval(path: Path, profile: Any, db_path: Path) -> EvalEstimate:
     """What `devloop eval` would spend at most: its own plan (cache lookups included)."""
     from devloop.evals.evalset import load_evalset
     from devloop.evals.runner import RunOptions, make_plan
-    from devloop.store.evals import EvalStore
     from devloop.pricing import Pricing
+    from devloop.store.evals import EvalStore
 
     evalset = load_evalset(path)
     store = EvalStore(db_path)

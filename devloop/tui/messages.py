@@ -10,8 +10,8 @@ from pathlib import Path
 
 from textual.message import Message
 
-from devloop.store.ledger import CallRecord
 from devloop.server.host import HostStatus
+from devloop.store.ledger import CallRecord
 
 
 class CallLogged(Message, bubble=False):

@@ -19,9 +19,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
+from devloop.paths import display_path
 from devloop.tui.formatting import clip, short_stamp, usd
 from devloop.tui.jobs import CliJob
-from devloop.paths import display_path
 from devloop.tui.ladder import (
     CHECK_STAGES,
     NOT_RUN,
