@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field
 from devloop.config import Profile, Settings
 from devloop.evals.evalset import EvalSet, load_evalset
 from devloop.paths import display_path
-from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order, cache_pricing
+from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order
+from devloop.pipeline.cache_prices import cache_pricing
 from devloop.pipeline.compression import analyse_compression
 from devloop.pipeline.draft import DraftResult, Grader, run_draft
 from devloop.pipeline.grading import default_grader

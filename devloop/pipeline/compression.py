@@ -27,11 +27,11 @@ from devloop.evals.evalset import EvalSet, var_to_text
 from devloop.pipeline.cache_order import (
     MIN_STATIC_AFTER_TOKENS,
     CacheOrderResult,
-    CachePricing,
     segments,
     token_position,
     var_sets,
 )
+from devloop.pipeline.cache_prices import CachePricing
 from devloop.pipeline.lingua import LinguaCompressor
 from devloop.tokens import Tokenizer
 
