@@ -12,7 +12,7 @@ from devloop.config import Profile, Settings
 
 def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = None,
                ssl_keyfile: str | None = None) -> None:
-    from devloop.server.host import run_server as serve_forever
+    from devloop.server.run import run_server as serve_forever
 
     scheme = "https" if ssl_certfile else "http"
     click.echo(f"devloop {'team ' if settings.team else ''}endpoint on "

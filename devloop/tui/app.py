@@ -21,7 +21,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from devloop.config import Profile, Settings
-from devloop.server.host import EndpointHost, HostStatus
+from devloop.server.hosting import EndpointHost, HostStatus
 from devloop.store.ledger import CallRecord
 from devloop.store.reports import LedgerReader
 from devloop.tui.jobs import CliJob

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from textual.message import Message
 
-from devloop.server.host import HostStatus
+from devloop.server.hosting import HostStatus
 from devloop.store.ledger import CallRecord
 
 

@@ -1,10 +1,9 @@
-"""Running the HTTP endpoint: headless (``run_server``, `devloop serve`) or inside a host's
-event loop (``EndpointHost``, the TUI).
+"""Hosting the HTTP endpoint inside an event loop someone else runs (the TUI's).
 
-In the TUI the gateway and uvicorn run as tasks on Textual's loop, so the ledger listener is
-called on the same loop that draws the screen. uvicorn's signal handlers are disabled: the
-TUI owns the terminal and its quit key; quitting sets ``should_exit`` and awaits a graceful
-shutdown.
+The gateway and uvicorn run as tasks on the caller's loop (Textual's), so the ledger listener
+is called on the same loop that draws the screen. uvicorn's signal handlers are disabled: the
+host application owns the terminal and its quit key; quitting sets ``should_exit`` and awaits
+a graceful shutdown. Here in server/ because only server/ imports the web server.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
 from devloop.store.ledger import CallRecord
 
-log = logging.getLogger("devloop.server")
+log = logging.getLogger("devloop.hosting")
 State = Literal["starting", "serving", "stopping", "stopped", "failed"]
 
 
@@ -29,20 +28,6 @@ State = Literal["starting", "serving", "stopping", "stopped", "failed"]
 class HostStatus:
     state: State
     detail: str = ""
-
-
-def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = None,
-               ssl_keyfile: str | None = None) -> None:
-    """Serve until interrupted (uvicorn's own loop and signal handling)."""
-    import uvicorn
-
-    from devloop.server.app import create_app
-
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, profile)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, loop="uvloop", http="httptools", lifespan="on",
-                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=5)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -90,7 +75,7 @@ class EndpointHost:
 
     async def serve(self) -> None:
         """Run until ``stop``; returns once the port is closed and the gateway is shut."""
-        import uvicorn  # imported here: only a TUI that serves pays for it
+        import uvicorn  # imported here: only a host that serves pays for it
 
         from devloop.server.app import create_app
 
