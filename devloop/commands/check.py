@@ -111,7 +111,7 @@ def _print_event(event: WatchEvent, as_json: bool, show_reordered: bool) -> None
                    (f": {event.message}" if event.message else ""))
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
