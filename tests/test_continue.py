@@ -120,10 +120,10 @@ def test_command_port_names_the_endpoint(embedded_profile: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "env", "names"), [
-    (["--port", "9000", "--base-url", "http://127.0.0.1:1"], {}, "--port"),
     (["--base-url", "localhost:8790"], {}, "--base-url"),
     (["--profile", "no-such-profile"], {}, "no-such-profile"),
     ([], {"DEVLOOP_PORT": "eighty"}, "DEVLOOP_PORT"),
+    (["--port", "9000", "--base-url", "http://127.0.0.1:1"], {}, "--port"),
 ])
 def test_command_bad_input_is_one_line_and_exit_2(args: list[str], env: dict[str, str],
                                                   names: str) -> None:
