@@ -135,9 +135,6 @@ class ResponseCache:
         self.writer.submit(job)
         return None
 
-    def forget(self, key: str) -> None:
-        self.memory.pop(key, None)
-
     def _remember(self, key: str, entry: tuple[float, bytes]) -> None:
         self.memory[key] = entry
         self.memory.move_to_end(key)

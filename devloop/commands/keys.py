@@ -16,9 +16,9 @@ import click
 import sqlite_utils
 from pydantic import ValidationError
 
-from devloop.budgets import period_bounds
 from devloop.cli import fail
 from devloop.config import Settings
+from devloop.store.budgets import period_bounds
 from devloop.store.ledger import format_usd
 
 REFRESH_NOTE = "a running team server picks this up within a few seconds"

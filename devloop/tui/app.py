@@ -22,9 +22,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from devloop.config import Profile, Settings
-from devloop.store.ledger import CallRecord
+from devloop.server.hosting import EndpointHost, HostStatus
+from devloop.store.calls import CallRecord
 from devloop.tui.data import LedgerReader
-from devloop.tui.hosting import EndpointHost, HostStatus
 from devloop.tui.jobs import CliJob
 from devloop.tui.messages import CallLogged, CheckProgress, EndpointStatus, EvalsetChanged
 from devloop.tui.screens.backends import BackendsScreen

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devloop.budgets import SCOPE_SQL, period_bounds
 from devloop.config import Budget
+from devloop.store.budgets import SCOPE_SQL, period_bounds
 from devloop.store.db import connect, open_db
 from devloop.store.ledger import LOCAL_TIERS
 

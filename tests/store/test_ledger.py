@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from devloop.store.calls import CallRecord, saved
 from devloop.store.db import open_db
-from devloop.store.ledger import GROUPINGS, CallRecord, format_usd, saved, spend_report
+from devloop.store.ledger import GROUPINGS, format_usd, spend_report
 from devloop.store.writer import DbWriter
 from tests.helpers import ROOT, base_env
 

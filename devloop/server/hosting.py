@@ -1,8 +1,9 @@
-"""Hosting the HTTP endpoint inside the TUI's event loop.
+"""Hosting the HTTP endpoint inside an event loop someone else runs (the TUI's).
 
-The gateway and uvicorn run as tasks on Textual's loop, so the ledger listener is called on
-the same loop that draws the screen. uvicorn's signal handlers are disabled: the TUI owns the
-terminal and its quit key; quitting sets ``should_exit`` and awaits a graceful shutdown.
+The gateway and uvicorn run as tasks on the caller's loop (Textual's), so the ledger listener
+is called on the same loop that draws the screen. uvicorn's signal handlers are disabled: the
+host application owns the terminal and its quit key; quitting sets ``should_exit`` and awaits
+a graceful shutdown. Here in server/ because only server/ imports the web server.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any, Literal
 
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
-from devloop.store.ledger import CallRecord
+from devloop.store.calls import CallRecord
 
-log = logging.getLogger("devloop.tui")
+log = logging.getLogger("devloop.hosting")
 State = Literal["starting", "serving", "stopping", "stopped", "failed"]
 
 
@@ -73,7 +74,7 @@ class EndpointHost:
 
     async def serve(self) -> None:
         """Run until ``stop``; returns once the port is closed and the gateway is shut."""
-        import uvicorn  # imported here: only a TUI that serves pays for it
+        import uvicorn  # imported here: only a host that serves pays for it
 
         from devloop.server.app import create_app
 
