@@ -39,6 +39,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434"
+
+
+def ollama_host_url(value: str | None) -> str:
+    """OLLAMA_HOST as the ollama client reads it: ``host``, ``host:port``, ``:port`` or a URL
+    (``http://host:port/path``); the port defaults to 11434 (443 for https without one)."""
+    value = (value or "").strip()
+    if not value:
+        return OLLAMA_DEFAULT_URL
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "http", value
+    hostport, _, path = rest.partition("/")
+    host, port = hostport, ""
+    if hostport.startswith("["):  # [::1]:11434
+        end = hostport.find("]")
+        host, port = hostport[: end + 1], hostport[end + 2:]
+    elif hostport.count(":") == 1:
+        host, port = hostport.split(":")
+    host = host or "127.0.0.1"
+    port = port or ("443" if scheme == "https" and sep else "11434")
+    return f"{scheme}://{host}:{port}" + (f"/{path.rstrip('/')}" if path.strip("/") else "")
+
+
 class TierConfig(Strict):
     backend: Literal["ollama", "embedded", "openai", "litellm"]
     model: str
@@ -53,6 +77,13 @@ class TierConfig(Strict):
     n_ctx: int = 8192  # SmolLM2's trained context; llama.cpp allocates the KV cache for it
     timeout: float = 120.0
     embedding_model: str | None = None
+
+    @model_validator(mode="after")
+    def _ollama_host(self) -> TierConfig:
+        # An Ollama tier without a URL follows OLLAMA_HOST, as the ollama client does.
+        if self.backend == "ollama" and not self.base_url and not self.base_urls:
+            self.base_url = ollama_host_url(os.environ.get("OLLAMA_HOST"))
+        return self
 
     def urls(self) -> list[str]:
         return self.base_urls or ([self.base_url] if self.base_url else [])

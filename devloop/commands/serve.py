@@ -60,7 +60,8 @@ def serve(host: str | None, port: int | None, profile: str | None, team: bool,
 
 
 @click.command(epilog="Exit status: 0 on quit; 2 for a bad option or profile, or an environment "
-                      "problem (port in use, state folder not writable, missing weights).")
+                      "problem (state folder not writable, missing weights). A busy port does "
+                      "not stop the TUI: it shows the ledger and says the endpoint is not served.")
 @click.option("--host", default=None, help="Address the hosted endpoint binds (default 127.0.0.1).")
 @click.option("--port", type=int, default=None,
               help="Port of the endpoint the TUI hosts (default 8790).")
@@ -69,7 +70,7 @@ def serve(host: str | None, port: int | None, profile: str | None, team: bool,
 def tui(host: str | None, port: int | None, profile: str | None) -> None:
     """Open the TUI, which hosts the endpoint in the same process."""
     settings, prof = load(profile, host=host, port=port)
-    problem = preflight(settings, prof)
+    problem = preflight(settings, prof, bind=False)
     if problem:
         fail(problem)
     from devloop.tui.app import run_tui

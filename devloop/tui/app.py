@@ -95,6 +95,8 @@ class DevloopApp(App[int]):
         if self.host is not None:
             self.run_worker(self.host.serve(), name="endpoint", group="endpoint",
                             exit_on_error=False)
+        if self.host is not None and self.live:
+            self.run_worker(self._first_probe(), group="probe", exit_on_error=False)
         if self.live:
             self.watcher.start()
         if self.auto_check:
@@ -109,6 +111,19 @@ class DevloopApp(App[int]):
             if gateway is None:  # the endpoint failed to start (shown on screen)
                 return
         await self.auto_checker.run(gateway)
+
+    async def _first_probe(self) -> None:
+        """Probe every tier once as soon as the endpoint is up, so the Tiers panel shows the
+        truth from the start (the router's own probes wait a health interval first)."""
+        assert self.host is not None
+        gateway = await self.host.ready()
+        if gateway is None:
+            return
+        await gateway.router.check_all()
+        for screen in self._screens:
+            refresh = getattr(screen, "refresh_tiers", None)
+            if refresh is not None:
+                refresh()
 
     def _auto_check_file(self, path: Path) -> None:
         """Called on watchdog's thread: trigger is thread-safe."""

@@ -11,14 +11,17 @@ from devloop.tui.widgets.stats import TierState
 
 
 def tier_states(profile: Profile, gateway: Any | None,
-                latency: dict[str, TierLatency] | None = None) -> list[TierState]:
-    """One line per configured tier. Without a gateway (endpoint not hosted) the state is off."""
+                latency: dict[str, TierLatency] | None = None,
+                hosting: bool = False) -> list[TierState]:
+    """One line per configured tier. Without a gateway the state is off (endpoint not hosted
+    here), or wait while the hosted endpoint starts; a tier not probed yet is wait too."""
     out = []
     for name, cfg in profile.tiers.items():
         lat = (latency or {}).get(name)
         p50 = millis(lat.p50_ms) if lat and lat.p50_ms is not None else ""
         if gateway is None:
-            out.append(TierState(name, cfg.backend, "off", p50 or cfg.backend))
+            out.append(TierState(name, cfg.backend, "wait", "checking…") if hosting
+                       else TierState(name, cfg.backend, "off", p50 or cfg.backend))
             continue
         router = gateway.router
         health = router.health[name]
@@ -28,6 +31,8 @@ def tier_states(profile: Profile, gateway: Any | None,
             out.append(TierState(name, cfg.backend, "down", health.last.detail))
         elif health.last is not None or (health.attempts and not health.failures):
             out.append(TierState(name, cfg.backend, "ok", p50))
+        elif hosting and router.profile.health_interval > 0:
+            out.append(TierState(name, cfg.backend, "wait", "checking…"))
         else:
             out.append(TierState(name, cfg.backend, "idle", p50 or "no calls yet"))
     return out

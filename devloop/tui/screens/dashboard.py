@@ -144,7 +144,9 @@ class DashboardScreen(DevloopScreen):
 
     def show_tiers(self, latency: dict[str, TierLatency] | None) -> None:
         gw = self.devloop.gateway
-        self.query_one(TierHealthList).show(tier_states(self.devloop.profile, gw, latency))
+        hosting = self.devloop.host is not None and self.devloop.live
+        self.query_one(TierHealthList).show(tier_states(self.devloop.profile, gw, latency,
+                                                        hosting=hosting))
 
     def refresh_tiers(self) -> None:
         self.show_tiers(getattr(self, "latency", None))

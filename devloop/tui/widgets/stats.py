@@ -58,12 +58,12 @@ class BudgetGauges(Static):
 class TierState:
     tier: str
     backend: str
-    state: str  # ok, down, idle (not probed, no calls yet), off (endpoint not hosted here)
+    state: str  # ok, down, wait (being probed), idle (no calls yet), off (endpoint not hosted)
     detail: str = ""
 
 
 STATE_GLYPH = {"ok": ("●", "green"), "down": ("●", "red"), "idle": ("○", "yellow"),
-               "off": ("○", "dim")}
+               "off": ("○", "dim"), "wait": ("◌", "yellow")}
 
 
 class TierHealthList(Static):
