@@ -45,13 +45,20 @@ class LazyGroup(click.Group):
 @click.option("--host", default=None, help="[TUI] Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="[TUI] Port (default 8790).")
 @click.option("--profile", default=None, help="[TUI] Profile name or YAML path.")
+@click.option("--verbose", "-v", is_flag=True, default=False,
+              help="Also print logs and library warnings on stderr (they always go to "
+                   "$DEVLOOP_HOME/devloop.log). Or set DEVLOOP_VERBOSE=1.")
 @click.pass_context
-def cli(ctx: click.Context, host: str | None, port: int | None, profile: str | None) -> None:
+def cli(ctx: click.Context, host: str | None, port: int | None, profile: str | None,
+        verbose: bool) -> None:
     """devloop: a local-first LLM endpoint, spend ledger and prompt promotion ladder.
 
     With no command, opens the TUI, which also serves the endpoint (it takes --host, --port
     and --profile as `devloop serve` does).
     """
+    from devloop.logfile import setup_logging, verbose_from_env
+
+    setup_logging(verbose=verbose or verbose_from_env())
     given = {"--host": host, "--port": port, "--profile": profile}
     if ctx.invoked_subcommand is None:
         tui = LazyGroup.get_command(cli, ctx, "tui")

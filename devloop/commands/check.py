@@ -14,7 +14,6 @@ import click
 from devloop.commands._common import fail, load
 from devloop.config import ConfigError
 from devloop.evals.evalset import find_evalsets, load_evalset
-from devloop.paths import display_path
 from devloop.pipeline.checker import STAGES, Checker, CheckReport
 from devloop.pipeline.report import render_report, render_stage
 from devloop.pipeline.watch import EvalsetWatcher, WatchEvent
@@ -39,13 +38,14 @@ def _resolve_files(paths: tuple[str, ...]) -> list[Path]:
 
 async def _check_all(checker: Checker, files: list[Path], stages: tuple[str, ...],
                      progress: bool) -> list[CheckReport]:
+    from devloop.commands._output import check_progress
+
     reports = []
     await checker.start()
     try:
         for path in files:
-            if progress:
-                click.echo(f"checking {display_path(path)} ...", err=True)
-            reports.append(await checker.check_file(path, stages))
+            with check_progress(checker, path, stages, enabled=progress) as on_stage:
+                reports.append(await checker.check_file(path, stages, on_stage))
     finally:
         await checker.close()
     return reports

@@ -98,6 +98,7 @@ class ModelClient:
         self.headers = headers or {}
         self.calls = 0
         self.retries = 0
+        self.on_retry: Any = None  # called with one line per retry (the progress shows it)
 
     def common(self, model: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"timeout": self.timeout, "num_retries": 0}
@@ -129,6 +130,9 @@ class ModelClient:
             delay = max(_retry_after(error) or 0.0, backoff) + random.random() * backoff
             attempt += 1
             self.retries += 1
+            if self.on_retry is not None:
+                self.on_retry(f"retry {attempt}/{self.max_retries} in {min(delay, MAX_BACKOFF_S):.1f}s: "
+                              f"{what}: {describe(error)}")
             await asyncio.sleep(min(delay, MAX_BACKOFF_S))
 
     async def chat(self, model: str, messages: list[dict[str, Any]], temperature: float | None,

@@ -34,6 +34,7 @@ from devloop.evals.promotions import cache_key, file_promotion, write_promotion
 from devloop.evals.promptfoo import is_promptfoo_config, load_promptfoo
 from devloop.evals.report import CaseResult, Progress, RunResult
 from devloop.pricing import Pricing
+from devloop.progress import CaseProgress
 from devloop.store.evals import EvalStore
 from devloop.tokens import count_tokens
 
@@ -236,7 +237,9 @@ async def run_plans(plans: list[Plan], opts: RunOptions, pricing: Pricing) -> li
     out = []
     for plan in plans:
         label = plan.evalset.name
-        progress = Progress(len(plan.items), label, enabled=opts.progress)
+        progress = CaseProgress(len(plan.items), label, enabled=opts.progress)
+        client.on_retry = progress.note  # retries shown as they happen
+        progress.begin()
         retries_before = client.retries
         run = await run_plan(plan, opts, client, pricing, progress)
         run.retries = client.retries - retries_before

@@ -92,6 +92,7 @@ class Checker:
         self._tokenizer = tokenizer
         self.grader = grader
         self.store = store
+        self.on_case: Callable[[str, str], None] | None = None  # per draft case (progress)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -148,7 +149,8 @@ class Checker:
                          model: str) -> BaseModel:
         assert self.gateway is not None and self.grader is not None
         if stage == "draft":
-            return await run_draft(evalset, self.gateway, self.grader, production_model=model)
+            return await run_draft(evalset, self.gateway, self.grader, production_model=model,
+                                   on_case=self.on_case)
         pricing = cache_pricing(self.profile, model)
         draft = report.stages.get("draft")
         if stage == "cache_order":

@@ -102,12 +102,18 @@ async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: G
 
 
 async def run_draft(evalset: EvalSet, gateway: GatewayLike, grader: Grader, *,
-                    production_model: str, feature: str | None = None) -> DraftResult:
-    """Run every case on the local tier, one at a time (the local model is one process)."""
+                    production_model: str, feature: str | None = None,
+                    on_case: Callable[[str, str], None] | None = None) -> DraftResult:
+    """Run every case on the local tier, one at a time (the local model is one process);
+    ``on_case(case_id, pass|fail|error)`` after each (the progress bar)."""
     started = time.perf_counter()
     feature = feature or f"check:{evalset.name}"
-    outcomes = [await run_case(evalset, case, gateway, grader, production_model, feature)
-                for case in evalset.cases]
+    outcomes = []
+    for case in evalset.cases:
+        outcomes.append(await run_case(evalset, case, gateway, grader, production_model, feature))
+        if on_case is not None:
+            passed = outcomes[-1].passed
+            on_case(case.id, "error" if passed is None else "pass" if passed else "fail")
     answered = [o for o in outcomes if o.passed is not None]
     errors = len(outcomes) - len(answered)
     pass_rate = (sum(1 for o in answered if o.passed) / len(outcomes)) if answered else None

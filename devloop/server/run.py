@@ -14,7 +14,9 @@ def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = 
 
     from devloop.server.app import create_app
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if not logging.getLogger().handlers:  # `devloop` set up devloop.log (devloop.logfile)
+        logging.basicConfig(level=settings.log_level.upper(),
+                            format="%(levelname)s %(name)s: %(message)s")
     app = create_app(settings, profile)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, loop="uvloop", http="httptools", lifespan="on",
