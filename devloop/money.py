@@ -52,13 +52,15 @@ def format_usd(value: float | None, unknown: str = UNKNOWN) -> str:
 
 
 def short_usd(value: float | None, unknown: str = "?") -> str:
-    """At most about seven characters, for narrow table columns."""
+    """About eight characters, for narrow table columns; a non-zero amount keeps one
+    significant digit (``$0.00006``), never reads ``$0.0000`` or ``6e-05``."""
     if value is None:
         return unknown
     if value == 0:
         return "$0"
     if abs(value) < 0.01:
-        return f"${value:.4f}"
+        decimals = max(4, -math.floor(math.log10(abs(value))))
+        return f"${value:.{decimals}f}"
     if abs(value) < 1000:
         return f"${value:.2f}"
     return f"${value / 1000:.1f}k"

@@ -91,7 +91,8 @@ def list_cmd(as_json: bool, show_all: bool) -> None:
     for r in rows:
         budget = "-"
         if r["budget_usd"] is not None:
-            budget = f"{format_usd(r['period_spend_usd'])} of ${r['budget_usd']:g}/{r['budget_period']}"
+            budget = (f"{format_usd(r['period_spend_usd'])} of {format_usd(r['budget_usd'])}"
+                      f"/{r['budget_period']}")
         click.echo(f"{r['name'][:17]:<18}{r['key_prefix'] + '…':<14}{_when(r['created']):<18}"
                    f"{_when(r['last_used']):<18}{r['calls']:>7}{format_usd(r['spend_usd']):>11}  "
                    f"{budget:<22}{r['rpm'] or '-':>5}{r['max_concurrent'] or '-':>6}  {r['status']}")
@@ -151,7 +152,7 @@ def _when(iso: str | None) -> str:
 
 def _limits_text(budget: float | None, period: str, rpm: int | None,
                  max_concurrent: int | None) -> str:
-    parts = [f"budget ${budget:g}/{period}" if budget is not None else "no budget"]
+    parts = [f"budget {format_usd(budget)}/{period}" if budget is not None else "no budget"]
     parts.append(f"{rpm} requests/min" if rpm else "no rpm limit")
     parts.append(f"{max_concurrent} at once" if max_concurrent else "no concurrency limit")
     return ", ".join(parts)

@@ -32,6 +32,7 @@ from devloop.evals.matching import (
     schema_errors,
     short,
 )
+from devloop.money import format_usd
 
 DEFAULT_LEVENSHTEIN_THRESHOLD = 5.0  # promptfoo's default edit distance
 DEFAULT_SIMILAR_THRESHOLD = 0.75  # promptfoo's default cosine similarity
@@ -200,7 +201,7 @@ def _cost(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
     if out.cost_usd is None:
         return False, "the call's cost is unknown (no price for the model)"
     ok = out.cost_usd <= a.threshold
-    return ok, f"cost ${out.cost_usd:.6f} {'<=' if ok else '>'} ${a.threshold:g}"
+    return ok, f"cost {format_usd(out.cost_usd)} {'<=' if ok else '>'} {format_usd(a.threshold)}"
 
 
 def _latency(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from devloop.config import Budget, Profile
 from devloop.gateway.prepared import Prepared
+from devloop.money import format_usd
 from devloop.pricing import Pricing
 from devloop.store.budgets import BudgetLimit, delete_reservation_job, reserve_job
 from devloop.store.calls import WriteJob
@@ -105,7 +106,7 @@ class Budgets:
         if over is not None:
             b = over.limit
             raise BudgetExceeded(
-                f"budget {b.scope} ${b.usd:.2f}/{b.period} would be exceeded: spent "
+                f"budget {b.scope} {format_usd(b.usd)}/{b.period} would be exceeded: spent "
                 f"${over.spent:.4f}, reserved ${over.held:.4f}, this call up to ${res.usd:.4f}",
                 max(1, int(over.period_end - over.now)))
         return res

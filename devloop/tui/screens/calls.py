@@ -19,8 +19,8 @@ from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.call_detail import CallDetail
 from devloop.tui.widgets.line_table import Column, LineTable
 
-COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 16), ("Saved", 7, "right"),
-                         ("Cost", 7, "right"), ("Tok", 6, "right"), ("ms", 6, "right"),
+COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 16), ("Saved", 8, "right"),
+                         ("Cost", 8, "right"), ("Tok", 6, "right"), ("ms", 6, "right"),
                          ("Feature", 12), ("Cache", 6), ("St", 3)]
 FILTER_DEBOUNCE_S = 0.25
 

@@ -24,7 +24,7 @@ from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.line_table import Column, LineTable
 from devloop.tui.widgets.stats import BudgetGauges, StatCard, TierHealthList
 
-LIVE_COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 14), ("Saved", 7, "right"),
+LIVE_COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 14), ("Saved", 8, "right"),
                               ("Tok", 5, "right"), ("ms", 6, "right"), ("Feature", 12),
                               ("Cache", 6)]
 CACHE_STYLE = {"hit": "green", "miss": "", "bypass": "yellow", "off": "dim"}

@@ -19,9 +19,9 @@ from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.line_table import Column, LineTable
 
 RUN_COLUMNS: list[Column] = [("When", 11), ("Eval set", 16), ("Model", 18),
-                             ("Pass", 5, "right"), ("Thr", 4, "right"), ("Cost", 7, "right"),
+                             ("Pass", 5, "right"), ("Thr", 4, "right"), ("Cost", 8, "right"),
                              ("Result", 6)]
-CASE_COLUMNS: list[Column] = [("Case", 18), ("Pass", 4), ("Cost", 7, "right"), ("Cached", 6),
+CASE_COLUMNS: list[Column] = [("Case", 18), ("Pass", 4), ("Cost", 8, "right"), ("Cached", 6),
                               ("Reason", 60)]
 NO_RUNS = ("No eval runs yet. On the Prompts screen (3) press e on an eval set, or run "
            "`devloop eval evalsets/NAME.yaml`.")

@@ -19,8 +19,8 @@ from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.line_table import Column, LineTable
 
 WINDOWS = (7, 14, 30, 90)
-GROUP_COLUMNS: list[Column] = [("Key", 12), ("Calls", 6, "right"), ("Spent", 7, "right"),
-                               ("Saved", 7, "right")]
+GROUP_COLUMNS: list[Column] = [("Key", 12), ("Calls", 6, "right"), ("Spent", 8, "right"),
+                               ("Saved", 8, "right")]
 
 
 def group_cells(g: SpendGroup) -> list[Any]:
