@@ -202,6 +202,35 @@ class DevloopApp(App[int]):
         for i, (mode, title) in enumerate(SCREENS, start=1):
             yield SystemCommand(f"{title} ({i})", f"Show the {title} screen",
                                 lambda m=mode: self.switch_mode(m))
+        yield SystemCommand("Run check", "Run stages 1-3 on the selected eval set (Prompts)",
+                            lambda: self._on_mode_screen("prompts", "action_check"))
+        yield SystemCommand("Run eval", "Estimate, confirm and run the eval of the selected "
+                            "eval set (Prompts)",
+                            lambda: self._on_mode_screen("prompts", "action_eval"))
+        yield SystemCommand("Copy Continue config", "Copy the Continue config for this "
+                            "endpoint (Backends)",
+                            lambda: self._on_mode_screen("backends", "action_copy"))
+        yield SystemCommand("Open a call", "Find a call by id, tier, feature or model (Calls)",
+                            lambda: self._on_mode_screen("calls", "action_filter"))
+        yield SystemCommand("Switch profile", "Which profile is used, and how to change it",
+                            self._profile_help)
+
+    def _on_mode_screen(self, mode: str, action: str) -> None:
+        """Switch to the screen, then run its action once it is mounted."""
+        self.switch_mode(mode)
+
+        def run(tries: int) -> None:
+            target = getattr(self.screen, action, None)
+            if target is not None:
+                target()
+            elif tries:  # the screen mounts on a later refresh on its first visit
+                self.call_after_refresh(run, tries - 1)
+
+        self.call_after_refresh(run, 10)
+
+    def _profile_help(self) -> None:
+        self.notify(f"profile {self.profile.name} (the endpoint routes with it while it runs); "
+                    f"quit and start `devloop --profile NAME` to switch", timeout=10)
 
 
 def settle_gc() -> None:

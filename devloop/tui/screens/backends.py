@@ -123,8 +123,10 @@ class BackendsScreen(DevloopScreen):
         self.show_config()
 
     def action_copy(self) -> None:
-        self.app.copy_to_clipboard(self.config_text)
-        self.notify("Continue config copied (paste it into ~/.continue/config.yaml)")
+        from devloop.tui.clipboard import copy_text
+
+        how = copy_text(self.app, self.config_text)
+        self.notify(f"Continue config {how}; paste it into ~/.continue/config.yaml")
 
     def action_save(self) -> None:
         path = self.devloop.settings.home / f"continue-{self.provider}.yaml"

@@ -66,7 +66,23 @@ def ladder_cells(info: EvalsetInfo, job: str | None = None) -> list[Any]:
             *(stage_cell("running" if s in busy else info.stages[s].status) for s in STAGES)]
 
 
-def detail_table(info: EvalsetInfo, job: str | None) -> Table:
+def failing_cases(detail: dict[str, Any], limit: int = 8) -> list[Text]:
+    """The draft's failing and errored cases with their reasons (what `devloop check` prints)."""
+    out = []
+    for case in detail.get("cases") or []:
+        if not isinstance(case, dict) or case.get("passed") is True:
+            continue
+        failed = case.get("passed") is False
+        line = Text(f"✗ {case.get('id') or '?'}: " if failed else f"! {case.get('id') or '?'}: ",
+                    style="red" if failed else "yellow")
+        line.append(str(case.get("reason") or case.get("error") or "no reason recorded"),
+                    style="")
+        out.append(line)
+    return out[:limit] + ([Text(f"… {len(out) - limit} more", style="dim")]
+                          if len(out) > limit else [])
+
+
+def detail_table(info: EvalsetInfo, job: str | None, error: str | None = None) -> Table:
     grid = Table.grid(padding=(0, 1), expand=True)
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(ratio=1, overflow="fold")
@@ -85,6 +101,11 @@ def detail_table(info: EvalsetInfo, job: str | None) -> Table:
         if st.ts:
             line.append(f"  {short_stamp(st.ts)}", style="dim")
         grid.add_row(STAGE_TITLES[stage], line)
+        if stage == "draft" and st.status in ("warn", "fail", "error"):
+            for failing in failing_cases(st.detail):
+                grid.add_row("", failing)
+    if error:
+        grid.add_row("Last run", Text(error, style="red"))
     return grid
 
 
@@ -102,6 +123,7 @@ class PromptsScreen(DevloopScreen):
         super().__init__()
         self.rows: dict[str, EvalsetInfo] = {}  # resolved path -> its ladder
         self.running: dict[str, str] = {}  # resolved path -> "check" | "eval"
+        self.errors: dict[str, str] = {}  # resolved path -> the last job's error, until rerun
         self._changed: set[Path] = set()
 
     def compose_body(self) -> ComposeResult:
@@ -176,7 +198,8 @@ class PromptsScreen(DevloopScreen):
         key = self.selected_key() or ""
         info = self.rows.get(key)
         pane = self.query_one("#prompt-detail", Static)
-        pane.update(detail_table(info, self.running.get(key)) if info else "")
+        pane.update(detail_table(info, self.running.get(key), self.errors.get(key))
+                    if info else "")
 
     # -- file changes and check progress ---------------------------------------------------------
     def on_evalset_changed(self, message: EvalsetChanged) -> None:
@@ -257,6 +280,7 @@ class PromptsScreen(DevloopScreen):
         self.app.push_screen(ConfirmScreen(f"Run the eval of {est.name}?", body), answered)
 
     def run_job(self, path: Path, kind: str, args: list[str]) -> None:
+        self.errors.pop(_key(path), None)
         self.running[_key(path)] = kind
         self._redraw_row(path)
         self.run_cli(path, kind, args)
@@ -273,6 +297,8 @@ class PromptsScreen(DevloopScreen):
 
     def job_done(self, path: Path, kind: str, ok: bool, summary: str) -> None:
         self.running.pop(_key(path), None)
+        if not ok:  # stays in the detail pane until the next run (a toast vanishes)
+            self.errors[_key(path)] = f"{kind}: {summary}"
         self.notify(f"{kind} {path.name}: {summary}", severity="information" if ok else "error",
                     timeout=8)
         self.devloop.broadcast(lambda: StagesChanged(path))  # this screen and Evals reload
