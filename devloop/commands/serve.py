@@ -12,7 +12,7 @@ from devloop.config import Profile, Settings
 
 
 def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = None,
-               ssl_keyfile: str | None = None) -> None:
+               ssl_keyfile: str | None = None, access_log: bool = True) -> None:
     from devloop.server.run import run_server as serve_forever
 
     scheme = "https" if ssl_certfile else "http"
@@ -23,7 +23,7 @@ def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = 
     click.echo(f"devloop {'team ' if settings.team else ''}endpoint on "
                f"{scheme}://{settings.host}:{settings.port} (profile {profile.name}; "
                f"OpenAI at /v1, Ollama at /api)", err=True)
-    serve_forever(settings, profile, ssl_certfile, ssl_keyfile)
+    serve_forever(settings, profile, ssl_certfile, ssl_keyfile, access_log=access_log)
 
 
 @click.command(epilog="Exit status: 0 after a clean shutdown (ctrl+c, SIGTERM); 2 for a bad "
@@ -38,8 +38,11 @@ def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = 
               help="PEM certificate: serve HTTPS (with --ssl-keyfile).")
 @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM private key of --ssl-certfile.")
+@click.option("--quiet", "-q", is_flag=True, default=False,
+              help="No access-log line per call (time, status, endpoint, tier, model, cache, "
+                   "cost, tokens, latency, request id) on stderr.")
 def serve(host: str | None, port: int | None, profile: str | None, team: bool,
-          ssl_certfile: str | None, ssl_keyfile: str | None) -> None:
+          ssl_certfile: str | None, ssl_keyfile: str | None, quiet: bool) -> None:
     """Serve the OpenAI- and Ollama-compatible endpoint without the TUI."""
     settings, prof = load(profile, host=host, port=port, team=team or None)
     if bool(ssl_certfile) != bool(ssl_keyfile):
@@ -54,7 +57,7 @@ def serve(host: str | None, port: int | None, profile: str | None, team: bool,
             fail("team mode needs at least one key; create one with "
                  "`devloop keys create NAME` and hand it to its user")
     try:
-        run_server(settings, prof, ssl_certfile, ssl_keyfile)
+        run_server(settings, prof, ssl_certfile, ssl_keyfile, access_log=not quiet)
     except OSError as exc:
         fail(f"cannot serve on {settings.host}:{settings.port}: {exc.strerror or exc}")
 

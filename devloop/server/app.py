@@ -85,13 +85,17 @@ def tune_gc() -> None:
 
 
 def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRoute] | None = None,
-               probe: bool = True, gateway: Gateway | None = None) -> Starlette:
-    """Build the app. Pass ``gateway`` to share one with the TUI; else the lifespan makes one."""
+               probe: bool = True, gateway: Gateway | None = None,
+               on_call: Any = None) -> Starlette:
+    """Build the app. Pass ``gateway`` to share one with the TUI; else the lifespan makes one.
+    ``on_call(record)`` is called for every ledger row (`devloop serve`'s access log)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         gw = gateway or Gateway(settings, profile)
         app.state.gateway = gw
+        if on_call is not None:
+            gw.listeners.append(on_call)
         if gateway is None:
             await gw.start(probe=probe)
         resume_batches(app)

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import logging
+import sys
+import time
 
 from devloop.config import Profile, Settings
+from devloop.money import format_usd
+from devloop.store.calls import CallRecord
+
+
+def access_line(rec: CallRecord) -> str:
+    """One line per call, like uvicorn's access log, with what devloop adds: tier, cache, cost."""
+    when = time.strftime("%H:%M:%S", time.localtime(rec.ts or time.time()))
+    parts = [f"{when} {rec.status} {rec.endpoint}", f"tier={rec.tier or '-'}",
+             f"model={rec.model or '-'}", f"cache={rec.cache}", f"cost={format_usd(rec.cost_usd)}"]
+    if rec.saved_usd:
+        parts.append(f"saved={format_usd(rec.saved_usd)}")
+    parts.append(f"{rec.prompt_tokens}+{rec.completion_tokens} tok {rec.latency_ms:.0f}ms")
+    if rec.feature:
+        parts.append(f"feature={rec.feature}")
+    if rec.error:
+        parts.append(f"error={rec.error[:120]!r}")
+    return "  ".join(parts) + f"  id={rec.request_id}"
+
+
+def _print_access(rec: CallRecord) -> None:
+    print(access_line(rec), file=sys.stderr, flush=True)
 
 
 def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = None,
-               ssl_keyfile: str | None = None) -> None:
+               ssl_keyfile: str | None = None, access_log: bool = True) -> None:
     """Serve until interrupted (uvicorn's own loop and signal handling)."""
     import uvicorn
 
@@ -17,7 +40,7 @@ def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = 
     if not logging.getLogger().handlers:  # `devloop` set up devloop.log (devloop.logfile)
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, profile)
+    app = create_app(settings, profile, on_call=_print_access if access_log else None)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, loop="uvloop", http="httptools", lifespan="on",
                 ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=5)
