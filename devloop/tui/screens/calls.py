@@ -19,9 +19,11 @@ from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.call_detail import CallDetail
 from devloop.tui.widgets.line_table import Column, LineTable
 
-COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 16), ("Saved", 8, "right"),
-                         ("Cost", 8, "right"), ("Tok", 6, "right"), ("ms", 6, "right"),
-                         ("Feature", 12), ("Cache", 6), ("St", 3)]
+# Feature and Cache come before the figures: at 120 columns the detail pane leaves the table
+# about 70 cells, and what a call was for must be visible without scrolling sideways.
+COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Feature", 12), ("Model", 14),
+                         ("Cache", 6), ("Saved", 8, "right"), ("Cost", 8, "right"),
+                         ("Tok", 6, "right"), ("ms", 6, "right"), ("St", 3)]
 FILTER_DEBOUNCE_S = 0.25
 
 
@@ -31,13 +33,13 @@ def call_cells(row: Row) -> list[Any]:
     return [
         clock(row["ts"]),
         Text(row["tier"] or "-", style="bold" if ok else "bold red"),
+        row["feature"] or "-",
         row["model"] or "-",
+        row["cache"] or "-",
         Text(short_usd(saved), style="green" if (saved or 0) > 0 else ""),
         short_usd(row["cost_usd"]),
         tokens((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)),
         millis(row["latency_ms"]),
-        row["feature"] or "-",
-        row["cache"] or "-",
         Text(str(row["status"]), style="" if ok else "red"),
     ]
 

@@ -19,7 +19,8 @@ from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.line_table import Column, LineTable
 
 WINDOWS = (7, 14, 30, 90)
-GROUP_COLUMNS: list[Column] = [("Key", 12), ("Calls", 6, "right"), ("Spent", 8, "right"),
+# Two of these side by side fit 80 columns (34 cells each, gaps included).
+GROUP_COLUMNS: list[Column] = [("Key", 8), ("Calls", 5, "right"), ("Spent", 7, "right"),
                                ("Saved", 8, "right")]
 
 

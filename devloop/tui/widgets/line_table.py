@@ -22,16 +22,28 @@ GAP = 2
 ROW = "row"
 
 
-def _cell(value: Any, width: int, justify: Justify) -> Text:
+def _cell(value: Any, width: int, justify: Justify) -> tuple[Text, int]:
+    """The cell's text, truncated with an ellipsis, and the padding it needs on its left
+    (right-justified) - padding on the right is added to the text itself."""
     text = value.copy() if isinstance(value, Text) else Text(str(value))
     text.no_wrap = True
     if text.cell_len > width:
         text.truncate(width, overflow="ellipsis")
-    elif justify == "right":
-        text.pad_left(width - text.cell_len)
-    else:
-        text.pad_right(width - text.cell_len)
-    return text
+        return text, 0
+    if justify == "right":
+        return text, width - text.cell_len
+    text.pad_right(width - text.cell_len)
+    return text, 0
+
+
+def _end_style(text: Text) -> Any:
+    """The style the text ends in: blank space after it takes the same style, so exported
+    screenshots never start a styled run with spaces (some SVG renderers drop them)."""
+    end = len(text)
+    for span in reversed(text.spans):
+        if span.end >= end and span.start < end:
+            return span.style
+    return text.style
 
 
 class LineTable(DataTable[Text]):
@@ -51,10 +63,14 @@ class LineTable(DataTable[Text]):
 
     def line(self, cells: Sequence[Any]) -> Text:
         out = Text(no_wrap=True)
+        previous: Any = ""
         for i, (value, (_, width, justify)) in enumerate(zip(cells, self.spec, strict=True)):
-            if i:
-                out.append(" " * GAP)
-            out.append_text(_cell(value, width, justify))
+            text, pad = _cell(value, width, justify)
+            blank = (GAP if i else 0) + pad
+            if blank:
+                out.append(" " * blank, style=previous)
+            out.append_text(text)
+            previous = _end_style(text)
         return out
 
     def add_line(self, cells: Sequence[Any], key: str) -> RowKey:
