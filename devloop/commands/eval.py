@@ -28,11 +28,17 @@ if TYPE_CHECKING:
 GATE_HINT = "run `devloop eval {file}{model}` and commit devloop.promotions.json"
 
 
+
+EXIT_CODES = ("Exit status: 0 every eval set met its threshold (with --gate: every prompt "
+              "hash is promoted); 1 a pass rate below its threshold (with --gate: a prompt "
+              "not promoted); 2 a bad file or option, a model call that failed for good, "
+              "or --max-cost refusing.")
+
 def _echo_err(text: str) -> None:
     click.echo(text, err=True)
 
 
-@click.command("eval")
+@click.command("eval", epilog=EXIT_CODES)
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--model", default=None,
               help="Model to evaluate (litellm name); default: the eval set's production_model, "

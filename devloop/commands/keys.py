@@ -18,7 +18,8 @@ from devloop.money import format_usd
 from devloop.store.budgets import period_bounds
 from devloop.store.db import Database
 
-REFRESH_NOTE = "a running team server picks this up within a few seconds"
+REFRESH_NOTE = ("a running team server picks this up at its next read of the keys table "
+                "(every DEVLOOP_TEAM_KEY_REFRESH_S, default 1 s)")
 
 
 def _open() -> Database:
