@@ -212,6 +212,8 @@ class Settings(BaseSettings):
     team_reserved_slots: int = Field(default=1, ge=0)
     team_max_queued_per_key: int = Field(default=256, ge=0)
     team_key_refresh_s: float = Field(default=1.0, gt=0)
+    # Team mode: /metrics (per-user requests and spend) without an admin key.
+    metrics_public: bool = False
 
     @property
     def db_path(self) -> Path:

@@ -46,8 +46,11 @@ def keys() -> None:
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
 @click.option("--max-concurrent", type=click.IntRange(min=1), default=None,
               help="Requests in flight at once.")
+@click.option("--admin", is_flag=True, default=False,
+              help="An admin key: it may also read /metrics of a team server (per-user "
+                   "requests and spend).")
 def create(name: str, budget: float | None, period: str | None, rpm: int | None,
-           max_concurrent: int | None) -> None:
+           max_concurrent: int | None, admin: bool) -> None:
     """Create a key for NAME and print it (the only time it is shown)."""
     from devloop.store.keys import KeyError_, create_key
 
@@ -55,14 +58,15 @@ def create(name: str, budget: float | None, period: str | None, rpm: int | None,
         fail("--period applies to --budget; give --budget USD too")
     db = _open()
     try:
-        key = create_key(db, name, budget, period or "day", rpm, max_concurrent)
+        key = create_key(db, name, budget, period or "day", rpm, max_concurrent, admin=admin)
     except KeyError_ as exc:
         fail(str(exc))
     finally:
         db.close()
     click.echo(key)
     limits = _limits_text(budget, period or "day", rpm, max_concurrent)
-    click.echo(f"created key {name!r} ({limits}). This is the only time it is shown: hand it "
+    kind = "admin key" if admin else "key"
+    click.echo(f"created {kind} {name!r} ({limits}). This is the only time it is shown: hand it "
                f"to its user, who sets it in the environment variable named by the shared "
                f"tier's api_key_env (e.g. DEVLOOP_SHARED_KEY).", err=True)
 

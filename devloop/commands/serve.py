@@ -38,13 +38,18 @@ def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = 
               help="PEM certificate: serve HTTPS (with --ssl-keyfile).")
 @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM private key of --ssl-certfile.")
+@click.option("--metrics-public", is_flag=True, default=False,
+              help="Team mode: serve /metrics without a key (else only to an admin key, "
+                   "`devloop keys create NAME --admin`).")
 @click.option("--quiet", "-q", is_flag=True, default=False,
               help="No access-log line per call (time, status, endpoint, tier, model, cache, "
                    "cost, tokens, latency, request id) on stderr.")
 def serve(host: str | None, port: int | None, profile: str | None, team: bool,
-          ssl_certfile: str | None, ssl_keyfile: str | None, quiet: bool) -> None:
+          ssl_certfile: str | None, ssl_keyfile: str | None, quiet: bool,
+          metrics_public: bool) -> None:
     """Serve the OpenAI- and Ollama-compatible endpoint without the TUI."""
-    settings, prof = load(profile, host=host, port=port, team=team or None)
+    settings, prof = load(profile, host=host, port=port, team=team or None,
+                          metrics_public=metrics_public or None)
     if bool(ssl_certfile) != bool(ssl_keyfile):
         fail("--ssl-certfile and --ssl-keyfile go together: give both or neither")
     problem = preflight(settings, prof)

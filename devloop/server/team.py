@@ -1,7 +1,8 @@
 """Team mode: API keys and a fair queue, as one pure ASGI middleware in front of the app.
 
-``create_app`` installs it when ``settings.team``. Every request except ``/health`` (and
-``/metrics`` from loopback) needs ``Authorization: Bearer KEY``. Keys are checked against
+``create_app`` installs it when ``settings.team``. Every request except ``/health`` needs
+``Authorization: Bearer KEY``; ``/metrics`` (per-user requests and spend) an admin key, unless
+the server runs with ``--metrics-public``. Keys are checked against
 an in-memory copy of the keys table that is re-read at most every ``key_refresh_s``
 seconds, so ``devloop keys revoke`` takes effect within that time without a restart and
 without a database query per request. The Authorization header is removed from the scope
@@ -109,7 +110,7 @@ class TeamMiddleware:
         gw = scope["app"].state.gateway
         self._sync(gw)
         path: str = scope["path"]
-        if path == "/metrics" and from_loopback(scope):
+        if path == "/metrics" and self.settings.metrics_public:
             self._export(gw)
             await self.app(scope, receive, send)
             return
@@ -127,6 +128,12 @@ class TeamMiddleware:
         scope["devloop.key"] = {"name": name}
         self._touch(gw, name)
         if path == "/metrics":
+            row = self.keys.rows.get(name)
+            if row is None or not row.admin:
+                await respond(scope, receive, send, APIError(
+                    403, "/metrics needs an admin key (`devloop keys create NAME --admin`), "
+                    "or start the server with --metrics-public", "permission_denied"))
+                return
             self._export(gw)
         if scope["method"] != "POST" or path not in QUEUED_PATHS:
             await self.app(scope, receive, send)

@@ -25,7 +25,7 @@ log = logging.getLogger("devloop.team")
 
 PREFIX = "dlk_"
 ROW_COLUMNS = ("name, key_prefix, salt, key_hash, revoked IS NOT NULL, budget_usd, "
-               "budget_period, rpm, max_concurrent")
+               "budget_period, rpm, max_concurrent, admin")
 
 
 class KeyError_(ValueError):
@@ -38,7 +38,7 @@ def salted_hash(salt: str, key: str) -> str:
 
 def create_key(db: sqlite_utils.Database, name: str, budget_usd: float | None = None,
                period: str = "day", rpm: int | None = None,
-               max_concurrent: int | None = None) -> str:
+               max_concurrent: int | None = None, admin: bool = False) -> str:
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise KeyError_("a key name uses letters, digits, '-', '_' or '.'")
     existing = list(db.query("SELECT revoked FROM keys WHERE name = ?", [name]))
@@ -50,7 +50,7 @@ def create_key(db: sqlite_utils.Database, name: str, budget_usd: float | None = 
         "name": name, "key_prefix": key[: len(PREFIX) + 6], "salt": salt,
         "key_hash": salted_hash(salt, key), "created": time.time(), "last_used": None,
         "revoked": None, "budget_usd": budget_usd, "budget_period": period if budget_usd else None,
-        "rpm": rpm, "max_concurrent": max_concurrent,
+        "rpm": rpm, "max_concurrent": max_concurrent, "admin": int(admin),
     }, pk="name")
     return key
 
@@ -67,7 +67,7 @@ def list_keys(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """Name, dates, spend and limits; never the key or its hash."""
     sql = """
         SELECT k.name, k.key_prefix, k.created, k.last_used, k.revoked, k.budget_usd,
-               k.budget_period, k.rpm, k.max_concurrent,
+               k.budget_period, k.rpm, k.max_concurrent, k.admin,
                (SELECT coalesce(sum(cost_usd), 0) FROM calls c WHERE c.key_id = k.name) AS spend_usd,
                (SELECT count(*) FROM calls c WHERE c.key_id = k.name) AS calls,
                (SELECT max(ts) FROM calls c WHERE c.key_id = k.name) AS last_call
@@ -122,6 +122,7 @@ class KeyRow:
     budget_period: str | None
     rpm: int | None
     max_concurrent: int | None
+    admin: bool = False
 
 
 class KeyRing:
@@ -147,7 +148,8 @@ class KeyRing:
             if self._conn is None:
                 self._conn = connect(self.db_path)
             cur = self._conn.execute(f"SELECT {ROW_COLUMNS} FROM keys")
-            rows = {r[0]: KeyRow(*r[:4], bool(r[4]), *r[5:]) for r in cur.fetchall()}
+            rows = {r[0]: KeyRow(*r[:4], bool(r[4]), *r[5:9], bool(r[9]))
+                    for r in cur.fetchall()}
         except sqlite3.Error as exc:
             log.warning("could not re-read the keys table (keeping the last copy): %s", exc)
             return False

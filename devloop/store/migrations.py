@@ -264,3 +264,9 @@ def m010_ledger_contract_columns(db: sqlite_utils.Database) -> None:
     ]:
         calls.add_column(column, kind)  # type: ignore[arg-type]
     calls.add_column("audit_sampled", int, not_null_default=0)
+
+
+@migration
+def m100_ui_admin_keys(db: sqlite_utils.Database) -> None:
+    """Admin keys (`devloop keys create --admin`): only they read /metrics in team mode."""
+    db["keys"].add_column("admin", int, not_null_default=0)

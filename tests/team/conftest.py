@@ -34,7 +34,7 @@ prices:   # USD per million tokens: $0.001 a token, so a key's budget runs out i
 # Every key the session's team server knows, created before it starts (serve --team
 # refuses to start without one). name -> keyword arguments of create_key.
 TEAM_KEYS: dict[str, dict[str, Any]] = {
-    "alice": {}, "bob": {}, "chain": {}, "metrics": {},
+    "alice": {}, "bob": {}, "chain": {}, "metrics": {"admin": True},
     "capped": {"budget_usd": 0.1, "period": "day"},
     "slow-lane": {"rpm": 2},
     **{f"load{i}": {} for i in range(4)},

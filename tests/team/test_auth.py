@@ -111,12 +111,14 @@ def test_a_new_key_works_and_a_revoked_key_stops_without_a_restart(team: Running
     team.extra["revoked_key"] = key
 
 
-def test_metrics_are_open_on_loopback_and_need_a_key_through_a_proxy(team: RunningServer,
-                                                                     team_keys: dict[str, str]
-                                                                     ) -> None:
-    key = team_keys["metrics"]
+def test_metrics_need_an_admin_key(team: RunningServer, team_keys: dict[str, str]) -> None:
+    """Issue 20, Why 7: per-user requests and spend only to an admin key, loopback included."""
+    key = team_keys["metrics"]  # created with admin=True
     httpx.post(team.base_url + "/v1/chat/completions", json=CHAT, headers=bearer(key), timeout=60)
-    text = httpx.get(team.base_url + "/metrics").text
+    assert_openai_401(httpx.get(team.base_url + "/metrics"))
+    refused = httpx.get(team.base_url + "/metrics", headers=bearer(team_keys["alice"]))
+    assert refused.status_code == 403 and "admin key" in refused.json()["error"]["message"]
+    text = httpx.get(team.base_url + "/metrics", headers=bearer(key)).text
     for series in ("devloop_requests_total", "devloop_tokens_total", "devloop_cost_usd_total",
                    "devloop_upstream_slots 4", "devloop_upstream_slots_in_use",
                    "devloop_queue_wait_seconds_bucket", "devloop_request_duration_seconds_count",

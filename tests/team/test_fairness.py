@@ -41,7 +41,8 @@ cache: {{enabled: false}}
     home = tmp_path_factory.mktemp("fair-home")
     keys = {name: add_key(home, name) for name in ("heavy", "light")}
     server = start_server(write_profile(home / "fair.yaml", profile), home,
-                          env={"DEVLOOP_TEAM_MAX_IN_FLIGHT": str(CAPACITY)}, args=("--team",))
+                          env={"DEVLOOP_TEAM_MAX_IN_FLIGHT": str(CAPACITY)},
+                          args=("--team", "--metrics-public"))
     yield server, upstream, keys
     server.stop()
 

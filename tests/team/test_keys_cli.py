@@ -33,7 +33,7 @@ def test_create_prints_the_key_once_and_the_database_keeps_a_salted_hash(tmp_pat
 
     listing = devloop_cli(home, "keys", "list")
     assert listing.returncode == 0 and "alice" in listing.stdout and key not in listing.stdout
-    assert "$5/week" in listing.stdout and "never" in listing.stdout
+    assert "$5.00/week" in listing.stdout and "never" in listing.stdout
     data = json.loads(devloop_cli(home, "keys", "list", "--json").stdout)
     assert key not in json.dumps(data)
     (row,) = data
