@@ -22,8 +22,9 @@ from rich.progress import (
 
 from devloop.money import format_usd
 
-STATUS_STYLE = {"pass": "green", "ok": "green", "cached": "cyan", "warn": "yellow",
-                "fail": "red", "error": "red", "ERROR": "red", "FAIL": "red", "PASS": "green"}
+STATUS_STYLE = {"pass": "green", "ok": "green", "up": "green", "down": "red", "cached": "cyan",
+                "warn": "yellow", "fail": "red", "error": "red", "ERROR": "red", "FAIL": "red",
+                "PASS": "green"}
 
 
 class CaseProgress:

@@ -35,16 +35,28 @@ def status_text(status: str) -> Text:
 
 def fit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
               right: Sequence[str] = (), status: Sequence[str] = (), title: str | None = None,
-              min_widths: dict[str, int] | None = None) -> Table:
-    """A table whose columns shrink with an ellipsis to fit the console; ``right`` columns are
+              width: int | None = None, cap: int = 24) -> Table:
+    """A table that fits ``width`` cells: the widest column gives way first (ellipsis), the
+    others keep up to ``cap`` cells (then an ellipsis too); ``right`` columns are
     right-aligned (figures), ``status`` columns are coloured pass/warn/fail."""
-    table = Table(title=title, box=None, header_style="bold", pad_edge=False, expand=False)
-    for name in headers:
+    text_rows = [["" if v is None else str(v) for v in row] for row in rows]
+    natural = [max([len(h), *(len(r[i]) for r in text_rows)]) for i, h in enumerate(headers)]
+    sizes = list(natural)
+    if width is not None and headers:
+        room = width - 2 * (len(headers) - 1)  # two spaces between columns
+        flex = max(range(len(headers)), key=lambda i: natural[i])
+        for i in range(len(headers)):
+            if i != flex:
+                sizes[i] = min(natural[i], cap)
+        sizes[flex] = max(4, min(natural[flex], room - (sum(sizes) - sizes[flex])))
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False, expand=False,
+                  padding=(0, 2, 0, 0), collapse_padding=True)
+    for i, name in enumerate(headers):
         table.add_column(name, justify="right" if name in right else "left", overflow="ellipsis",
-                         no_wrap=True, min_width=(min_widths or {}).get(name))
+                         no_wrap=True, width=sizes[i], max_width=sizes[i])
     index = {name: i for i, name in enumerate(headers)}
-    for row in rows:
-        cells: list[Any] = ["" if v is None else str(v) for v in row]
+    for row in text_rows:
+        cells: list[Any] = list(row)
         for name in status:
             cells[index[name]] = status_text(cells[index[name]])
         table.add_row(*cells)
@@ -52,7 +64,9 @@ def fit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], **kwargs: Any) -> None:
-    stdout_console().print(fit_table(headers, rows, **kwargs))
+    console = stdout_console()
+    width = console.width if sys.stdout.isatty() else None
+    console.print(fit_table(headers, rows, width=width, **kwargs))
 
 
 def progress_enabled(quiet: bool = False) -> bool:

@@ -44,12 +44,12 @@ def models(profile: str | None, as_json: bool) -> None:
         click.echo(json.dumps({"profile": prof.name, "aliases": prof.aliases, "tiers": rows},
                               indent=2))
         return
+    from devloop.commands._output import print_table
+
     click.echo(f"profile {prof.name}  (production model: {prof.production_model})")
-    for r in rows:
-        mark = click.style("up  ", fg="green") if r["healthy"] else click.style("down", fg="red")
-        fb = f"  fallback -> {r['fallback']}" if r["fallback"] else ""
-        click.echo(f"  {mark} {r['tier']:<9} {r['backend']:<9} {r['model']}{fb}")
-        click.echo(f"       {r['detail']}")
+    print_table(["state", "tier", "backend", "model", "fallback", "detail"],
+                [["up" if r["healthy"] else "down", r["tier"], r["backend"], r["model"],
+                  r["fallback"] or "", r["detail"]] for r in rows], status=["state"], cap=20)
     if prof.aliases:
         click.echo("aliases: " + ", ".join(f"{k} -> {v}" for k, v in prof.aliases.items()))
     click.echo("model names accepted: auto, tier names, aliases, configured model ids")
