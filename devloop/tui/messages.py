@@ -53,5 +53,5 @@ class CheckProgress(Message, bubble=False):
     def __init__(self, path: Path, kind: str, text: str = "") -> None:
         super().__init__()
         self.path = path
-        self.kind = kind  # started, stage, done, invalid, stale, removed, ready, profile
+        self.kind = kind  # started, case, stage, done, invalid, stale, removed, ready, profile
         self.text = text

@@ -52,6 +52,7 @@ class AutoChecker:
         self.settings, self.profile, self.folder = settings, profile, folder
         self.on_event = on_event
         self._watcher: EvalsetWatcher | None = None
+        self._current: Path | None = None  # the file being checked (for per-case events)
 
     async def run(self, gateway: Any) -> None:
         """Check on the caller's loop until ``stop``. ``gateway`` is the process's Gateway
@@ -60,13 +61,26 @@ class AutoChecker:
             return
 
         def forward(event: WatchEvent) -> None:
+            if event.kind == "started":
+                self._current = Path(event.file).resolve()
             self.on_event(Path(event.file).resolve(), event.kind, event.message)
+
+        def make_checker(settings: Any, profile: Any) -> Checker:
+            checker = Checker(settings, profile, gateway=gateway)
+            checker.on_case = self._case_done
+            return checker
+
 
         self._watcher = EvalsetWatcher(
             self.settings, self.profile, self.folder, forward, initial_run=False,
             watch_files=False,
-            checker_factory=lambda s, p: Checker(s, p, gateway=gateway))
+            checker_factory=make_checker)
         await self._watcher.run()
+
+    def _case_done(self, case_id: str, status: str) -> None:
+        """A draft case finished: a "case" event (the row shows n of N cases)."""
+        if self._current is not None:
+            self.on_event(self._current, "case", f"{case_id} {status}")
 
     def trigger(self, path: Path) -> bool:
         if self._watcher is None:

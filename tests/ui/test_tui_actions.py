@@ -62,3 +62,24 @@ def _text(renderable: object) -> str:
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(renderable)
     return console.export_text()
+
+
+async def test_prompts_row_shows_per_case_progress_of_a_running_check(
+        make_app: Callable[..., DevloopApp], seeded_home: Path, workdir: Path) -> None:  # noqa: F811
+
+    app = make_app(seeded_home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        screen = app.screen
+        path = (workdir / "evalsets" / "commit-message.yaml").resolve()
+        for kind, text in [("started", ""), ("case", "off-by-one pass"), ("case", "new-flag fail")]:
+            app._on_check_event(path, kind, text)
+        await settle(pilot)
+        await pilot.pause(0.2)
+        cells = screen.query_one("#prompts-table").cells(str(path))  # type: ignore[attr-defined]
+        assert cells[2] == "… 2/3 cases"
+        info = screen.rows[str(path)]  # type: ignore[attr-defined]
+        pane = _text(detail_table(info, "check", None, screen.cases_done[str(path)]))  # type: ignore[attr-defined]
+        assert "2 of 3 cases (last: new-flag fail)" in pane

@@ -82,7 +82,8 @@ def failing_cases(detail: dict[str, Any], limit: int = 8) -> list[Text]:
                           if len(out) > limit else [])
 
 
-def detail_table(info: EvalsetInfo, job: str | None, error: str | None = None) -> Table:
+def detail_table(info: EvalsetInfo, job: str | None, error: str | None = None,
+                 cases_done: list[str] | None = None) -> Table:
     grid = Table.grid(padding=(0, 1), expand=True)
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(ratio=1, overflow="fold")
@@ -104,6 +105,10 @@ def detail_table(info: EvalsetInfo, job: str | None, error: str | None = None) -
         if stage == "draft" and st.status in ("warn", "fail", "error"):
             for failing in failing_cases(st.detail):
                 grid.add_row("", failing)
+    if cases_done is not None and job == "check":
+        last = f" (last: {cases_done[-1]})" if cases_done else ""
+        grid.add_row("Progress", Text(f"{len(cases_done)} of {info.cases} cases{last}",
+                                      style="cyan"))
     if error:
         grid.add_row("Last run", Text(error, style="red"))
     return grid
@@ -124,6 +129,7 @@ class PromptsScreen(DevloopScreen):
         self.rows: dict[str, EvalsetInfo] = {}  # resolved path -> its ladder
         self.running: dict[str, str] = {}  # resolved path -> "check" | "eval"
         self.errors: dict[str, str] = {}  # resolved path -> the last job's error, until rerun
+        self.cases_done: dict[str, list[str]] = {}  # resolved path -> "case status" of a check
         self._changed: set[Path] = set()
 
     def compose_body(self) -> ComposeResult:
@@ -154,7 +160,7 @@ class PromptsScreen(DevloopScreen):
         for info in infos:
             key = _key(info.path)
             self.rows[key] = info
-            table.add_line(ladder_cells(info, self.running.get(key)), key=key)
+            table.add_line(self._cells(key, info), key=key)
         if keep in self.rows:
             table.move_cursor(row=table.get_row_index(keep))
         empty = self.query_one("#prompts-empty", Static)
@@ -182,7 +188,7 @@ class PromptsScreen(DevloopScreen):
             self.reload()
             return
         self.rows[key] = info
-        table.update_line(key, ladder_cells(info, self.running.get(key)))
+        table.update_line(key, self._cells(key, info))
         self.show_detail()
         self.data_shown()
 
@@ -198,8 +204,15 @@ class PromptsScreen(DevloopScreen):
         key = self.selected_key() or ""
         info = self.rows.get(key)
         pane = self.query_one("#prompt-detail", Static)
-        pane.update(detail_table(info, self.running.get(key), self.errors.get(key))
-                    if info else "")
+        pane.update(detail_table(info, self.running.get(key), self.errors.get(key),
+                                 self.cases_done.get(key)) if info else "")
+
+    def _cells(self, key: str, info: EvalsetInfo) -> list[Any]:
+        cells = ladder_cells(info, self.running.get(key))
+        done = self.cases_done.get(key)
+        if done is not None and self.running.get(key) == "check" and not info.error:
+            cells[2] = Text(f"… {len(done)}/{info.cases} cases", style="cyan")
+        return cells
 
     # -- file changes and check progress ---------------------------------------------------------
     def on_evalset_changed(self, message: EvalsetChanged) -> None:
@@ -214,10 +227,16 @@ class PromptsScreen(DevloopScreen):
 
     def on_check_progress(self, message: CheckProgress) -> None:
         key = _key(message.path)
+        if message.kind == "case":
+            self.cases_done.setdefault(key, []).append(message.text)
+            self._redraw_row(message.path)
+            return
         if message.kind == "started":
             self.running[key] = "check"
+            self.cases_done[key] = []
         elif message.kind in ("done", "invalid", "removed") and self.running.get(key) == "check":
             del self.running[key]
+            self.cases_done.pop(key, None)
         if message.kind in ("started", "stage", "done", "invalid", "stale", "removed"):
             self.load_one(message.path)
 
