@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from devloop.accumulate import StreamAccumulator, replay
 from devloop.backends import Backend, BackendError
 from devloop.budgets import (
     WORST_CASE_OUTPUT_TOKENS,
@@ -134,11 +135,16 @@ class Gateway:
             self._forward.set({"X-Request-Id": ctx.request_id,
                                **({"X-Devloop-Feature": ctx.feature} if ctx.feature else {})})
         prompt = req.prompt_text()
+        if ctx.user is None and getattr(req, "user", None):
+            ctx.user = req.user  # OpenAI's `user` field books the call (a team key wins)
+        tokens = estimate_tokens(prompt)
         decision = decide(
-            PolicyInput(ctx.endpoint, req.model, prompt, estimate_tokens(prompt), ctx.feature,
+            PolicyInput(ctx.endpoint, req.model, prompt, tokens, ctx.feature,
                         ctx.forced_tier, complexity),
             self.profile, self.router.state(),
         )
+        # Tiers that cannot honour a field are routed around (or the call is refused).
+        decision = self.router.capable(decision, req, tokens * 3 // 4)
         if not isinstance(req, EmbeddingRequest):
             req = self._discipline(req, decision)
         status: CacheStatus = "off"
@@ -146,11 +152,23 @@ class Gateway:
         if ctx.cache_mode in ("bypass",):
             status = "bypass"
         elif isinstance(req, EmbeddingRequest) or self.cache.eligible(req.temperature):
-            key = cache_key(self.profile.cache.namespace, ctx.endpoint, decision.tier,
-                            decision.model, req,
-                            None if isinstance(req, EmbeddingRequest) else req.token_limit())
+            # Looked up for the tier that would serve now: an answer is reused only for the
+            # tier and model that produced it (it is stored under the tier that served).
+            tier = self.router.candidates(decision)[0]
+            key = self._cache_key(req, ctx, tier, self.router.model_for(tier, decision))
             status = "bypass" if ctx.cache_mode == "refresh" else "miss"
         return Prepared(req, ctx, decision, key, status, started)
+
+    def _cache_key(self, req: Any, ctx: RequestContext, tier: str, model: str) -> str:
+        return cache_key(self.profile.cache.namespace, ctx.endpoint, tier, model, req,
+                         None if isinstance(req, EmbeddingRequest) else req.token_limit())
+
+    def _served_key(self, prep: Prepared, tier: str) -> str | None:
+        """The cache key of the answer a tier served (None: not cached)."""
+        if prep.key is None:
+            return None
+        return self._cache_key(prep.req, prep.ctx, tier,
+                               self.router.model_for(tier, prep.decision))
 
     async def _similar(self, prep: Prepared) -> Any:
         """The semantic cache's closest earlier answer, when `cache.semantic` is on."""
@@ -177,6 +195,7 @@ class Gateway:
 
     # -- unary calls ------------------------------------------------------------------------
     async def call(self, req: TextRequest, ctx: RequestContext) -> CallResult:
+        await self.router.discovered()
         prep = self.prepare(req, ctx, await self.verdict(req, ctx))
         if prep.key and prep.cache == "miss":
             hit = self.cache.get(prep.key, count_hit=False) or await self._similar(prep)
@@ -207,11 +226,14 @@ class Gateway:
             self.budgets.release_rate(prep.rate_scopes)
         if not completion.usage.reported or not completion.usage.total_tokens:
             completion.usage = self._count(prep.req, completion.text)
-        cache_row = self.cache.put(prep.key, completion, defer=True) if prep.key else None
+        completion.tier = tier
+        key = self._served_key(prep, tier)
+        cache_row = self.cache.put(key, completion, defer=True) if key else None
         result = await self._finish(prep, tier, note, completion, upstream_ms, also=cache_row)
         return result
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
+        await self.router.discovered()
         prep = self.prepare(req, ctx)
         texts = req.texts()
         await self._admit(prep, prep.decision.tier)
@@ -242,6 +264,7 @@ class Gateway:
     # -- streams --------------------------------------------------------------------------------
     async def stream(self, req: TextRequest, ctx: RequestContext) -> StreamCall:
         """Route and open the stream; fallbacks happen before the first piece is sent."""
+        await self.router.discovered()
         prep = self.prepare(req, ctx, await self.verdict(req, ctx))
         if prep.key and prep.cache == "miss":
             hit = self.cache.get(prep.key, count_hit=False) or await self._similar(prep)
@@ -316,7 +339,7 @@ class Gateway:
         return hashlib.sha1(req.prompt_text()[:PREFIX_CHARS].encode()).hexdigest()[:12]
 
     async def _cache_hit(self, prep: Prepared, completion: Completion) -> CallResult:
-        tier = prep.decision.tier
+        tier = completion.tier or prep.decision.tier  # booked to the tier that produced it
         cf = self.pricing.counterfactual(completion.usage.prompt_tokens,
                                          completion.usage.completion_tokens)
         reason = prep.decision.reason + "; answered from cache"
@@ -406,7 +429,8 @@ class Gateway:
 
     async def _record_failure(self, prep: Prepared, exc: BackendError) -> None:
         self.budgets.release(prep.reservation)
-        rec = self._record(prep, prep.decision.tier, self.router.backends[prep.decision.tier].kind,
+        tier = exc.tier or prep.decision.tier  # the tier that refused or failed
+        rec = self._record(prep, tier, self.router.backends[tier].kind,
                            prep.decision.model, prep.decision.reason, prep.cache, Usage(), 0.0,
                            # no tokens, nothing saved: a known zero keeps spend totals known
                            0.0, bool(getattr(prep.req, "stream", False)), exc.status,
@@ -433,24 +457,19 @@ class StreamCall:
         if self._replay is not None:
             c = self._replay.completion
             assert c is not None
-            yield Delta(text=c.text, tool_calls=c.tool_calls)
             self.usage = c.usage
-            yield Delta(finish_reason=c.finish_reason, usage=c.usage)
+            for delta in replay(c):  # the stored answer in a live stream's exact shape
+                yield delta
             return
         gw, prep = self.gw, self.prep
         assert self._it is not None and self._first is not None
         ttft = (time.perf_counter() - prep.started) * 1000
-        parts: list[str] = []
-        finish, usage, status, error = "stop", None, 200, None
+        acc = StreamAccumulator()  # keeps text, tool calls, finish, logprobs, usage
+        status, error = 200, None
         try:
             pending: Delta | None = self._first
             while pending is not None:
-                if pending.text:
-                    parts.append(pending.text)
-                if pending.usage is not None:
-                    usage = pending.usage
-                if pending.finish_reason:
-                    finish = pending.finish_reason
+                acc.add(pending)
                 if pending.finish_reason is None:
                     yield pending
                 try:
@@ -466,15 +485,16 @@ class StreamCall:
         finally:
             gw.in_flight -= 1
             gw.budgets.release_rate(prep.rate_scopes)
-            text = "".join(parts)
+            usage = acc.usage
             if usage is None or not usage.total_tokens:
-                usage = gw._count(prep.req, text)
+                usage = gw._count(prep.req, acc.text)
             self.usage = usage
-            completion = Completion(text, self.model, finish, usage)
-            cache_row = (gw.cache.put(prep.key, completion, defer=True)
-                         if status == 200 and prep.key else None)
+            completion = acc.completion(self.model, usage, self.tier)
+            key = gw._served_key(prep, self.tier)
+            cache_row = (gw.cache.put(key, completion, defer=True)
+                         if status == 200 and key else None)
             self.result = await gw._finish(prep, self.tier, self.reason[len(prep.decision.reason):],
                                            completion, 0.0, ttft, True, status, error, cache_row)
         if self.error is not None:
             raise self.error
-        yield Delta(finish_reason=finish, usage=usage)
+        yield Delta(finish_reason=completion.finish_reason, usage=usage)
