@@ -27,6 +27,7 @@ from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
 from devloop.metrics import Metrics
 from devloop.pricing import Pricing
+from devloop.routing.capabilities import CapabilityError
 from devloop.routing.classifier import ModelClassifier, needs_verdict
 from devloop.routing.policy import PolicyInput, decide
 from devloop.routing.router import Router
@@ -144,7 +145,11 @@ class Gateway:
             self.profile, self.router.state(),
         )
         # Tiers that cannot honour a field are routed around (or the call is refused).
-        decision = self.router.capable(decision, req, tokens * 3 // 4)
+        try:
+            decision = self.router.capable(decision, req, tokens * 3 // 4)
+        except CapabilityError as exc:  # booked as a refused call of the tier that refused
+            exc.prepared = Prepared(req, ctx, decision, None, "off", started)
+            raise
         if not isinstance(req, EmbeddingRequest):
             req = self._discipline(req, decision)
         status: CacheStatus = "off"
@@ -158,6 +163,21 @@ class Gateway:
             key = self._cache_key(req, ctx, tier, self.router.model_for(tier, decision))
             status = "bypass" if ctx.cache_mode == "refresh" else "miss"
         return Prepared(req, ctx, decision, key, status, started)
+
+    async def _prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext,
+                       complexity: str | None = None) -> Prepared:
+        try:
+            return self.prepare(req, ctx, complexity)
+        except CapabilityError as exc:
+            prep = getattr(exc, "prepared", None)
+            if prep is not None:
+                tier = prep.decision.tier
+                rec = self._record(prep, tier, self.router.backends[tier].kind,
+                                   prep.decision.model, prep.decision.reason, "off", Usage(),
+                                   0.0, 0.0, bool(getattr(req, "stream", False)), 400,
+                                   str(exc)[:500])
+                await self._write(rec, None)
+            raise
 
     def _cache_key(self, req: Any, ctx: RequestContext, tier: str, model: str) -> str:
         return cache_key(self.profile.cache.namespace, ctx.endpoint, tier, model, req,
@@ -196,7 +216,7 @@ class Gateway:
     # -- unary calls ------------------------------------------------------------------------
     async def call(self, req: TextRequest, ctx: RequestContext) -> CallResult:
         await self.router.discovered()
-        prep = self.prepare(req, ctx, await self.verdict(req, ctx))
+        prep = await self._prepare(req, ctx, await self.verdict(req, ctx))
         if prep.key and prep.cache == "miss":
             hit = self.cache.get(prep.key, count_hit=False) or await self._similar(prep)
             if hit is not None:
@@ -234,7 +254,7 @@ class Gateway:
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
         await self.router.discovered()
-        prep = self.prepare(req, ctx)
+        prep = await self._prepare(req, ctx)
         texts = req.texts()
         await self._admit(prep, prep.decision.tier)
         upstream_ms = 0.0
@@ -265,7 +285,7 @@ class Gateway:
     async def stream(self, req: TextRequest, ctx: RequestContext) -> StreamCall:
         """Route and open the stream; fallbacks happen before the first piece is sent."""
         await self.router.discovered()
-        prep = self.prepare(req, ctx, await self.verdict(req, ctx))
+        prep = await self._prepare(req, ctx, await self.verdict(req, ctx))
         if prep.key and prep.cache == "miss":
             hit = self.cache.get(prep.key, count_hit=False) or await self._similar(prep)
             if hit is not None:
