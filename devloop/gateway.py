@@ -451,7 +451,8 @@ class Gateway:
         self.budgets.release(prep.reservation)
         tier = exc.tier or prep.decision.tier  # the tier that refused or failed
         rec = self._record(prep, tier, self.router.backends[tier].kind,
-                           prep.decision.model, prep.decision.reason, prep.cache, Usage(), 0.0,
+                           self.router.model_for(tier, prep.decision), prep.decision.reason,
+                           prep.cache, Usage(), 0.0,
                            # no tokens, nothing saved: a known zero keeps spend totals known
                            0.0, bool(getattr(prep.req, "stream", False)), exc.status,
                            str(exc)[:500])

@@ -221,6 +221,9 @@ class Capabilities:
     embeddings: bool = True
     # Ollama fields (think, keep_alive, raw, context, template, options.*) forwarded as they are.
     ollama_native: bool = False
+    # OpenAI fields devloop does not know are forwarded as they are (same protocol upstream).
+    passthrough: bool = False
+    echo: bool = False
     # Ollama `options` this backend honours (beyond those devloop maps to OpenAI fields).
     options: frozenset[str] = frozenset()
 

@@ -249,7 +249,7 @@ class EmbeddedBackend(Backend):
         ctx = min(self.runner.n_ctx, trained) if trained else self.runner.n_ctx
         return Capabilities(tools=False, parallel_tool_calls=False, vision=False,
                             json_object=True, json_schema=True, fim=fim, logprobs=False,
-                            max_n=1, context_length=ctx,
+                            max_n=1, context_length=ctx, echo=True,
                             options=frozenset(EMBEDDED_OPTIONS))
 
     async def load(self, model: str, unload: bool) -> None:
@@ -278,6 +278,8 @@ class EmbeddedBackend(Backend):
 
     async def _completion_prompt(self, req: CompletionRequest) -> tuple[str, dict[str, Any]]:
         kwargs = self._kwargs(req, req.max_tokens or 16)
+        if req.echo:
+            kwargs["echo"] = True
         if req.suffix:
             prompt = await self.runner.call(self.runner.fim_prompt, req.prompt_text(), req.suffix)
             return prompt, kwargs

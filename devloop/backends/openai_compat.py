@@ -81,7 +81,8 @@ class OpenAICompatBackend(Backend):
         cannot do with its own 4xx (passed on). The context comes from its model card."""
         return Capabilities(tools=True, parallel_tool_calls=True, vision=True,
                             json_object=True, json_schema=True, fim=True, logprobs=True,
-                            max_n=16, options=frozenset(NATIVE_OPTIONS))
+                            max_n=16, options=frozenset(NATIVE_OPTIONS), passthrough=True,
+                            echo=True)
 
     async def discover(self) -> None:
         """vLLM's model card has ``max_model_len``; others ``context_length``/``context_window``."""

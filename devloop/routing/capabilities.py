@@ -25,13 +25,18 @@ from devloop.types import (
 # Ollama options devloop maps to OpenAI fields itself (every tier honours those).
 MAPPED_OPTIONS = frozenset({"temperature", "top_p", "seed", "num_predict", "stop",
                             "presence_penalty", "frequency_penalty"})
+# Extra OpenAI fields that do not change the answer: accepted by every tier.
+HARMLESS_EXTRAS = frozenset({"metadata", "store", "service_tier", "prompt_cache_key",
+                             "safety_identifier"})
 # Ollama request fields with no equivalent elsewhere: honoured on an Ollama tier only.
-NATIVE_ONLY = ("think", "context", "template", "images")
+NATIVE_ONLY = ("think", "context", "template", "images", "format", "system")
 WHAT = {"tools": "tool calling", "vision": "image input", "json_object": "JSON mode",
         "json_schema": "JSON-schema output", "fim": "fill-in-the-middle (suffix)",
         "logprobs": "logprobs", "n": "several choices (n > 1)", "context": "a prompt this long",
         "native": "this Ollama field", "option": "this Ollama option",
-        "parallel_tool_calls": "parallel tool calls", "embeddings": "embeddings"}
+        "parallel_tool_calls": "parallel tool calls", "embeddings": "embeddings",
+        "passthrough": "this field (only an OpenAI-compatible upstream takes it as it is)",
+        "echo": "echo"}
 
 
 class CapabilityError(ValueError):
@@ -85,6 +90,8 @@ def needs(req: ChatRequest | CompletionRequest | EmbeddingRequest,
     else:
         if req.suffix:
             out.append(Need("fim", "suffix"))
+        if req.echo:
+            out.append(Need("echo", "echo"))
         if req.logprobs:
             out.append(Need("logprobs", "logprobs"))
     if req.n and req.n > 1:
@@ -92,6 +99,9 @@ def needs(req: ChatRequest | CompletionRequest | EmbeddingRequest,
             raise CapabilityError("n: several choices cannot be streamed through devloop; "
                                   "send stream: false or n: 1", "n")
         out.append(Need("n", "n", req.n))
+    for name in req.model_extra or {}:
+        if name not in HARMLESS_EXTRAS:
+            out.append(Need("passthrough", name))
     native = req.native or {}
     for name in NATIVE_ONLY:
         if native.get(name):
