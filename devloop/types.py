@@ -245,6 +245,8 @@ class RouteDecision:
     fallback_chain: list[str] = field(default_factory=list)
     max_tokens_cap: int | None = None
     default_max_tokens: int | None = None
+    # Fallbacks left out because they cannot honour a field (said when nothing else answers).
+    skipped: str = ""
 
 
 @dataclass(slots=True)

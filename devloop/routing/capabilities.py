@@ -144,15 +144,21 @@ def route_capable(decision: RouteDecision, wanted: list[Need],
         return decision
     chain = [t for t in decision.fallback_chain
              if all(honours(caps_of(t), n) for n in wanted)]
+    dropped = [t for t in decision.fallback_chain if t not in chain]
+    skipped = "; ".join(
+        f"fallback {t} skipped: it cannot honour "
+        + ", ".join(describe(caps_of(t), n) for n in wanted if not honours(caps_of(t), n))
+        for t in dropped)
     missing = [n for n in wanted if not honours(caps_of(decision.tier), n)]
     if not missing:
-        return dataclasses.replace(decision, fallback_chain=chain)
+        return dataclasses.replace(decision, fallback_chain=chain, skipped=skipped)
     lacks = "; ".join(describe(caps_of(decision.tier), n) for n in missing)
     if chain:
         tier = chain[0]
         return dataclasses.replace(
             decision, tier=tier, model=model_of(tier), fallback_chain=chain[1:],
-            reason=f"{decision.reason}; {decision.tier} lacks {lacks} -> {tier}")
+            reason=f"{decision.reason}; {decision.tier} lacks {lacks} -> {tier}",
+            skipped=skipped)
     first = missing[0]
     code = "context_length_exceeded" if first.capability == "context" else "unsupported_parameter"
     allowed = ", ".join(decision.fallback_chain) or "none"

@@ -50,6 +50,8 @@ class Router:
             await backend.start()
         # What each upstream can do (context length, vision) is read in the background.
         self._discovery = asyncio.create_task(self._discover())
+        if probe and self.profile.health_interval > 0:
+            self._probe_task = asyncio.create_task(self._probe_loop())
 
     async def _discover(self) -> None:
         with contextlib.suppress(Exception):
@@ -72,8 +74,6 @@ class Router:
         CapabilityError naming the field and the tier)."""
         return route_capable(decision, needs(req, prompt_tokens), self.caps,
                              lambda t: self.profile.tiers[t].model)
-        if probe and self.profile.health_interval > 0:
-            self._probe_task = asyncio.create_task(self._probe_loop())
 
     async def close(self) -> None:
         if self._discovery is not None and not self._discovery.done():
@@ -138,6 +138,8 @@ class Router:
             suffix = f"; {'; '.join(served)}" if served else ""
             return result, tier, suffix
         assert last is not None
+        if decision.skipped:  # say why no fallback was tried
+            last.args = (f"{last}; {decision.skipped}",)
         raise last
 
     async def check(self, tier: str) -> Health:
