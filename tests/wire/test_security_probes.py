@@ -13,6 +13,7 @@ import pytest
 
 from devloop.security import FORBIDDEN_FIELDS
 from tests.helpers import RunningServer, start_server
+from tests.team.conftest import add_key
 from tests.wire.scripted import Listener, ScriptedUpstream
 
 FACES = {
@@ -111,6 +112,7 @@ def test_cors_preflight_localhost_allowed_others_not(wire_server: RunningServer)
 
 def test_cors_preflight_needs_no_key_in_team_mode(tmp_path: Path, embedded_profile: Path
                                                   ) -> None:
+    add_key(tmp_path / "home", "alice")  # team mode starts only with a key
     server = start_server(embedded_profile, tmp_path / "home", args=("--team",),
                           env={"DEVLOOP_CORS_ORIGINS": '["http://app.internal:*"]'})
     try:
@@ -120,6 +122,7 @@ def test_cors_preflight_needs_no_key_in_team_mode(tmp_path: Path, embedded_profi
         assert resp.headers["access-control-allow-origin"] == "http://app.internal:3000"
         resp = httpx.post(server.base_url + "/v1/chat/completions", json={})
         assert resp.status_code == 401  # the call itself still needs a key
+        assert httpx.get(server.base_url + "/").text == "Ollama is running"  # liveness
     finally:
         server.stop()
 
