@@ -299,21 +299,32 @@ class EmbeddedBackend(Backend):
     # -- generation -----------------------------------------------------------------------
     async def chat(self, req: ChatRequest, model: str) -> Completion:
         prompt, kwargs = await self._chat_prompt(req)
-        return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        out = self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        await self._keep_alive(req)
+        return out
 
     async def complete(self, req: CompletionRequest, model: str) -> Completion:
         prompt, kwargs = await self._completion_prompt(req)
-        return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        out = self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        await self._keep_alive(req)
+        return out
 
     async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._chat_prompt(req)
         async for delta in self._stream(prompt, kwargs):
             yield delta
+        await self._keep_alive(req)
 
     async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._completion_prompt(req)
         async for delta in self._stream(prompt, kwargs):
             yield delta
+        await self._keep_alive(req)
+
+    async def _keep_alive(self, req: ChatRequest | CompletionRequest) -> None:
+        """Ollama's ``keep_alive: 0``: free the model once the answer is done."""
+        if (req.native or {}).get("keep_alive") in (0, "0", "0s", "0m"):
+            await self.runner.call(self.runner.unload)
 
     async def _stream(self, prompt: str, kwargs: dict[str, Any]) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()

@@ -159,6 +159,11 @@ def test_keep_alive_zero_unloads_and_empty_messages_load(server: RunningServer) 
                           timeout=60).json()
     assert unloaded["done_reason"] == "unload"
     assert httpx.get(server.base_url + "/api/ps").json()["models"] == []
+    answered = httpx.post(url, timeout=60, json={
+        "model": "embedded", "stream": False, "keep_alive": 0, "options": {"num_predict": 2},
+        "messages": [{"role": "user", "content": "hi"}]})
+    assert answered.status_code == 200  # answered, then unloaded
+    assert httpx.get(server.base_url + "/api/ps").json()["models"] == []
 
 
 def test_embedded_honours_ollama_sampling_options(server: RunningServer) -> None:
