@@ -39,6 +39,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CapabilityOverrides(Strict):
+    """What a tier can do, where the backend cannot tell (e.g. a vision model on Ollama)."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    vision: bool | None = None
+    json_object: bool | None = None
+    json_schema: bool | None = None
+    fim: bool | None = None
+    logprobs: bool | None = None
+    n: int | None = Field(default=None, ge=1)
+    context_length: int | None = Field(default=None, ge=1)
+    embeddings: bool | None = None
+
+
 class TierConfig(Strict):
     backend: Literal["ollama", "embedded", "openai", "litellm"]
     model: str
@@ -53,6 +68,7 @@ class TierConfig(Strict):
     n_ctx: int = 8192  # SmolLM2's trained context; llama.cpp allocates the KV cache for it
     timeout: float = 120.0
     embedding_model: str | None = None
+    capabilities: CapabilityOverrides = Field(default_factory=CapabilityOverrides)
 
     def urls(self) -> list[str]:
         return self.base_urls or ([self.base_url] if self.base_url else [])
@@ -162,6 +178,13 @@ class Profile(Strict):
         return self
 
 
+DEFAULT_CORS_ORIGINS = (
+    "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
+    "http://127.0.0.1", "https://127.0.0.1", "http://127.0.0.1:*", "https://127.0.0.1:*",
+    "http://[::1]", "http://[::1]:*", "app://*", "file://*", "tauri://*",
+    "vscode-webview://*", "vscode-file://*")
+
+
 class Settings(BaseSettings):
     """Process-wide settings from the environment (``DEVLOOP_`` prefix)."""
 
@@ -181,6 +204,8 @@ class Settings(BaseSettings):
     team_reserved_slots: int = Field(default=1, ge=0)
     team_max_queued_per_key: int = Field(default=256, ge=0)
     team_key_refresh_s: float = Field(default=1.0, gt=0)
+    # Browser origins allowed by CORS (globs, like OLLAMA_ORIGINS); preflights need no key.
+    cors_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
 
     @property
     def db_path(self) -> Path:

@@ -54,8 +54,12 @@ class SamplingParams(BaseModel):
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    n: int | None = Field(default=None, ge=1, le=1)
+    n: int | None = Field(default=None, ge=1, le=128)
     user: str | None = None
+    logprobs: bool | int | None = None  # chat: bool (+ top_logprobs); completions: an int
+    # Ollama fields with no OpenAI equivalent (options devloop does not map, think, keep_alive,
+    # raw, context, template), kept for an Ollama tier to forward; never sent elsewhere.
+    native: dict[str, Any] | None = Field(default=None, exclude=True)
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -68,6 +72,8 @@ class ChatRequest(SamplingParams):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
 
     def token_limit(self) -> int | None:
@@ -142,23 +148,46 @@ class Usage:
 
 @dataclass(slots=True)
 class Completion:
-    """A finished generation, from any backend, for chat or completions."""
+    """A finished generation, from any backend, for chat or completions.
+
+    ``tool_calls`` are in OpenAI's message shape (``id``, ``type``, ``function.name``,
+    ``function.arguments`` as a JSON string). ``logprobs`` is the choice's logprobs object as
+    the face returns it. ``message_extra`` holds other fields of the upstream's message
+    (``refusal``, ``annotations``, ``reasoning_content``); ``extra`` the body's own extra fields
+    (``system_fingerprint``, ``service_tier``). ``choices`` holds choices 1..n-1 for ``n > 1``.
+    ``tier`` is the tier that produced the answer (set by the gateway; kept by the cache).
+    """
 
     text: str
     model: str
     finish_reason: str = "stop"
     usage: Usage = field(default_factory=Usage)
     tool_calls: list[dict[str, Any]] | None = None
+    logprobs: Any = None
+    message_extra: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+    choices: list[Completion] | None = None
+    tier: str | None = None
 
 
 @dataclass(slots=True)
 class Delta:
-    """One streamed piece. The last one carries ``finish_reason`` and, when known, usage."""
+    """One streamed piece. The last one carries ``finish_reason`` and, when known, usage.
+
+    ``tool_calls`` are OpenAI streamed pieces: each carries ``index`` (which call it belongs
+    to); the first piece of a call carries ``id``, ``type`` and ``function.name``, later ones
+    more ``function.arguments`` text. ``logprobs`` is the chunk's logprobs object
+    (``{"content": [...]}``), ``extra`` other delta fields (``refusal``, ``reasoning_content``),
+    ``chunk_extra`` the chunk's own extra fields (``system_fingerprint``).
+    """
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    logprobs: Any = None
+    extra: dict[str, Any] | None = None
+    chunk_extra: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -176,6 +205,36 @@ class Health:
     models: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True, frozen=True)
+class Capabilities:
+    """What a tier's backend can honour. The router routes on these; the faces report them."""
+
+    tools: bool = True
+    parallel_tool_calls: bool = True
+    vision: bool = False
+    json_object: bool = True
+    json_schema: bool = True
+    fim: bool = False
+    logprobs: bool = False
+    max_n: int = 1
+    context_length: int | None = None
+    embeddings: bool = True
+    # Ollama fields (think, keep_alive, raw, context, template, options.*) forwarded as they are.
+    ollama_native: bool = False
+    # OpenAI fields devloop does not know are forwarded as they are (same protocol upstream).
+    passthrough: bool = False
+    echo: bool = False
+    # Ollama `options` this backend honours (beyond those devloop maps to OpenAI fields).
+    options: frozenset[str] = frozenset()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tools": self.tools, "parallel_tool_calls": self.parallel_tool_calls,
+                "vision": self.vision, "json_object": self.json_object,
+                "json_schema": self.json_schema, "fim": self.fim, "logprobs": self.logprobs,
+                "n": self.max_n, "context_length": self.context_length,
+                "embeddings": self.embeddings}
+
+
 @dataclass(slots=True)
 class RouteDecision:
     """Where a request goes and why. ``reason`` is shown to users in a header."""
@@ -186,6 +245,8 @@ class RouteDecision:
     fallback_chain: list[str] = field(default_factory=list)
     max_tokens_cap: int | None = None
     default_max_tokens: int | None = None
+    # Fallbacks left out because they cannot honour a field (said when nothing else answers).
+    skipped: str = ""
 
 
 @dataclass(slots=True, frozen=True)

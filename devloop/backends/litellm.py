@@ -9,6 +9,7 @@ from typing import Any
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
 from devloop.config import TierConfig
 from devloop.types import (
+    Capabilities,
     ChatRequest,
     Completion,
     CompletionRequest,
@@ -19,7 +20,8 @@ from devloop.types import (
 )
 
 _PASSTHROUGH = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
-                "tools", "tool_choice", "response_format", "user")
+                "tools", "tool_choice", "response_format", "user", "n", "logprobs",
+                "top_logprobs", "parallel_tool_calls")
 
 
 def import_litellm() -> Any:
@@ -45,6 +47,26 @@ class LiteLLMBackend(Backend):
     def __init__(self, tier: str, config: TierConfig) -> None:
         super().__init__(tier, config)
         self.api_base = config.api_base or config.base_url
+
+    def default_capabilities(self) -> Capabilities:
+        """From litellm's model map (read as JSON: no litellm import): tools, vision,
+        response schemas and the context window of the configured model."""
+        from devloop.pricing import load_cost_map
+
+        cmap = load_cost_map()
+        model = self.config.model
+        entry = cmap.get(model) or cmap.get(model.split("/", 1)[-1]) or {}
+        openai_like = model.startswith("openai/") or self.api_base is not None
+        known = bool(entry)
+        return Capabilities(
+            tools=bool(entry.get("supports_function_calling", not known)),
+            parallel_tool_calls=bool(entry.get("supports_parallel_function_calling",
+                                               not known)),
+            vision=bool(entry.get("supports_vision", not known)),
+            json_object=True,
+            json_schema=bool(entry.get("supports_response_schema", not known)),
+            fim=False, logprobs=openai_like, max_n=16 if openai_like else 1,
+            context_length=entry.get("max_input_tokens") or None)
 
     def _kwargs(self, req: ChatRequest | CompletionRequest, model: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": model, "timeout": self.config.timeout, "num_retries": 0}
@@ -89,10 +111,12 @@ class LiteLLMBackend(Backend):
             raise self._error(exc) from None
         choice = resp.choices[0]
         calls = getattr(choice.message, "tool_calls", None)
+        logprobs = getattr(choice, "logprobs", None)
         return Completion(
             choice.message.content or "", model, choice.finish_reason or "stop",
             _usage(getattr(resp, "usage", None)) or Usage(reported=False),
             [c.model_dump() for c in calls] if calls else None,
+            logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs,
         )
 
     async def chat_stream(self, req: ChatRequest, model: str,
@@ -109,8 +133,11 @@ class LiteLLMBackend(Backend):
                 for choice in chunk.choices or ():
                     finish = choice.finish_reason or finish
                     text = getattr(choice.delta, "content", None) or ""
-                    if text:
-                        yield Delta(text=text)
+                    calls = getattr(choice.delta, "tool_calls", None)
+                    pieces = [c.model_dump(exclude_none=True) if hasattr(c, "model_dump")
+                              else dict(c) for c in calls] if calls else None
+                    if text or pieces:
+                        yield Delta(text=text, tool_calls=pieces)
                 if usage is not None and usage.total_tokens:
                     yield Delta(finish_reason=finish or "stop", usage=usage)
                     return

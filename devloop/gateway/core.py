@@ -26,6 +26,7 @@ from devloop.gateway.metering import Meter, Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
 from devloop.gateway.stream import StreamCall
 from devloop.pricing import Pricing
+from devloop.routing.capabilities import CapabilityError
 from devloop.routing.classifier import ModelClassifier, needs_model_verdict
 from devloop.routing.policy import PolicyInput, decide
 from devloop.routing.router import Router
@@ -97,11 +98,20 @@ class Gateway:
                 complexity: str | None = None) -> Prepared:
         started = time.perf_counter()
         prompt = req.prompt_text()
+        if ctx.user is None and getattr(req, "user", None):
+            ctx.user = req.user  # OpenAI's `user` field books the call (a team key wins)
+        tokens = estimate_tokens(prompt)
         decision = decide(
-            PolicyInput(ctx.endpoint, req.model, prompt, estimate_tokens(prompt), ctx.feature,
+            PolicyInput(ctx.endpoint, req.model, prompt, tokens, ctx.feature,
                         ctx.forced_tier, complexity),
             self.profile, self.router.state(),
         )
+        # Tiers that cannot honour a field are routed around (or the call is refused).
+        try:
+            decision = self.router.capable(decision, req, tokens * 3 // 4)
+        except CapabilityError as exc:  # booked as a refused call of the tier that refused
+            exc.prepared = Prepared(req, ctx, decision, None, "off", started)  # type: ignore[attr-defined]
+            raise
         if not isinstance(req, EmbeddingRequest):
             req = apply_token_limits(req, decision)
         status: CacheStatus = "off"
@@ -109,9 +119,10 @@ class Gateway:
         if ctx.cache_mode in ("bypass",):
             status = "bypass"
         elif isinstance(req, EmbeddingRequest) or self.cache.eligible(req.temperature):
-            key = cache_key(self.profile.cache.namespace, ctx.endpoint, decision.tier,
-                            decision.model, req,
-                            None if isinstance(req, EmbeddingRequest) else req.token_limit())
+            # Looked up for the tier that would serve now: an answer is reused only for the
+            # tier and model that produced it (it is stored under the tier that served).
+            tier = self.router.candidates(decision)[0]
+            key = self._cache_key(req, ctx, tier, self.router.model_for(tier, decision))
             status = "bypass" if ctx.cache_mode == "refresh" else "miss"
         forward = None
         if self._forwards:  # an upstream devloop books the call under the same names
@@ -119,6 +130,30 @@ class Gateway:
             if ctx.feature:
                 forward["X-Devloop-Feature"] = ctx.feature
         return Prepared(req, ctx, decision, key, status, started, forward_headers=forward)
+
+    async def _prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext,
+                       complexity: str | None = None) -> Prepared:
+        """``prepare``, after capability discovery; a capability refusal is a ledger row."""
+        await self.router.discovered()
+        try:
+            return self.prepare(req, ctx, complexity)
+        except CapabilityError as exc:
+            prep = getattr(exc, "prepared", None)
+            if prep is not None:
+                await self.meter.refusal(prep, self.router.backends[prep.decision.tier].kind,
+                                         str(exc))
+            raise
+
+    def _cache_key(self, req: Any, ctx: RequestContext, tier: str, model: str) -> str:
+        return cache_key(self.profile.cache.namespace, ctx.endpoint, tier, model, req,
+                         None if isinstance(req, EmbeddingRequest) else req.token_limit())
+
+    def served_key(self, prep: Prepared, tier: str) -> str | None:
+        """The cache key of the answer a tier served (None: not cached)."""
+        if prep.key is None:
+            return None
+        return self._cache_key(prep.req, prep.ctx, tier,
+                               self.router.model_for(tier, prep.decision))
 
     def release(self, prep: Prepared) -> None:
         """A call that was admitted has ended: it no longer counts in flight or in rate limits."""
@@ -158,7 +193,7 @@ class Gateway:
 
     # -- unary calls ------------------------------------------------------------------------
     async def call(self, req: TextRequest, ctx: RequestContext) -> CallResult:
-        prep = self.prepare(req, ctx, await self.model_complexity(req, ctx))
+        prep = await self._prepare(req, ctx, await self.model_complexity(req, ctx))
         cached = await self._cached(prep)
         if cached is not None:
             return cached
@@ -186,14 +221,16 @@ class Gateway:
             self.release(prep)
         if not completion.usage.reported or not completion.usage.total_tokens:
             completion.usage = self.meter.count(prep.req, completion.text)
-        cache_row = self.cache.put(prep.key, completion, defer=True) if prep.key else None
+        completion.tier = tier
+        key = self.served_key(prep, tier)
+        cache_row = self.cache.put(key, completion, defer=True) if key else None
         return await self.meter.finish(prep, tier, self.router.backends[tier].kind,
                                        self.router.model_for(tier, prep.decision),
                                        prep.decision.reason + note, completion, upstream_ms,
                                        also=cache_row)
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
-        prep = self.prepare(req, ctx)
+        prep = await self._prepare(req, ctx)
         texts = req.texts()
         await self.admission.admit(prep, prep.decision.tier)
         upstream_ms = 0.0
@@ -225,7 +262,7 @@ class Gateway:
     # -- streams --------------------------------------------------------------------------------
     async def stream(self, req: TextRequest, ctx: RequestContext) -> StreamCall:
         """Route and open the stream; fallbacks happen before the first piece is sent."""
-        prep = self.prepare(req, ctx, await self.model_complexity(req, ctx))
+        prep = await self._prepare(req, ctx, await self.model_complexity(req, ctx))
         cached = await self._cached(prep)
         if cached is not None:
             return StreamCall(self, prep, cached.tier, "cache", cached.reason, replay=cached)
@@ -255,7 +292,9 @@ class Gateway:
 
     async def _failed(self, prep: Prepared, exc: BackendError) -> None:
         self.admission.release_reservation(prep)
-        await self.meter.failure(prep, self.router.backends[prep.decision.tier].kind, exc)
+        tier = exc.tier or prep.decision.tier  # the tier that refused or failed
+        await self.meter.failure(prep, tier, self.router.backends[tier].kind,
+                                 self.router.model_for(tier, prep.decision), exc)
 
 
 def apply_token_limits(req: TextRequest, decision: RouteDecision) -> TextRequest:

@@ -142,7 +142,7 @@ class Meter:
     async def cache_hit(self, prep: Prepared, completion: Completion, also: WriteJob | None,
                         similarity: float | None = None) -> CallResult:
         """A hit saves the full counterfactual and costs nothing."""
-        tier = prep.decision.tier
+        tier = completion.tier or prep.decision.tier  # booked to the tier that produced it
         cf = self.pricing.counterfactual(completion.usage.prompt_tokens,
                                          completion.usage.completion_tokens)
         reason = prep.decision.reason + "; answered from cache"
@@ -153,13 +153,22 @@ class Meter:
         return CallResult(prep.ctx.request_id, prep.decision, tier, "cache", completion.model,
                           reason, "hit", completion, None, 0.0, cf, cf, rec.latency_ms)
 
-    async def failure(self, prep: Prepared, backend: str, exc: BackendError) -> None:
-        """A refused or failed upstream call is a row too: no tokens, a known $0."""
-        rec = self.record(prep, prep.decision.tier, backend, prep.decision.model,
+    async def failure(self, prep: Prepared, tier: str, backend: str, model: str,
+                      exc: BackendError) -> None:
+        """A refused or failed upstream call is a row too (booked to the tier that refused
+        or failed): no tokens, a known $0."""
+        rec = self.record(prep, tier, backend, model,
                           prep.decision.reason, prep.cache, Usage(), 0.0,
                           # nothing saved: a known zero keeps spend totals known
                           0.0, bool(getattr(prep.req, "stream", False)), exc.status,
                           str(exc)[:500])
+        await self.write(rec, None)
+
+    async def refusal(self, prep: Prepared, backend: str, error: str) -> None:
+        """A call no allowed tier can honour (a 400 naming the field): a row at $0."""
+        rec = self.record(prep, prep.decision.tier, backend, prep.decision.model,
+                          prep.decision.reason, "off", Usage(), 0.0, 0.0,
+                          bool(getattr(prep.req, "stream", False)), 400, error[:500])
         await self.write(rec, None)
 
     def record(self, prep: Prepared, tier: str, backend: str, model: str, reason: str,

@@ -125,9 +125,17 @@ def fallback_chain(tier: str, profile: Profile) -> list[str]:
     return chain
 
 
+def own_fallback(tier: str, profile: Profile) -> list[str]:
+    own = profile.tiers[tier].fallback
+    if not own or own == tier or (own == "frontier" and not profile.allow_frontier_fallback):
+        return []
+    return [own]
+
+
 def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -> RouteDecision:
     state = state or TierState()
     tier, model, how = resolve_model(inp.model, profile)
+    resolved = tier
     route: Route | None = None
     if inp.forced_tier:
         if inp.forced_tier not in profile.tiers:
@@ -151,7 +159,10 @@ def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -
         else:
             tier = "local" if "local" in profile.tiers else next(iter(profile.tiers))
             reason = f"{how}no route matched; default tier {tier}"
-    chain = fallback_chain(tier, profile)
+    # A tier the client named (model or X-Devloop-Tier) falls back only where that tier's own
+    # `fallback:` says; the profile-wide `fallbacks` are for tiers the router chose.
+    explicit = bool(inp.forced_tier) or resolved is not None
+    chain = own_fallback(tier, profile) if explicit else fallback_chain(tier, profile)
     if tier in state.down:
         reason += f"; {tier} in cooldown ({state.down[tier]})"
     return RouteDecision(

@@ -1,6 +1,6 @@
 """Team mode: API keys and a fair queue, as one pure ASGI middleware in front of the app.
 
-``create_app`` installs it when ``settings.team``. Every request except ``/health`` (and
+``create_app`` installs it when ``settings.team``. Every request except ``/health``, ``/`` (and
 ``/metrics`` from loopback) needs ``Authorization: Bearer KEY``. Keys are checked against
 an in-memory copy of the keys table that is re-read at most every ``key_refresh_s``
 seconds, so ``devloop keys revoke`` takes effect within that time without a restart and
@@ -103,7 +103,7 @@ class TeamMiddleware:
         if scope["type"] == "websocket":  # none are served; never let one past unchecked
             await send({"type": "websocket.close", "code": 1008})
             return
-        if scope["type"] != "http" or scope["path"] == "/health":
+        if scope["type"] != "http" or scope["path"] in ("/health", "/"):  # liveness probes
             await self.app(scope, receive, send)
             return
         gw = scope["app"].state.gateway
