@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,8 +103,9 @@ class Budget(Strict):
     @field_validator("scope")
     @classmethod
     def _scope(cls, v: str) -> str:
-        if v != "global" and not re.fullmatch(r"(tier|feature|key):[^\s]+", v):
-            raise ValueError("scope must be global, tier:NAME, feature:NAME or key:NAME")
+        if v != "global" and not re.fullmatch(r"(tier|feature|key|user):[^\s]+", v):
+            raise ValueError("scope must be global, tier:NAME, feature:NAME, key:NAME or "
+                             "user:NAME")
         return v
 
 
@@ -137,6 +139,12 @@ class Profile(Strict):
     classifier: Literal["heuristic", "model"] = "heuristic"
     store_bodies: bool = False
     prompt_cache_min_tokens: int | None = None
+    # Add cache_control breakpoints on the static prefix for providers that need markers
+    # (Anthropic) when the client marked none; "off" sends requests as they came.
+    prompt_caching: Literal["auto", "off"] = "auto"
+    # The output limit of a paid call whose client and route set none: sent upstream and
+    # reserved against the budget, so a hard stop holds.
+    default_max_tokens: int = Field(default=4096, ge=1)
     health_interval: float = 15.0
     cooldown: float = 30.0
     failure_threshold: int = 2
@@ -188,6 +196,22 @@ class Settings(BaseSettings):
     team_reserved_slots: int = Field(default=1, ge=0)
     team_max_queued_per_key: int = Field(default=256, ge=0)
     team_key_refresh_s: float = Field(default=1.0, gt=0)
+    # Budget periods, `spend --by day` and Retry-After: an IANA zone, UTC, or local (default).
+    timezone: str = "local"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from devloop.periods import zone
+
+        zone(v)  # raises ValueError naming the setting
+        return v
+
+    def zone(self) -> tzinfo | None:
+        """The zone for calendar periods (None: the machine's local zone)."""
+        from devloop.periods import zone
+
+        return zone(self.timezone)
 
     @property
     def db_path(self) -> Path:

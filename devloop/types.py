@@ -117,13 +117,38 @@ class EmbeddingRequest(BaseModel):
 AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
 
 
+CacheTTL = Literal["5m", "1h"]
+
+
 @dataclass(slots=True)
 class Usage:
+    """Token counts of one call. ``prompt_tokens`` is every input token, including the
+    provider-cache reads (``cached_tokens``, also readable as ``cache_read_tokens``) and
+    writes (``cache_write_tokens``); ``reasoning_tokens`` is the part of
+    ``completion_tokens`` spent thinking. ``cache_write_ttl`` is the writes' TTL ("5m" or
+    "1h"; "1h" when any were 1h), ``cache_write_1h_tokens`` the 1h part of a mixed write."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     # False when the numbers were counted by devloop rather than reported upstream.
     reported: bool = True
+    cache_write_tokens: int = 0
+    cache_write_ttl: CacheTTL | None = None
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def cache_read_tokens(self) -> int:
+        return self.cached_tokens
+
+    @cache_read_tokens.setter
+    def cache_read_tokens(self, value: int) -> None:
+        self.cached_tokens = value
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        return max(self.prompt_tokens - self.cached_tokens - self.cache_write_tokens, 0)
 
     @property
     def total_tokens(self) -> int:
@@ -137,6 +162,8 @@ class Usage:
         }
         if self.cached_tokens:
             out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return out
 
 

@@ -29,6 +29,7 @@ from devloop.types import (
     Health,
     Usage,
 )
+from devloop.usage import usage_from as read_usage
 
 # Per-call headers for the upstream, set by the gateway for each request (its task's copy):
 # a team devloop upstream then books the call under the same feature and request id.
@@ -37,14 +38,7 @@ FORWARD_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("devloop_forward
 
 
 def usage_from(data: dict[str, Any] | None) -> Usage | None:
-    if not data:
-        return None
-    details = data.get("prompt_tokens_details") or {}
-    return Usage(
-        int(data.get("prompt_tokens") or 0),
-        int(data.get("completion_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-    )
+    return read_usage(data)  # cached and reasoning tokens, cache writes where reported
 
 
 class OpenAICompatBackend(Backend):
