@@ -43,39 +43,53 @@ def create_key(db: sqlite_utils.Database, name: str, budget_usd: float | None = 
                max_concurrent: int | None = None) -> str:
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise KeyError_("a key name uses letters, digits, '-', '_' or '.'")
-    existing = list(db.query("SELECT revoked FROM keys WHERE name = ?", [name]))
-    if existing and existing[0]["revoked"] is None:
+    existing = list(db.query("SELECT 1 FROM keys WHERE name = ? AND revoked IS NULL", [name]))
+    if existing:
         raise KeyError_(f"a key named {name!r} exists; revoke it first")
     key = PREFIX + secrets.token_urlsafe(32)
     salt = secrets.token_hex(16)
-    db["keys"].upsert({
+    # a new row even when a revoked key had this name: that key's history stays its own
+    db["keys"].insert({
         "name": name, "key_prefix": key[: len(PREFIX) + 6], "salt": salt,
         "key_hash": salted_hash(salt, key), "created": time.time(), "last_used": None,
         "revoked": None, "budget_usd": budget_usd, "budget_period": period if budget_usd else None,
         "rpm": rpm, "max_concurrent": max_concurrent,
-    }, pk="name")
+    })
     return key
 
 
 def revoke_key(db: sqlite_utils.Database, name: str) -> None:
-    rows = list(db.query("SELECT revoked FROM keys WHERE name = ?", [name]))
-    if not rows or rows[0]["revoked"] is not None:
+    rows = list(db.query("SELECT id FROM keys WHERE name = ? AND revoked IS NULL", [name]))
+    if not rows:
         raise KeyError_(f"no active key named {name!r}")
-    db.execute("UPDATE keys SET revoked = ? WHERE name = ?", [time.time(), name])
+    db.execute("UPDATE keys SET revoked = ? WHERE id = ?", [time.time(), rows[0]["id"]])
     db.conn.commit()
 
 
+# A key's calls: its name (exactly: = compares bytes, no case folding) during its lifetime.
+KEY_CALLS = ("c.key_id = k.name AND c.ts >= k.created "
+             "AND (k.revoked IS NULL OR c.ts <= k.revoked)")
+
+
 def list_keys(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Name, dates, spend and limits; never the key or its hash."""
-    sql = """
-        SELECT k.name, k.key_prefix, k.created, k.last_used, k.revoked, k.budget_usd,
+    """Every key, revoked ones too (oldest first): dates, spend and limits; never the key
+    or its hash. A key's spend is its own calls, not an earlier key's of the same name."""
+    sql = f"""
+        SELECT k.id, k.name, k.key_prefix, k.created, k.last_used, k.revoked, k.budget_usd,
                k.budget_period, k.rpm, k.max_concurrent,
-               (SELECT coalesce(sum(cost_usd), 0) FROM calls c WHERE c.key_id = k.name) AS spend_usd,
-               (SELECT count(*) FROM calls c WHERE c.key_id = k.name) AS calls,
-               (SELECT max(ts) FROM calls c WHERE c.key_id = k.name) AS last_call
-        FROM keys k ORDER BY k.created
+               (SELECT coalesce(sum(cost_usd), 0) FROM calls c WHERE {KEY_CALLS}) AS spend_usd,
+               (SELECT count(*) FROM calls c WHERE {KEY_CALLS}) AS calls,
+               (SELECT max(ts) FROM calls c WHERE {KEY_CALLS}) AS last_call
+        FROM keys k ORDER BY k.created, k.id
     """
     return list(db.query(sql))
+
+
+def key_period_spend(db: sqlite_utils.Database, name: str, created: float, start: float) -> float:
+    """What the key created at ``created`` spent since ``start``."""
+    row = db.execute("SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE key_id = ? AND ts >= ?",
+                     [name, max(start, created)]).fetchone()
+    return float(row[0])
 
 
 def verify_key(db: sqlite_utils.Database, presented: str) -> KeyInfo | None:

@@ -242,3 +242,34 @@ def m009_call_bodies(db: sqlite_utils.Database) -> None:
         pk="request_id",
     )
     db["call_bodies"].create_index(["ts"])
+
+
+@migration
+def m100_instrument_key_history(db: sqlite_utils.Database) -> None:
+    """Keys keep their history: each key is its own row (a numbered id), so a revoked key
+    stays listed and a new key with an old name starts with its own spend. At most one
+    active key per name."""
+    db.execute("ALTER TABLE keys RENAME TO keys_before_history")
+    db["keys"].create(
+        {
+            "id": int,
+            "name": str,
+            "key_prefix": str,
+            "salt": str,
+            "key_hash": str,
+            "created": float,
+            "last_used": float,
+            "revoked": float,
+            "budget_usd": float,
+            "budget_period": str,
+            "rpm": int,
+            "max_concurrent": int,
+        },
+        pk="id",
+    )
+    db.execute("INSERT INTO keys (name, key_prefix, salt, key_hash, created, last_used, revoked, "
+               "budget_usd, budget_period, rpm, max_concurrent) SELECT name, key_prefix, salt, "
+               "key_hash, created, last_used, revoked, budget_usd, budget_period, rpm, "
+               "max_concurrent FROM keys_before_history ORDER BY created")
+    db.execute("DROP TABLE keys_before_history")
+    db.execute("CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked IS NULL")
