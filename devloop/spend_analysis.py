@@ -66,8 +66,10 @@ def output_token_percentiles(rows: Iterable[Row]) -> dict[str, float | None]:
 
 
 def request_identity(row: Row) -> tuple[Any, ...] | None:
-    """What makes two ledger rows the same request: feature, model asked, leading-prompt
-    hash and prompt length (the ledger keeps no full-body hash)."""
+    """What makes two ledger rows the same request: the hash of the whole request when the
+    row has one, else feature, model, leading-prompt hash and prompt length."""
+    if row.get("request_hash"):
+        return (row.get("feature"), row["request_hash"])
     if row.get("prefix_hash") is None:
         return None
     return (row.get("feature"), row.get("model"), row["prefix_hash"], _i(row, "prompt_tokens"))

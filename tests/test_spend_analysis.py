@@ -101,3 +101,22 @@ def test_healthy_feature_has_no_diagnosis() -> None:
     rows = [row(0, 3000, write=2900, ttl="5m")] + [
         row(i * 30, 3000, read=2900) for i in range(1, 8)]
     assert diagnose(rows, lambda m: SONNET, count) == []
+
+
+def test_session_from_headers_and_metadata() -> None:
+    from devloop.sessions import session_from
+
+    assert session_from({"x-devloop-session": "s1"}) == "s1"
+    assert session_from({"x-claude-code-session-id": "abc-123"}) == "abc-123"
+    assert session_from({"session_id": "codex-9"}) == "codex-9"
+    uid = "user_1a2b_account__session_0f3e9c1d-1111-2222-3333-444455556666"
+    assert session_from({}, {"metadata": {"user_id": uid}}) == \
+        "0f3e9c1d-1111-2222-3333-444455556666"
+    assert session_from({}, {"metadata": {"user_id": "plain"}}) is None
+
+
+def test_request_hash_identity_beats_the_prefix() -> None:
+    a = {**row(0, 500), "request_hash": "x"}
+    b = {**row(5, 500), "request_hash": "y"}  # same prefix and length, different request
+    c = {**row(9, 500), "request_hash": "y"}
+    assert retries([a, b, c]) == 1

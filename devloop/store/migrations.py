@@ -273,3 +273,14 @@ def m100_instrument_key_history(db: sqlite_utils.Database) -> None:
                "max_concurrent FROM keys_before_history ORDER BY created")
     db.execute("DROP TABLE keys_before_history")
     db.execute("CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked IS NULL")
+
+
+@migration
+def m101_instrument_origin(db: sqlite_utils.Database) -> None:
+    """``origin``: who sent the call ('client', or devloop's own: 'check', 'eval', 'judge',
+    'probe', 'ladder'), so own traffic is never counted as saved; ``request_hash``: the
+    whole request's hash, so identical requests (retries) can be counted."""
+    calls = db["calls"]
+    calls.add_column("origin", str)
+    calls.add_column("request_hash", str)
+    calls.create_index(["request_hash"])
