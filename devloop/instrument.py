@@ -10,7 +10,12 @@ from typing import Any
 
 from devloop.config import Profile
 from devloop.pricing import FREE_TIERS, Pricing
-from devloop.prompt_caching import add_cache_breakpoints, output_limit, thinking_budget
+from devloop.prompt_caching import (
+    add_cache_breakpoints,
+    needs_markers,
+    output_limit,
+    thinking_budget,
+)
 from devloop.tokens import count_tokens
 from devloop.types import ChatRequest, CompletionRequest, EmbeddingRequest, RouteDecision, Usage
 
@@ -49,6 +54,23 @@ def for_provider(req: Any, backend_kind: str, model: str, profile: Profile,
     price = pricing.price(model)
     minimum = profile.prompt_cache_min_tokens or (price.min_cacheable_tokens if price else None)
     return add_cache_breakpoints(req, model, count_tokens, minimum)
+
+
+def worst_case_cost(pricing: Pricing, tier: str, model: str, req: Any, prompt_tokens: int,
+                    output_tokens: int) -> float | None:
+    """The most the call can cost: every prompt token written to the provider cache where
+    the provider bills writes (at the 1-hour rate when the request asks for that TTL), and
+    the whole output limit. None when the price is unknown."""
+    if not is_paid(tier, model, pricing):
+        return 0.0
+    price = pricing.price(model)
+    if price is None:
+        return None
+    writes = hour = 0
+    if isinstance(req, ChatRequest) and needs_markers(model):
+        writes = prompt_tokens
+        hour = prompt_tokens if '"ttl":"1h"' in req.model_dump_json().replace(" ", "") else 0
+    return price.cost(prompt_tokens, output_tokens, 0, writes, hour)
 
 
 def request_hash(req: ChatRequest | CompletionRequest | EmbeddingRequest) -> str:

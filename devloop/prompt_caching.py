@@ -39,10 +39,8 @@ def has_markers(req: ChatRequest) -> bool:
     """Whether the client placed any cache_control breakpoint itself."""
     if any(isinstance(t, dict) and "cache_control" in t for t in req.tools or ()):
         return True
-    for m in req.messages:
-        if _parts_marked(m.content) or "cache_control" in (m.model_extra or {}):
-            return True
-    return False
+    return any(_parts_marked(m.content) or "cache_control" in (m.model_extra or {})
+               for m in req.messages)
 
 
 def static_prefix_text(req: ChatRequest) -> str:

@@ -169,7 +169,7 @@ def diagnose_feature(feature: str, rows: Sequence[Row], price_of: Callable[[str]
         out.append(Diagnosis(feature, kind, position, text, n, rate, _per_1k(cost, n),
                              _per_1k(fixed, n), message))
 
-    gaps = [float(b.get("ts") or 0) - float(a.get("ts") or 0) for a, b in zip(rows, rows[1:])]
+    gaps = [float(b.get("ts") or 0) - float(a.get("ts") or 0) for a, b in zip(rows, rows[1:], strict=False)]
     ttls = {r.get("cache_write_ttl") for r in rows if r.get("cache_write_ttl")}
     if "1h" in ttls and gaps and max(gaps) <= TTL_SECONDS["5m"]:
         add("ttl_too_long", _repriced(rows, price, cache_reads, "5m"),

@@ -128,7 +128,7 @@ def test_small_amounts_show_digits_and_rows_keep_their_production_model(tmp_path
                  "production_model": "openai/gpt-4o", "tier": "local"}])
     out = cli(home, "spend", "--by", "tier")
     assert out.returncode == 0, out.stderr
-    assert "$0.0000123" in out.stdout and "$0.0000" not in out.stdout.replace("$0.0000123", "")
+    assert "$0.000012" in out.stdout  # not "$0.0000"
     assert "anthropic/claude-sonnet-4-5" in out.stdout and "openai/gpt-4o" in out.stdout
     groups = {g["key"]: g for g in spend_json(home, "--by", "tier")["groups"]}
     assert groups["local"]["production_models"] == ["openai/gpt-4o"]
@@ -154,25 +154,51 @@ def test_revoked_key_stays_listed_and_a_new_key_with_its_name_starts_fresh(tmp_p
 
 
 # -- Must-show 7: devloop's own traffic -------------------------------------------------------------
-def test_check_changes_no_saved_figure_and_no_store_writes_nothing(tmp_path: Path) -> None:
+TINY_EVALSET = """name: tiny
+threshold: 0.5
+max_tokens: 4
+prompt:
+  messages:
+    - {role: user, content: "Say {{word}}"}
+cases:
+  - {id: a, vars: {word: yes}, assert: [{type: not-contains, value: zz-never-zz}]}
+"""
+
+
+def test_check_changes_no_saved_figure_and_no_store_writes_nothing(
+        tmp_path: Path, embedded_profile: Path) -> None:
     home = tmp_path / "home"
     now = time.time()
     seed(home, [{"ts": now, "tier": "local", "cost_usd": 0.0, "counterfactual_usd": 0.01,
                  "saved_usd": 0.01, "feature": "client-app"}])
     before = spend_json(home)["totals"]
-    evalset = Path(__file__).resolve().parent.parent / "evalsets" / "commit-message.yaml"
-    out = cli(home, "check", str(evalset), "--stage", "draft", "--no-store")
+    evalset = tmp_path / "evalsets" / "tiny.yaml"
+    evalset.parent.mkdir(parents=True)
+    evalset.write_text(TINY_EVALSET)
+    args = ("check", "--profile", str(embedded_profile), str(evalset), "--stage", "draft")
+    out = cli(home, *args, "--no-store")
     assert out.returncode in (0, 1), out.stderr
     assert len(rows_at(home)) == 1  # --no-store: not a row
-    out = cli(home, "check", str(evalset), "--stage", "draft")
+    out = cli(home, *args)
     assert out.returncode in (0, 1), out.stderr
     after = spend_json(home)["totals"]
     own = [r for r in rows_at(home) if r["feature"] != "client-app"]
     assert own and all(r["origin"] == "check" and r["saved_usd"] == 0 for r in own)
     assert after["saved_usd"] == before["saved_usd"]
     assert after["counterfactual_usd"] == before["counterfactual_usd"]
+    assert after["own_calls"] == len(own)
     groups = {g["key"]: g for g in spend_json(home, "--by", "feature")["groups"]}
     assert all(g["saved_usd"] == 0 for k, g in groups.items() if k != "client-app")
+    # an eval run against the production model (a loopback Anthropic upstream)
+    with AnthropicStub() as stub:
+        stub.state.answer_tokens = 3
+        out = cli(home, "eval", str(evalset), "--model", MODEL, "--api-base", stub.base_url,
+                  env={"ANTHROPIC_API_KEY": "sk-stub"})
+        assert out.returncode in (0, 1), out.stderr
+        assert stub.state.bodies  # it ran, for real
+    final = spend_json(home)["totals"]
+    assert (final["saved_usd"], final["counterfactual_usd"]) == (
+        before["saved_usd"], before["counterfactual_usd"])
 
 
 def rows_at(home: Path) -> list[dict[str, Any]]:

@@ -81,3 +81,32 @@ def test_output_limit_sources_cap_and_thinking() -> None:
     assert output_limit(9000, None, None, 4096, thinking=8000) == 9000
     req = chat(thinking={"type": "enabled", "budget_tokens": 8000})
     assert thinking_budget(req) == 8000 and thinking_budget(chat()) == 0
+
+
+def test_worst_case_covers_cache_writes_at_the_requested_ttl() -> None:
+    import pytest
+
+    from devloop.config import Profile
+    from devloop.instrument import worst_case_cost
+    from devloop.pricing import Pricing, lookup_model
+
+    profile = Profile.model_validate({
+        "name": "p", "production_model": "anthropic/claude-sonnet-4-5",
+        "tiers": {"frontier": {"backend": "litellm", "model": "anthropic/claude-sonnet-4-5"},
+                  "embedded": {"backend": "embedded", "model": "smollm2-135m"}},
+        "routes": [{"tier": "frontier"}]})
+    pricing = Pricing(profile)
+    price = lookup_model("anthropic/claude-sonnet-4-5")
+    assert price is not None
+    sonnet, gpt = "anthropic/claude-sonnet-4-5", "openai/gpt-4o"
+    plain = chat()
+    assert worst_case_cost(pricing, "frontier", sonnet, plain, 2000, 100) == pytest.approx(
+        2000 * 3.75e-6 + 100 * 15e-6)  # every prompt token may be a 5-minute write
+    hour = chat(messages=[{"role": "system", "content": [
+        {"type": "text", "text": LONG, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+        {"role": "user", "content": "hi"}])
+    assert worst_case_cost(pricing, "frontier", sonnet, hour, 2000, 100) == pytest.approx(
+        2000 * 6e-6 + 100 * 15e-6)
+    assert worst_case_cost(pricing, "frontier", gpt, plain, 2000, 100) == pytest.approx(
+        2000 * 2.5e-6 + 100 * 10e-6)  # OpenAI bills no write premium
+    assert worst_case_cost(pricing, "embedded", "smollm2-135m", plain, 2000, 100) == 0.0
