@@ -172,6 +172,7 @@ def test_check_changes_no_saved_figure_and_no_store_writes_nothing(
     seed(home, [{"ts": now, "tier": "local", "cost_usd": 0.0, "counterfactual_usd": 0.01,
                  "saved_usd": 0.01, "feature": "client-app"}])
     before = spend_json(home)["totals"]
+    tui_before = tui_saved(home)
     evalset = tmp_path / "evalsets" / "tiny.yaml"
     evalset.parent.mkdir(parents=True)
     evalset.write_text(TINY_EVALSET)
@@ -199,6 +200,20 @@ def test_check_changes_no_saved_figure_and_no_store_writes_nothing(
     final = spend_json(home)["totals"]
     assert (final["saved_usd"], final["counterfactual_usd"]) == (
         before["saved_usd"], before["counterfactual_usd"])
+    assert tui_saved(home) == tui_before  # the dashboard's and Spend screen's figures
+
+
+def tui_saved(home: Path) -> tuple[float | None, ...]:
+    """The saved figures the TUI's Dashboard and Spend screens show."""
+    from devloop.store.reports import LedgerReader
+
+    reader = LedgerReader(home / "devloop.db")
+    try:
+        now = time.time()
+        summary, view = reader.summary(now), reader.spend(now, 7)
+        return summary.saved_today, summary.saved_week, view.total_saved
+    finally:
+        reader.close()
 
 
 def rows_at(home: Path) -> list[dict[str, Any]]:
