@@ -236,3 +236,7 @@ class RequestContext:
     forced_tier: str | None = None
     cache_mode: Literal["default", "bypass", "refresh"] = "default"
     queue: QueueStats | None = None  # team mode: the fair queue's position and wait
+    # who sent it: "client", or devloop's own traffic ("check", "eval", "judge", "probe",
+    # "ladder"), booked as its own kind and never counted as saved
+    origin: str = "client"
+    session: str | None = None  # the agent session (devloop.sessions)
