@@ -12,6 +12,7 @@ from devloop.config import Profile
 from devloop.pricing import FREE_TIERS, Pricing
 from devloop.prompt_caching import (
     add_cache_breakpoints,
+    marked_ttls,
     needs_markers,
     output_limit,
     thinking_budget,
@@ -69,7 +70,7 @@ def worst_case_cost(pricing: Pricing, tier: str, model: str, req: Any, prompt_to
     writes = hour = 0
     if isinstance(req, ChatRequest) and needs_markers(model):
         writes = prompt_tokens
-        hour = prompt_tokens if '"ttl":"1h"' in req.model_dump_json().replace(" ", "") else 0
+        hour = prompt_tokens if "1h" in marked_ttls(req) else 0
     return price.cost(prompt_tokens, output_tokens, 0, writes, hour)
 
 

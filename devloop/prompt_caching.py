@@ -43,6 +43,16 @@ def has_markers(req: ChatRequest) -> bool:
                for m in req.messages)
 
 
+def marked_ttls(req: ChatRequest) -> set[str]:
+    """The TTLs of the client's own breakpoints ("5m" when a marker names none)."""
+    marks = [t.get("cache_control") for t in req.tools or () if isinstance(t, dict)]
+    for m in req.messages:
+        if isinstance(m.content, list):
+            marks.extend(p.get("cache_control") for p in m.content if isinstance(p, dict))
+        marks.append((m.model_extra or {}).get("cache_control"))
+    return {str(c.get("ttl") or "5m") for c in marks if isinstance(c, dict)}
+
+
 def static_prefix_text(req: ChatRequest) -> str:
     """Tools and the leading system messages: what stays the same call after call."""
     tools = json.dumps(req.tools, sort_keys=True) if req.tools else ""
