@@ -123,13 +123,38 @@ class EmbeddingRequest(BaseModel):
 AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
 
 
+CacheTTL = Literal["5m", "1h"]
+
+
 @dataclass(slots=True)
 class Usage:
+    """Token counts of one call. ``prompt_tokens`` is every input token, including the
+    provider-cache reads (``cached_tokens``, also readable as ``cache_read_tokens``) and
+    writes (``cache_write_tokens``); ``reasoning_tokens`` is the part of
+    ``completion_tokens`` spent thinking. ``cache_write_ttl`` is the writes' TTL ("5m" or
+    "1h"; "1h" when any were 1h), ``cache_write_1h_tokens`` the 1h part of a mixed write."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     # False when the numbers were counted by devloop rather than reported upstream.
     reported: bool = True
+    cache_write_tokens: int = 0
+    cache_write_ttl: CacheTTL | None = None
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def cache_read_tokens(self) -> int:
+        return self.cached_tokens
+
+    @cache_read_tokens.setter
+    def cache_read_tokens(self, value: int) -> None:
+        self.cached_tokens = value
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        return max(self.prompt_tokens - self.cached_tokens - self.cache_write_tokens, 0)
 
     @property
     def total_tokens(self) -> int:
@@ -143,6 +168,8 @@ class Usage:
         }
         if self.cached_tokens:
             out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return out
 
 
@@ -270,3 +297,7 @@ class RequestContext:
     forced_tier: str | None = None
     cache_mode: Literal["default", "bypass", "refresh"] = "default"
     queue: QueueStats | None = None  # team mode: the fair queue's position and wait
+    # who sent it: "client", or devloop's own traffic ("check", "eval", "judge", "probe",
+    # "ladder"), booked as its own kind and never counted as saved
+    origin: str = "client"
+    session: str | None = None  # the agent session (devloop.sessions)

@@ -18,6 +18,7 @@ from devloop.types import (
     Health,
     Usage,
 )
+from devloop.usage import usage_from
 
 _PASSTHROUGH = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
                 "tools", "tool_choice", "response_format", "user", "n", "logprobs",
@@ -34,11 +35,7 @@ def import_litellm() -> Any:
 
 
 def _usage(data: Any) -> Usage | None:
-    if not data:
-        return None
-    details = getattr(data, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", 0) if details else 0
-    return Usage(int(data.prompt_tokens or 0), int(data.completion_tokens or 0), int(cached or 0))
+    return usage_from(data)  # cache reads/writes (5m/1h), reasoning tokens
 
 
 class LiteLLMBackend(Backend):

@@ -103,7 +103,7 @@ class Checker:
         if self.gateway is None:
             from devloop.gateway import Gateway
 
-            self.gateway = Gateway(self.settings, self.profile)
+            self.gateway = Gateway(self.settings, self.profile, store=self.store)
             await self.gateway.start(probe=probe)
         if self.grader is None:
             self.grader = default_grader(self.gateway)

@@ -17,6 +17,7 @@ from devloop.routing.capabilities import CapabilityError
 from devloop.routing.policy import InvalidTier, ModelNotFound
 from devloop.security import forbidden_field
 from devloop.server.errors import APIError, error_response, from_validation
+from devloop.sessions import session_from
 from devloop.types import Endpoint, RequestContext
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,6 +87,7 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         forced_tier=h.get("x-devloop-tier") or None,
         cache_mode=cache or "default",  # type: ignore[arg-type]
         queue=request.scope.get("devloop.queue"),  # QueueStats, set by team mode's queue
+        session=session_from(h),
     )
 
 

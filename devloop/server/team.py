@@ -84,7 +84,8 @@ def apply_key_limits(budgets: Budgets, keys: list[KeyRow]) -> None:
                                                period=row.budget_period or "day")  # type: ignore[arg-type]
             except ValidationError as exc:
                 log.warning("key %s: ignoring its budget: %s", row.name, exc.errors()[0]["msg"])
-    budgets.set_key_limits(rpm, concurrency, key_budgets)
+    # a new key with a revoked key's name starts with its own spend
+    budgets.set_key_limits(rpm, concurrency, key_budgets, {row.name: row.created for row in keys})
 
 
 # -- the middleware ------------------------------------------------------------------------------

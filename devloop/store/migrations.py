@@ -264,3 +264,45 @@ def m010_ledger_contract_columns(db: sqlite_utils.Database) -> None:
     ]:
         calls.add_column(column, kind)  # type: ignore[arg-type]
     calls.add_column("audit_sampled", int, not_null_default=0)
+
+
+@migration
+def m100_instrument_key_history(db: sqlite_utils.Database) -> None:
+    """Keys keep their history: each key is its own row (a numbered id), so a revoked key
+    stays listed and a new key with an old name starts with its own spend. At most one
+    active key per name."""
+    db.execute("ALTER TABLE keys RENAME TO keys_before_history")
+    db["keys"].create(
+        {
+            "id": int,
+            "name": str,
+            "key_prefix": str,
+            "salt": str,
+            "key_hash": str,
+            "created": float,
+            "last_used": float,
+            "revoked": float,
+            "budget_usd": float,
+            "budget_period": str,
+            "rpm": int,
+            "max_concurrent": int,
+        },
+        pk="id",
+    )
+    db.execute("INSERT INTO keys (name, key_prefix, salt, key_hash, created, last_used, revoked, "
+               "budget_usd, budget_period, rpm, max_concurrent) SELECT name, key_prefix, salt, "
+               "key_hash, created, last_used, revoked, budget_usd, budget_period, rpm, "
+               "max_concurrent FROM keys_before_history ORDER BY created")
+    db.execute("DROP TABLE keys_before_history")
+    db.execute("CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked IS NULL")
+
+
+@migration
+def m101_instrument_origin(db: sqlite_utils.Database) -> None:
+    """``origin``: who sent the call ('client', or devloop's own: 'check', 'eval', 'judge',
+    'probe', 'ladder'), so own traffic is never counted as saved; ``request_hash``: the
+    whole request's hash, so identical requests (retries) can be counted."""
+    calls = db["calls"]
+    calls.add_column("origin", str)
+    calls.add_column("request_hash", str)
+    calls.create_index(["request_hash"])
