@@ -24,6 +24,8 @@ COMMANDS = {
     "check": "devloop.pipeline.cli:check",
     "watch": "devloop.pipeline.cli:watch",
     "eval": "devloop.evals.cli:eval_cmd",
+    "launch": "devloop.commands.launch:launch",
+    "agent-config": "devloop.commands.launch:agent_config",
 }
 
 

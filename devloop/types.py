@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+Endpoint = Literal["chat", "completions", "embeddings", "messages", "responses"]
 TIERS: tuple[str, ...] = ("local", "embedded", "shared", "frontier")
 
 
@@ -63,15 +63,31 @@ class SamplingParams(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+@dataclass(slots=True)
+class NativeCall:
+    """A request in its own wire protocol, kept for a same-protocol upstream."""
+
+    protocol: Literal["anthropic", "responses"]
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class ChatRequest(SamplingParams):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    # The client's original body when a protocol face (Anthropic Messages, Responses) made
+    # this request: a backend speaking that protocol natively sends it on unchanged.
+    _native: NativeCall | None = PrivateAttr(default=None)
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def native(self) -> NativeCall | None:
+        return self._native
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
@@ -121,9 +137,10 @@ AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # cache reads, included in prompt_tokens
     # False when the numbers were counted by devloop rather than reported upstream.
     reported: bool = True
+    cache_write_tokens: int = 0  # provider cache writes, included in prompt_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -149,6 +166,7 @@ class Completion:
     finish_reason: str = "stop"
     usage: Usage = field(default_factory=Usage)
     tool_calls: list[dict[str, Any]] | None = None
+    native: Any = None  # the upstream's own response body for a same-protocol face
 
 
 @dataclass(slots=True)
@@ -159,6 +177,7 @@ class Delta:
     finish_reason: str | None = None
     usage: Usage | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    native: bytes | None = None  # the upstream's own stream event(s), for a same-protocol face
 
 
 @dataclass(slots=True)
@@ -194,10 +213,11 @@ class RequestContext:
 
     request_id: str
     endpoint: Endpoint
-    protocol: Literal["openai", "ollama"]
+    protocol: Literal["openai", "ollama", "anthropic", "responses"]
     feature: str | None = None
     user: str | None = None
     key_id: str | None = None
     forced_tier: str | None = None
     cache_mode: Literal["default", "bypass", "refresh"] = "default"
     headers: dict[str, str] = field(default_factory=dict)
+    session: str | None = None  # the coding agent's session id (Claude Code, Codex)

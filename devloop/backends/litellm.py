@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.backends.native import NativeUpstream, speaks
 from devloop.config import TierConfig
 from devloop.types import (
     ChatRequest,
@@ -45,6 +46,13 @@ class LiteLLMBackend(Backend):
     def __init__(self, tier: str, config: TierConfig) -> None:
         super().__init__(tier, config)
         self.api_base = config.api_base or config.base_url
+        self.native = NativeUpstream(tier, config)  # same-protocol pass-through (native.py)
+
+    def _native(self, req: ChatRequest, model: str) -> bool:
+        return req.native is not None and speaks(self.config, model, req.native.protocol)
+
+    async def close(self) -> None:
+        await self.native.close()
 
     def _kwargs(self, req: ChatRequest | CompletionRequest, model: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": model, "timeout": self.config.timeout, "num_retries": 0}
@@ -81,6 +89,8 @@ class LiteLLMBackend(Backend):
         return [m.model_dump(exclude_none=True) for m in req.messages]
 
     async def chat(self, req: ChatRequest, model: str) -> Completion:
+        if self._native(req, model):
+            return await self.native.call(req, model)
         litellm = import_litellm()
         try:
             resp = await litellm.acompletion(messages=self._messages(req), **self._kwargs(req, model))
@@ -95,6 +105,10 @@ class LiteLLMBackend(Backend):
         )
 
     async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
+        if self._native(req, model):
+            async for delta in self.native.stream(req, model):
+                yield delta
+            return
         litellm = import_litellm()
         finish: str | None = None
         try:

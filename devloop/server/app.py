@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from devloop import __version__
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
-from devloop.server import ollama_api, openai_api
+from devloop.server import anthropic_api, ollama_api, openai_api, responses_api
 from devloop.server.errors import APIError, error_response
 
 log = logging.getLogger("devloop.server")
@@ -110,6 +110,8 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
         Route("/metrics", metrics, methods=["GET"]),
         *openai_api.routes,
         *ollama_api.routes,
+        *anthropic_api.routes,
+        *responses_api.routes,
         *(extra_routes or []),
     ]
     for factory in optional_route_factories():

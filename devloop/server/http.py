@@ -21,6 +21,8 @@ from devloop.types import Endpoint, RequestContext
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 CACHE_MODES = {"bypass", "refresh"}
+# Where coding agents put their session id: Claude Code, Codex, then any client.
+SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "session_id", "x-devloop-session")
 
 
 def gateway(request: Request) -> Gateway:
@@ -80,6 +82,7 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         forced_tier=h.get("x-devloop-tier") or None,
         cache_mode=cache or "default",  # type: ignore[arg-type]
         headers=dict(request.scope.get("devloop.queue", {})),
+        session=next((h[k][:200] for k in SESSION_HEADERS if h.get(k)), None),
     )
 
 
