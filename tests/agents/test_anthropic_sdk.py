@@ -134,3 +134,45 @@ def test_ignored_fields_are_named(agents_server: RunningServer) -> None:
         "messages": [{"role": "user", "content": "hi"}]})
     assert resp.status_code == 200, resp.text
     assert resp.headers["x-devloop-ignored"] == "cache_control, thinking"
+
+
+def test_frontier_pass_through_keeps_the_body_and_the_answer(
+        client: anthropic.Anthropic, scripted: ScriptedUpstream,
+        agents_server: RunningServer) -> None:
+    system = [{"type": "text", "text": "Style guide. " * 20, "cache_control": {"type": "ephemeral"}}]
+    raw = client.messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=64, system=system,
+        thinking={"type": "enabled", "budget_tokens": 1024}, metadata={"user_id": "u1"},
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"anthropic-beta": "zeta-2099-01-01,alpha-2098-01-01"})
+    msg = raw.parse()
+    assert "x-devloop-ignored" not in raw.headers  # nothing was dropped
+    assert msg.id == "msg_scripted" and msg.content[0].text == "frontier answer"
+    assert msg.usage.cache_read_input_tokens == 1800
+    assert msg.usage.cache_creation_input_tokens == 300
+    sent = scripted.bodies("/v1/messages")[-1]
+    assert sent.headers["anthropic-beta"] == "zeta-2099-01-01,alpha-2098-01-01"  # order kept
+    assert sent.body["system"] == system and sent.body["metadata"] == {"user_id": "u1"}
+    assert sent.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent.body["model"] == "claude-sonnet-4-6"
+    row = ledger(agents_server.db_path, raw.headers["x-request-id"])[0]
+    assert row["tier"] == "frontier" and row["endpoint"] == "messages"
+    assert (row["prompt_tokens"], row["cached_tokens"]) == (40 + 1800 + 300, 1800)
+
+
+def test_frontier_stream_is_relayed_event_for_event(client: anthropic.Anthropic,
+                                                    agents_server: RunningServer) -> None:
+    with client.messages.stream(model="claude-sonnet-4-6", max_tokens=64,
+                                messages=[{"role": "user", "content": "hi"}]) as s:
+        final = s.get_final_message()
+    assert final.content[0].text == "frontier answer"
+    assert final.usage.cache_read_input_tokens == 1800
+    raw = httpx.post(agents_server.base_url + "/v1/messages", timeout=60, json={
+        "model": "claude-sonnet-4-6", "max_tokens": 64, "stream": True,
+        "messages": [{"role": "user", "content": "hi"}]})
+    names = [line[7:] for line in raw.text.splitlines() if line.startswith("event: ")]
+    # the upstream's own order (its ping comes after the first block starts; devloop's
+    # translation would put it right after message_start)
+    assert names == ["message_start", "content_block_start", "ping", "content_block_delta",
+                     "content_block_delta", "content_block_stop", "message_delta",
+                     "message_stop"]
