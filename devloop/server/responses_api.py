@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from devloop.gateway import StreamCall
+from devloop.routing.policy import available_models, resolve_model
 from devloop.server.anthropic_api import ignored_header, native_tier
 from devloop.server.http import (
     context,
@@ -80,7 +81,20 @@ async def sse(call: StreamCall, native: bool, req: ChatRequest, body: dict[str, 
         yield rs.error({"code": err.code or err.type, "message": err.message})
 
 
+@endpoint
+async def model_info(request: Request) -> Response:
+    """GET /v1/models/{id}: a name the profile resolves (tier, alias, model, glob alias)."""
+    name = request.path_params["model_id"]
+    gw = gateway(request)
+    if name not in available_models(gw.profile):
+        resolve_model(name, gw.profile)  # a 404 listing what is available when unknown
+    created = int(gw.settings.home.stat().st_mtime) if gw.settings.home.exists() else 0
+    body = {"id": name, "object": "model", "created": created, "owned_by": "devloop"}
+    return Response(orjson.dumps(body), 200, media_type="application/json")
+
+
 routes = [
     Route("/v1/responses", responses, methods=["POST"]),
     Route("/responses", responses, methods=["POST"]),
+    Route("/v1/models/{model_id:path}", model_info, methods=["GET"]),
 ]

@@ -107,3 +107,10 @@ def test_stateful_fields_are_refused(client: openai.OpenAI) -> None:
     body = bad.value.response.json()
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["param"] == "previous_response_id"
+
+
+def test_models_retrieve_resolves_agent_names(client: openai.OpenAI) -> None:
+    assert client.models.retrieve("gpt-5-codex").id == "gpt-5-codex"  # a glob alias
+    assert client.models.retrieve("embedded").owned_by == "devloop"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("llama-17-x")
