@@ -20,6 +20,15 @@ CODEX_MODEL = "gpt-5-codex"
 CODEX_PROVIDER = "devloop"
 
 
+def client_base_url(host: str, port: int) -> str:
+    """The URL a local client uses to reach a server bound to ``host``:``port``."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def claude_env(base_url: str, token: str) -> dict[str, str]:
     """What Claude Code needs: no login, no traffic but the model calls."""
     return {

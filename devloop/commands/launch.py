@@ -11,12 +11,11 @@ import click
 
 from devloop import agents
 from devloop.cli import fail, load
-from devloop.continue_config import client_base_url
 
 
 def _base(url: str | None) -> tuple[str, str]:
     settings, _ = load()
-    return (url or client_base_url(settings.host, settings.port)).rstrip("/"), str(settings.home)
+    return (url or agents.client_base_url(settings.host, settings.port)).rstrip("/"), str(settings.home)
 
 
 def _token(token: str | None) -> str:

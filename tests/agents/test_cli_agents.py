@@ -40,6 +40,7 @@ def claude_env(server: RunningServer, tmp_path: Path) -> dict[str, str]:
 def test_claude_code_on_embedded(agents_server: RunningServer, tmp_path: Path) -> None:
     env = claude_env(agents_server, tmp_path)
     env["ANTHROPIC_MODEL"] = "embedded"
+    env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = "48"  # SmolLM2 on CPU: a short answer
     out = run([agent_bin("claude"), "-p", "Say hello in three words.", "--bare",
                "--system-prompt", "You are terse.", "--tools", ""], env, tmp_path)
     assert out.returncode == 0, out.stderr + out.stdout
