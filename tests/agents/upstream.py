@@ -94,6 +94,7 @@ class ScriptedUpstream:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/responses", self._responses)
         self._runner = web.AppRunner(app, access_log=None)
         loop.run_until_complete(self._runner.setup())
         loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
@@ -181,3 +182,37 @@ class ScriptedUpstream:
         for name, data in events:
             await resp.write(f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n")
         return resp
+
+    # -- OpenAI Responses (a native Responses upstream) -------------------------------------
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        item = {"type": "message", "id": "msg_up", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "responses answer",
+                             "annotations": []}]}
+        done = {"id": "resp_up", "object": "response", "status": "completed",
+                "model": body.get("model"), "output": [item],
+                "usage": {"input_tokens": 50, "input_tokens_details": {"cached_tokens": 32},
+                          "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 0},
+                          "total_tokens": 53}}
+        if not body.get("stream"):
+            return web.json_response(done)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for data in responses_events(done, item):
+            await resp.write(f"event: {data['type']}\ndata: ".encode() + orjson.dumps(data)
+                             + b"\n\n")
+        return resp
+
+
+def responses_events(done: dict[str, Any], item: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"type": "response.created", "response": {**done, "status": "in_progress", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**item, "status": "in_progress", "content": []}},
+        {"type": "response.output_text.delta", "item_id": "msg_up", "output_index": 0,
+         "content_index": 0, "delta": "responses "},
+        {"type": "response.output_text.delta", "item_id": "msg_up", "output_index": 0,
+         "content_index": 0, "delta": "answer"},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": done},
+    ]
