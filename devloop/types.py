@@ -80,14 +80,14 @@ class ChatRequest(SamplingParams):
     response_format: dict[str, Any] | None = None
     # The client's original body when a protocol face (Anthropic Messages, Responses) made
     # this request: a backend speaking that protocol natively sends it on unchanged.
-    _native: NativeCall | None = PrivateAttr(default=None)
+    _passthrough: NativeCall | None = PrivateAttr(default=None)
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
     @property
-    def native(self) -> NativeCall | None:
-        return self._native
+    def passthrough(self) -> NativeCall | None:
+        return self._passthrough
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
@@ -166,7 +166,7 @@ class Completion:
     finish_reason: str = "stop"
     usage: Usage = field(default_factory=Usage)
     tool_calls: list[dict[str, Any]] | None = None
-    native: Any = None  # the upstream's own response body for a same-protocol face
+    raw: Any = None  # the upstream's own response body, for a same-protocol face
 
 
 @dataclass(slots=True)
@@ -177,7 +177,7 @@ class Delta:
     finish_reason: str | None = None
     usage: Usage | None = None
     tool_calls: list[dict[str, Any]] | None = None
-    native: bytes | None = None  # the upstream's own stream event(s), for a same-protocol face
+    raw: bytes | None = None  # the upstream's own stream event(s), for a same-protocol face
 
 
 @dataclass(slots=True)

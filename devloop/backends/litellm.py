@@ -46,13 +46,14 @@ class LiteLLMBackend(Backend):
     def __init__(self, tier: str, config: TierConfig) -> None:
         super().__init__(tier, config)
         self.api_base = config.api_base or config.base_url
-        self.native = NativeUpstream(tier, config)  # same-protocol pass-through (native.py)
+        self.same_protocol = NativeUpstream(tier, config)  # same-protocol pass-through (native.py)
 
     def _native(self, req: ChatRequest, model: str) -> bool:
-        return req.native is not None and speaks(self.config, model, req.native.protocol)
+        call = req.passthrough
+        return call is not None and speaks(self.config, model, call.protocol)
 
     async def close(self) -> None:
-        await self.native.close()
+        await self.same_protocol.close()
 
     def _kwargs(self, req: ChatRequest | CompletionRequest, model: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": model, "timeout": self.config.timeout, "num_retries": 0}
@@ -90,7 +91,7 @@ class LiteLLMBackend(Backend):
 
     async def chat(self, req: ChatRequest, model: str) -> Completion:
         if self._native(req, model):
-            return await self.native.call(req, model)
+            return await self.same_protocol.call(req, model)
         litellm = import_litellm()
         try:
             resp = await litellm.acompletion(messages=self._messages(req), **self._kwargs(req, model))
@@ -106,7 +107,7 @@ class LiteLLMBackend(Backend):
 
     async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
         if self._native(req, model):
-            async for delta in self.native.stream(req, model):
+            async for delta in self.same_protocol.stream(req, model):
                 yield delta
             return
         litellm = import_litellm()

@@ -67,7 +67,7 @@ def _anthropic_completion(data: dict[str, Any], model: str) -> Completion:
                 "name": block.get("name"), "arguments": orjson.dumps(block.get("input")).decode()}})
     return Completion("".join(texts), data.get("model") or model,
                       STOP_TO_FINISH.get(data.get("stop_reason") or "end_turn", "stop"),
-                      anthropic_usage(data.get("usage") or {}), calls or None, native=data)
+                      anthropic_usage(data.get("usage") or {}), calls or None, raw=data)
 
 
 def _responses_completion(data: dict[str, Any], model: str) -> Completion:
@@ -83,7 +83,7 @@ def _responses_completion(data: dict[str, Any], model: str) -> Completion:
         "tool_calls" if calls else "stop")
     return Completion("".join(texts), data.get("model") or model, finish,
                       responses_usage(data.get("usage")) or Usage(reported=False), calls or None,
-                      native=data)
+                      raw=data)
 
 
 class NativeUpstream:
@@ -141,7 +141,7 @@ class NativeUpstream:
             body[field] = limit
 
     async def _post(self, req: ChatRequest, model: str, stream: bool) -> aiohttp.ClientResponse:
-        native = req.native
+        native = req.passthrough
         assert native is not None
         url, headers, body = self._target(native, model, stream)
         self._cap(req, body, native.protocol)
@@ -169,15 +169,15 @@ class NativeUpstream:
             raise BackendError(f"{self.tier}: bad upstream response: {exc}") from None
         finally:
             resp.release()
-        assert req.native is not None
-        if req.native.protocol == "anthropic":
+        assert req.passthrough is not None
+        if req.passthrough.protocol == "anthropic":
             return _anthropic_completion(data, model)
         return _responses_completion(data, model)
 
     async def stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
         """Each upstream SSE event as a Delta carrying its raw bytes; the last one the usage."""
-        assert req.native is not None
-        anthropic = req.native.protocol == "anthropic"
+        assert req.passthrough is not None
+        anthropic = req.passthrough.protocol == "anthropic"
         resp = await self._post(req, model, True)
         usage: dict[str, Any] = {}
         final: Usage | None = None
@@ -191,7 +191,7 @@ class NativeUpstream:
                 raw, block = b"".join(block), []
                 data = _data(raw)
                 if data is None:
-                    yield Delta(native=raw)
+                    yield Delta(raw=raw)
                     continue
                 kind = data.get("type")
                 text = ""
@@ -216,13 +216,13 @@ class NativeUpstream:
                         finish = "length" if kind == "response.incomplete" else finish
                     elif kind in ("response.failed", "error"):
                         failed = str(data)[:300]
-                yield Delta(text=text, native=raw)
+                yield Delta(text=text, raw=raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendError(f"{self.tier}: stream broke: {exc}") from None
         finally:
             resp.release()
         if block and b"".join(block).strip():
-            yield Delta(native=b"".join(block))
+            yield Delta(raw=b"".join(block))
         if failed:
             raise BackendError(f"{self.tier}: upstream stream error: {failed}", 502, False)
         if anthropic and usage:

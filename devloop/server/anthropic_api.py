@@ -62,7 +62,7 @@ def ignored_header(headers: dict[str, str], ignored: list[str], native: bool, ri
 async def messages(request: Request) -> Response:
     body = await read_json(request)
     req, ignored = to_chat(body)
-    req._native = NativeCall("anthropic", body, forward_headers(request))
+    req._passthrough = NativeCall("anthropic", body, forward_headers(request))
     gw = gateway(request)
     ctx = context(request, "messages", "anthropic")
     if req.stream:
@@ -74,8 +74,8 @@ async def messages(request: Request) -> Response:
     result = await gw.call(req, ctx)
     c = result.completion
     assert c is not None
-    native = isinstance(c.native, dict)
-    out = c.native if native else message_body(ctx.request_id, c)
+    native = isinstance(c.raw, dict)
+    out = c.raw if native else message_body(ctx.request_id, c)
     headers = ignored_header(result_headers(result), ignored, native, ctx.request_id,
                              result.tier)
     return Response(orjson.dumps(out), 200, headers, media_type="application/json")
@@ -87,8 +87,8 @@ async def sse(call: StreamCall, native: bool) -> AsyncIterator[bytes]:
         if not native:
             yield ms.start()
         async for delta in call.deltas():
-            if delta.native is not None:
-                yield delta.native
+            if delta.raw is not None:
+                yield delta.raw
             elif native:
                 continue
             elif delta.finish_reason is None:

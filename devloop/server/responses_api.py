@@ -39,7 +39,7 @@ FORWARD = ("openai-beta", "session_id", "session-id", "originator")
 async def responses(request: Request) -> Response:
     body = await read_json(request)
     req, ignored = to_chat(body)
-    req._native = NativeCall("responses", body, {k: v for k, v in request.headers.items()
+    req._passthrough = NativeCall("responses", body, {k: v for k, v in request.headers.items()
                                                  if k.lower() in FORWARD})
     gw = gateway(request)
     ctx = context(request, "responses", "responses")
@@ -52,8 +52,8 @@ async def responses(request: Request) -> Response:
     result = await gw.call(req, ctx)
     c = result.completion
     assert c is not None
-    native = isinstance(c.native, dict)
-    out = c.native if native else response_body(ctx.request_id, c, req, body)
+    native = isinstance(c.raw, dict)
+    out = c.raw if native else response_body(ctx.request_id, c, req, body)
     headers = ignored_header(result_headers(result), ignored, native, ctx.request_id,
                              result.tier)
     return Response(orjson.dumps(out), 200, headers, media_type="application/json")
@@ -66,8 +66,8 @@ async def sse(call: StreamCall, native: bool, req: ChatRequest, body: dict[str, 
         if not native:
             yield rs.start()
         async for delta in call.deltas():
-            if delta.native is not None:
-                yield delta.native
+            if delta.raw is not None:
+                yield delta.raw
             elif native:
                 continue
             elif delta.finish_reason is None:

@@ -19,7 +19,7 @@ BODY = {"model": "gpt-5-codex", "input": "hi", "store": False, "reasoning": {"ef
 def request(stream: bool) -> ChatRequest:
     req = ChatRequest(model="gpt-5-codex", messages=[Message(role="user", content="hi")],
                       max_tokens=100, stream=stream)
-    req._native = NativeCall("responses", dict(BODY, stream=stream), {"session-id": "s1"})
+    req._passthrough = NativeCall("responses", dict(BODY, stream=stream), {"session-id": "s1"})
     return req
 
 
@@ -45,12 +45,12 @@ async def test_responses_call_and_stream_pass_through(scripted: ScriptedUpstream
         assert sent.body == {**BODY, "model": "gpt-5", "stream": False,
                              "max_output_tokens": 100}  # the route's cap of 100 holds
         assert sent.headers["session-id"] == "s1"
-        assert done.native["id"] == "resp_up" and done.text == "responses answer"
+        assert done.raw["id"] == "resp_up" and done.text == "responses answer"
         assert (done.usage.prompt_tokens, done.usage.cached_tokens) == (50, 32)
         deltas = [d async for d in up.stream(request(True), "openai/gpt-5")]
     finally:
         await up.close()
-    raw = b"".join(d.native for d in deltas if d.native)
+    raw = b"".join(d.raw for d in deltas if d.raw)
     kinds = [orjson.loads(line[6:])["type"] for line in raw.splitlines()
              if line.startswith(b"data: ")]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
