@@ -35,8 +35,17 @@ def stop_reason(c: Completion | Delta) -> str:
     return FINISH_TO_STOP.get(c.finish_reason or "stop", "end_turn")
 
 
+def reasoning(extra: dict[str, Any] | None) -> str:
+    """A chat tier's reasoning text (``reasoning_content``/``reasoning``), for thinking blocks."""
+    value = (extra or {}).get("reasoning_content") or (extra or {}).get("reasoning")
+    return value if isinstance(value, str) else ""
+
+
 def message_body(rid: str, c: Completion) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
+    thought = reasoning(getattr(c, "message_extra", None))
+    if thought:
+        content.append({"type": "thinking", "thinking": thought, "signature": ""})
     if c.text or not c.tool_calls:
         content.append({"type": "text", "text": c.text})
     for call in c.tool_calls or []:
@@ -58,7 +67,7 @@ class MessageStream:
     def __init__(self, rid: str, model: str) -> None:
         self.rid, self.model = rid, model
         self.index = -1
-        self.open: str | None = None  # "text" or "tool_use"
+        self.open: str | None = None  # "thinking", "text" or "tool_use"
         self.tools: dict[int, int] = {}  # chat tool-call index -> content block index
         self.saw_tool = False
 
@@ -86,6 +95,14 @@ class MessageStream:
 
     def delta(self, d: Delta) -> bytes:
         out = b""
+        thought = reasoning(getattr(d, "extra", None))
+        if thought:
+            if self.open != "thinking":
+                out += self._open({"type": "thinking", "thinking": "", "signature": ""})
+            out += event("content_block_delta", {"type": "content_block_delta",
+                                                 "index": self.index,
+                                                 "delta": {"type": "thinking_delta",
+                                                           "thinking": thought}})
         if d.text:
             if self.open != "text":
                 out += self._open({"type": "text", "text": ""})
