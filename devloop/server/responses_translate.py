@@ -155,11 +155,16 @@ def _input(items: Any, messages: list[Message], ignored: list[str]) -> None:
             call_id, output = item.get("call_id"), item.get("output")
             if not isinstance(call_id, str):
                 raise bad(f"{param}.call_id", "required, a string")
+            images: list[dict[str, Any]] = []
             if not isinstance(output, str):
                 text = _text(output, f"{param}.output")
-                output = text if isinstance(text, str) else "".join(
-                    p.get("text", "") for p in text)
+                if not isinstance(text, str):
+                    images = [p for p in text if p["type"] == "image_url"]
+                    text = "".join(p.get("text", "") for p in text)
+                output = text
             messages.append(Message(role="tool", tool_call_id=call_id, content=output))
+            if images:  # images a tool returned (view_image): a user turn right after
+                messages.append(Message(role="user", content=images))
         elif kind == "reasoning":
             if "input.reasoning" not in ignored:
                 ignored.append("input.reasoning")

@@ -165,3 +165,15 @@ def test_agent_model_names_resolve(model: str, tier: str, concrete: str | None) 
 def test_unknown_names_still_404() -> None:
     with pytest.raises(ModelNotFound):
         resolve_model("gpt-5-codex", PROFILE)
+
+
+def test_tool_output_images_follow_as_a_user_turn() -> None:
+    req, _ = responses_translate.to_chat({"model": "m", "input": [
+        {"type": "function_call", "call_id": "c1", "name": "view_image", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": [
+            {"type": "input_text", "text": "the image:"},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBO"}]}]})
+    assert [m.role for m in req.messages] == ["assistant", "tool", "user"]
+    assert req.messages[1].content == "the image:"
+    assert req.messages[2].content == [{"type": "image_url",
+                                        "image_url": {"url": "data:image/png;base64,iVBO"}}]
