@@ -55,8 +55,9 @@ def test_malformed_json_anthropic_shape(http: httpx.Client, path: str) -> None:
     err = assert_anthropic_error(http.post(path, content=b'{"model": "embedded", "messages": ['),
                                  400)
     assert err["type"] == "invalid_request_error"
-    err = assert_anthropic_error(http.post(path, json={
-        "model": "nope-9", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}), 404)
+    body = template(path)
+    body["model"] = "nope-9"
+    err = assert_anthropic_error(http.post(path, json=body), 404)
     assert err["type"] == "not_found_error"
 
 
