@@ -10,7 +10,7 @@ import urllib.request
 import click
 
 from devloop import agents
-from devloop.cli import fail, load
+from devloop.commands._common import fail, load
 
 
 def _base(url: str | None) -> tuple[str, str]:
