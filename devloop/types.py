@@ -141,6 +141,7 @@ class Usage:
     # False when the numbers were counted by devloop rather than reported upstream.
     reported: bool = True
     cache_write_tokens: int = 0  # provider cache writes, included in prompt_tokens
+    cache_write_ttl: str | None = None  # '5m' | '1h' (Anthropic's cache_creation breakdown)
 
     @property
     def total_tokens(self) -> int:
@@ -207,6 +208,14 @@ class RouteDecision:
     default_max_tokens: int | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class QueueStats:
+    """Where a team request waited for an upstream slot (set by server/team.py)."""
+
+    position: int
+    wait_ms: float
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Per-call facts from the HTTP edge that routing and the ledger need."""
@@ -219,5 +228,5 @@ class RequestContext:
     key_id: str | None = None
     forced_tier: str | None = None
     cache_mode: Literal["default", "bypass", "refresh"] = "default"
-    headers: dict[str, str] = field(default_factory=dict)
+    queue: QueueStats | None = None  # team mode: the fair queue's position and wait
     session: str | None = None  # the coding agent's session id (Claude Code, Codex)

@@ -46,8 +46,10 @@ def speaks(config: TierConfig, model: str, protocol: str) -> bool:
 def anthropic_usage(u: dict[str, Any]) -> Usage:
     read = int(u.get("cache_read_input_tokens") or 0)
     write = int(u.get("cache_creation_input_tokens") or 0)
+    split = u.get("cache_creation") or {}
+    ttl = "1h" if int(split.get("ephemeral_1h_input_tokens") or 0) else "5m"
     return Usage(int(u.get("input_tokens") or 0) + read + write, int(u.get("output_tokens") or 0),
-                 read, cache_write_tokens=write)
+                 read, cache_write_tokens=write, cache_write_ttl=ttl if write else None)
 
 
 def responses_usage(u: dict[str, Any] | None) -> Usage | None:
