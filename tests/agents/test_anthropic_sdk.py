@@ -9,6 +9,7 @@ import anthropic
 import httpx
 import pytest
 
+from devloop.pricing import lookup_model
 from tests.agents.conftest import ledger
 from tests.agents.upstream import ScriptedUpstream
 from tests.helpers import RunningServer
@@ -158,6 +159,14 @@ def test_frontier_pass_through_keeps_the_body_and_the_answer(
     row = ledger(agents_server.db_path, raw.headers["x-request-id"])[0]
     assert row["tier"] == "frontier" and row["endpoint"] == "messages"
     assert (row["prompt_tokens"], row["cached_tokens"]) == (40 + 1800 + 300, 1800)
+    assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (1800, 300)
+    assert row["cache_write_ttl"] == "5m"
+    # priced at litellm's rates for claude-sonnet-4-6: fresh input, cache read, cache write
+    price = lookup_model("anthropic/claude-sonnet-4-6")
+    assert price is not None and price.cache_read and price.cache_write
+    expected = 40 * price.input + 1800 * price.cache_read + 300 * price.cache_write \
+        + 7 * price.output
+    assert row["cost_usd"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_frontier_stream_is_relayed_event_for_event(client: anthropic.Anthropic,

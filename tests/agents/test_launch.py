@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 from tests.helpers import ROOT, RunningServer, base_env
 
@@ -74,3 +77,16 @@ def test_launch_fails_in_one_line_when_devloop_is_down(tmp_path: Path) -> None:
     assert out.stderr.startswith("devloop: error: devloop is not answering at http://127.0.0.1:9")
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
+
+
+def test_spend_by_session(agents_server: RunningServer) -> None:
+    for session in ("sess-a", "sess-a", "sess-b"):
+        resp = httpx.post(agents_server.base_url + "/v1/messages", timeout=60,
+                          headers={"X-Claude-Code-Session-Id": session},
+                          json={"model": "shared", "max_tokens": 8,
+                                "messages": [{"role": "user", "content": f"hi {session}"}]})
+        assert resp.status_code == 200, resp.text
+    out = devloop(["spend", "--by", "session", "--json"], agents_server.home)
+    assert out.returncode == 0, out.stderr
+    groups = {g["key"]: g for g in json.loads(out.stdout)["groups"]}
+    assert groups["sess-a"]["calls"] == 2 and groups["sess-b"]["calls"] == 1
