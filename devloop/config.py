@@ -79,7 +79,7 @@ class TierConfig(Strict):
 
 
 class RouteMatch(Strict):
-    endpoint: Literal["chat", "completions", "embeddings"] | None = None
+    endpoint: Literal["chat", "completions", "embeddings", "messages", "responses"] | None = None
     feature: str | None = None
     model: str | None = None
     complexity: Literal["low", "high"] | None = None

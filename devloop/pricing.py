@@ -264,12 +264,14 @@ class Pricing:
         return self.split(model, usage)
 
     def tier_cost(
-        self, tier: str, model: str, prompt_tokens: int, completion_tokens: int, cached: int = 0
+        self, tier: str, model: str, prompt_tokens: int, completion_tokens: int, cached: int = 0,
+        cache_write: int = 0,
     ) -> float | None:
-        """What a call actually cost: local tiers are free unless the profile prices them."""
+        """What a call actually cost: local tiers are free unless the profile prices them.
+        Provider cache reads and writes are priced at their own rates (litellm's map)."""
         if tier in FREE_TIERS and self.override(model) is None:
             return 0.0
-        return self.cost(model, prompt_tokens, completion_tokens, cached)
+        return self.cost(model, prompt_tokens, completion_tokens, cached, cache_write)
 
     def counterfactual(self, prompt_tokens: int, completion_tokens: int,
                        model: str | None = None) -> float | None:

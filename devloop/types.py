@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+Endpoint = Literal["chat", "completions", "embeddings", "messages", "responses"]
 TIERS: tuple[str, ...] = ("local", "embedded", "shared", "frontier")
 
 
@@ -67,6 +67,15 @@ class SamplingParams(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+@dataclass(slots=True)
+class NativeCall:
+    """A request in its own wire protocol, kept for a same-protocol upstream."""
+
+    protocol: Literal["anthropic", "responses"]
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class ChatRequest(SamplingParams):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -75,9 +84,16 @@ class ChatRequest(SamplingParams):
     parallel_tool_calls: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
+    # The client's original body when a protocol face (Anthropic Messages, Responses) made
+    # this request: a backend speaking that protocol natively sends it on unchanged.
+    _passthrough: NativeCall | None = PrivateAttr(default=None)
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def passthrough(self) -> NativeCall | None:
+        return self._passthrough
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
@@ -136,7 +152,7 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # cache reads, included in prompt_tokens
     # False when the numbers were counted by devloop rather than reported upstream.
     reported: bool = True
     cache_write_tokens: int = 0
@@ -195,6 +211,7 @@ class Completion:
     extra: dict[str, Any] | None = None
     choices: list[Completion] | None = None
     tier: str | None = None
+    raw: Any = None  # the upstream's own response body, for a same-protocol face
 
 
 @dataclass(slots=True)
@@ -215,6 +232,7 @@ class Delta:
     logprobs: Any = None
     extra: dict[str, Any] | None = None
     chunk_extra: dict[str, Any] | None = None
+    raw: bytes | None = None  # the upstream's own stream event(s), for a same-protocol face
 
 
 @dataclass(slots=True)
@@ -290,7 +308,7 @@ class RequestContext:
 
     request_id: str
     endpoint: Endpoint
-    protocol: Literal["openai", "ollama"]
+    protocol: Literal["openai", "ollama", "anthropic", "responses"]
     feature: str | None = None
     user: str | None = None
     key_id: str | None = None

@@ -23,6 +23,7 @@ from devloop.types import Endpoint, RequestContext
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 CACHE_MODES = {"bypass", "refresh"}
+# Where coding agents put their session id: Claude Code, Codex, then any client.
 
 
 def gateway(request: Request) -> Gateway:

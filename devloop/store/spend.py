@@ -21,7 +21,7 @@ GROUPINGS = {
     "day": "devloop_day(ts)",  # the date in the `timezone` setting's zone
     # the pipeline's prompt hash when the call named one, else its leading-text hash
     "prompt": "coalesce(prompt_hash, prefix_hash, '(none)')",
-    "session": "coalesce(session, '(none)')",
+    "session": "coalesce(session, '(none)')",  # a coding agent's session (Claude Code, Codex)
 }
 PERIODS = {"1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}
 PERIOD_PATTERN = re.compile(r"(\d+)([hdw])")
