@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from devloop.pipeline.cache_order import CacheOrderResult
 from devloop.pipeline.checker import STAGES, CheckReport
 from devloop.pipeline.compression import CompressionResult
 from devloop.pipeline.draft import DraftResult
+from devloop.pipeline.reorder import dump_prompt
 
 LABEL_WIDTH = 12
 
@@ -104,21 +103,3 @@ def render_report(report: CheckReport, show_reordered: bool = False) -> str:
         lines.extend("  " + ln for ln in render_stage(stage, report.stages.get(stage),
                                                         show_reordered))
     return "\n".join(lines) + "\n"
-
-
-class _BlockDumper(yaml.SafeDumper):
-    pass
-
-
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_BlockDumper.add_representer(str, _str)
-
-
-def dump_prompt(prompt: dict[str, Any]) -> str:
-    """A prompt as the `prompt:` block of an eval set file, multi-line text as blocks."""
-    return yaml.dump({"prompt": prompt}, Dumper=_BlockDumper, sort_keys=False,
-                     allow_unicode=True, width=100)
