@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from devloop.evals.evalset import EvalSet
-from devloop.pipeline.cache_cost import CachePricing, Level, best_cost, cache_pricing
+from devloop.pipeline.cache_cost import CachePricing, best_cost, cache_pricing
 from devloop.pipeline.cache_prefix import (
     _block_ends,
     _layout,
@@ -258,9 +258,11 @@ def analyse_cache_order(
                          f"cache_control {{type: ephemeral}} on it; the tail goes in a second "
                          "block")
     if plan.moved:
+        old_len = now_levels[-1].tokens if now_levels else 0
+        new_len = new_levels[-1].tokens if new_levels else 0
         notes.append("static first, dynamic last (moving only the sentence, line or clause "
-                     f"holding each value): cacheable prefix {now_levels[-1].tokens if now_levels else 0:,.0f}"
-                     f" -> {new_levels[-1].tokens if new_levels else 0:,.0f} tokens")
+                     f"holding each value): cacheable prefix {old_len:,.0f} -> {new_len:,.0f} "
+                     "tokens")
         if cm is not None and cm.breakpoints:
             for lv in new_levels:
                 notes.append(f"breakpoint: cache_control after token {lv.tokens:,.0f} "

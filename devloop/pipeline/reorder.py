@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from dataclasses import dataclass, field
 
 from devloop.evals.evalset import PLACEHOLDER
 from devloop.pipeline.rates import RATE_ORDER

@@ -242,3 +242,11 @@ def m009_call_bodies(db: sqlite_utils.Database) -> None:
         pk="request_id",
     )
     db["call_bodies"].create_index(["ts"])
+
+
+@migration
+def m100_ladder_compressions(db: sqlite_utils.Database) -> None:
+    """LLMLingua results keyed by the text's hash, so unchanged text is never recompressed."""
+    from devloop.store.compressions import create_table
+
+    create_table(db)
