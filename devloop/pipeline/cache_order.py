@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from devloop.evals.evalset import EvalSet
-from devloop.pipeline.cache_cost import CachePricing, best_cost, cache_pricing
+from devloop.pipeline.cache_cost import CachePricing, Level, best_cost, cache_pricing
 from devloop.pipeline.cache_prefix import (
     _block_ends,
     _layout,
@@ -38,6 +38,7 @@ from devloop.pipeline.reorder import (
     dump_prompt,
     placeholders,
     plan_reorder,
+    refer_to_one_place,
     repeated_values,
     unified_diff,
 )
@@ -46,6 +47,7 @@ from devloop.pipeline.structure import containers, unit_at
 __all__ = ["CachePricing", "CacheOrderResult", "analyse_cache_order", "cache_pricing"]
 
 MIN_STATIC_AFTER_TOKENS = 64
+MIN_GAIN_TOKENS = 64  # a suggestion must cache at least this much more at some level
 # A level's rate -> the stable-prefix key that bounds it.
 LEVEL_KEY = {"per_deployment": "per_day", "per_day": "per_session", "per_session": "per_call"}
 DEFAULT_OUTPUT_TOKENS = 250
@@ -108,6 +110,8 @@ class CacheOrderResult(BaseModel):
     unmovable: list[DynamicElement] = Field(default_factory=list)
     repeated_values: dict[str, int] = Field(default_factory=dict)
     reordered_diff: str | None = None
+    moved_values: list[str] = Field(default_factory=list)  # the values whose unit moves
+    referred_values: dict[str, str] = Field(default_factory=dict)  # var -> the reference used
 
 
 # -- the stage ------------------------------------------------------------------------------
@@ -205,20 +209,27 @@ def analyse_cache_order(
     before_static = [e for e in elements if e.rate != "per_deployment"
                      and e.static_after_tokens >= min_static_after]
 
-    plan = plan_reorder(templates, dyns)
-    new_templates = plan.templates if plan.changed else templates
-    new_dyns = dynamic_spans(evalset, new_templates)[0] if plan.changed else dyns
+    ref_templates, ref_dyns, referred = refer_to_one_place(templates, dyns)
+    plan = plan_reorder(ref_templates, ref_dyns)
+    moved = plan.changed or bool(referred)
+    new_templates = plan.templates if moved else templates
 
     stable = stable_prefixes(templates, tools, dyns, vars_a, tok)
-    new_stable = stable_prefixes(new_templates, tools, new_dyns, vars_a, tok) \
-        if plan.changed else stable
     ends = _block_ends(templates, tools, vars_a, tok)
     now_levels = _levels(stable, tok.scale, pricing, ends)
-    # The suggestion splits blocks where the levels end (Anthropic), so any length is usable.
-    new_levels = _levels(new_stable, tok.scale, pricing, None)
-    if not new_levels or (now_levels and new_levels[-1].tokens < now_levels[-1].tokens):
-        new_levels, new_stable, new_templates = now_levels, stable, templates
-        plan.moved.clear()
+    # Suggestions may split blocks where the levels end (Anthropic): any length is usable.
+    split_only = _levels(stable, tok.scale, pricing, None)
+    new_stable, new_levels = stable, split_only
+    if moved:
+        new_dyns = dynamic_spans(evalset, new_templates)[0]
+        new_stable = stable_prefixes(new_templates, tools, new_dyns, vars_a, tok)
+        new_levels = _levels(new_stable, tok.scale, pricing, None)
+        if _gain(split_only, new_levels) < MIN_GAIN_TOKENS:  # not worth changing the text
+            moved, new_templates, new_stable, new_levels = False, templates, stable, split_only
+            plan.moved.clear()
+            referred = {}
+    if _gain(now_levels, new_levels) < MIN_GAIN_TOKENS:
+        new_levels = now_levels
 
     prompt_tokens = sum(
         tok.scale(len(tok.encode(_layout(evalset.render(c.vars), tools)[0])))
@@ -245,19 +256,22 @@ def analyse_cache_order(
     minimum = pricing.min_cacheable_tokens
     split: list[dict[str, Any]] = []
     if cm is not None and cm.breakpoints:
-        now_lengths = {lv.tokens for lv in now_levels}
-        for lv in new_levels if not plan.moved else []:
-            if lv.tokens not in now_lengths:
+        for lv in new_levels if not moved else []:
+            if lv.tokens - _cached_at(now_levels, lv.rate) >= MIN_GAIN_TOKENS:
                 where = _describe(tok, templates, tools, vars_a, stable[LEVEL_KEY[lv.rate]])
-                split.append({**where, "at_token": int(lv.tokens), "rate": lv.rate})
+                split.append({**where, "at_token": int(lv.tokens), "rate": lv.rate,
+                              "tail": _tail(elements, lv)})
         for s in split:
             notes.append(f"Anthropic caches only up to a cache_control breakpoint on a block "
-                         f"boundary: {s['message']} is one block with a {_after(s['rate'])} "
+                         f"boundary: {s['message']} is one block with a {s['tail']} "
                          f"tail, so it caches nothing past it. Split it: end the first block "
                          f"after {s['after_text']!r} (token {s['at_token']:,}) and put "
                          f"cache_control {{type: ephemeral}} on it; the tail goes in a second "
                          "block")
-    if plan.moved:
+    for var, wording in referred.items():
+        notes.append(f"{{{{{var}}}}} is also written inside a container that cannot move: the "
+                     f"suggestion states it once and refers to it there as {wording!r}")
+    if moved:
         old_len = now_levels[-1].tokens if now_levels else 0
         new_len = new_levels[-1].tokens if new_levels else 0
         notes.append("static first, dynamic last (moving only the sentence, line or clause "
@@ -268,8 +282,10 @@ def analyse_cache_order(
                 notes.append(f"breakpoint: cache_control after token {lv.tokens:,.0f} "
                              f"(end of the {lv.rate.replace('_', '-')} part)")
     for e in elements:
-        if e.why and e.static_after_tokens >= min_static_after and e.rate != "per_deployment":
-            notes.append(f"{e.text} ({e.rate}) stays: {e.why}")
+        if e.why and e.static_after_tokens >= min_static_after and e.rate != "per_deployment" \
+                and e.var not in referred:
+            notes.append(f"{e.text} ({e.rate}) stays: {e.why}; the prefix that survives a "
+                         f"change of it ends at token {e.position:,}")
     for var, n in repeated_values(templates).items():
         notes.append(f"{{{{{var}}}}} is written {n} times: state it once (e.g. at the end) "
                      "and refer to it elsewhere")
@@ -283,7 +299,7 @@ def analyse_cache_order(
     if pricing.price is None:
         notes.append(f"{production_model}: price unknown")
 
-    moved_any = bool(plan.moved)
+    moved_any = moved
     reordered = _as_prompt(new_templates, tools) if moved_any else None
     diff = None
     if reordered is not None:
@@ -323,10 +339,24 @@ def analyse_cache_order(
                    and e.static_after_tokens >= min_static_after],
         repeated_values=repeated_values(templates),
         reordered_diff=diff,
+        moved_values=sorted({d.text for d, _u in plan.moved}) if moved_any else [],
+        referred_values=referred,
     )
 
 
-def _after(rate: str) -> str:
-    """What follows a level's end: values that change faster than the level's rate."""
-    return {"per_deployment": "per-day (or faster)", "per_day": "per-session (or faster)"
-            }.get(rate, "per-call")
+def _cached_at(levels: list[Level], rate: str) -> float:
+    """What is cached for calls that share values of ``rate`` and slower."""
+    return max((lv.tokens for lv in levels if RATE_ORDER[lv.rate] <= RATE_ORDER[rate]),
+               default=0.0)
+
+
+def _gain(before: list[Level], after: list[Level]) -> float:
+    return max(_cached_at(after, r) - _cached_at(before, r) for r in LEVEL_KEY)
+
+
+def _tail(elements: list[DynamicElement], level: Level) -> str:
+    """How often the text right after a level's end changes."""
+    nxt = next((e for e in elements if e.position >= level.tokens - 3
+                and RATE_ORDER[e.rate] > RATE_ORDER[level.rate]), None)
+    rate = nxt.rate if nxt else "per_call"
+    return rate.replace("_", "-") + " tail" + (f" ({nxt.text})" if nxt else "")

@@ -13,6 +13,7 @@ from devloop.pipeline.cache_cost import CachePricing, Level
 from devloop.pipeline.dynamics import literal_dynamics, placeholder_kind
 from devloop.pipeline.rates import RATE_ORDER, Rate, literal_rate, variable_rates
 from devloop.pipeline.reorder import Dyn
+from devloop.pipeline.structure import container_at, containers
 
 LEVEL_RATES = (("per_deployment", "per_day"), ("per_day", "per_session"),
                ("per_session", "per_call"))
@@ -86,7 +87,10 @@ def dynamic_spans(evalset: EvalSet, templates: list[dict[str, str]]
         for m in PLACEHOLDER.finditer(t["content"]):
             dyns.append(Dyn(i, m.start(), m.end(), rates[m.group(1)].rate, m.group(0),
                             m.group(1)))
+        conts = containers(t["content"])
         for kind, s, e in literal_dynamics(t["content"]):
+            if container_at(conts, s) is not None:
+                continue  # a date in an example, a list or code is illustration, not a value
             text = t["content"][s:e]
             dyns.append(Dyn(i, s, e, literal_rate(kind, text), text))
     return sorted(dyns, key=lambda d: (d.message, d.start)), kinds, rates

@@ -126,8 +126,8 @@ class Checker:
 
     async def check_evalset(self, evalset: EvalSet, file: str, stages: Sequence[str] = STAGES,
                             on_stage: StageCallback | None = None) -> CheckReport:
-        if self.gateway is None:
-            await self.start()
+        if self.gateway is None and ("draft" in stages or self.store):
+            await self.start()  # only the draft and the stored results need the gateway
         started = time.perf_counter()
         model = evalset.model_for(self.profile.production_model)
         report = CheckReport(file=file, name=evalset.name, prompt_hash=evalset.prompt_hash,
@@ -157,8 +157,8 @@ class Checker:
 
     async def _run_stage(self, stage: str, evalset: EvalSet, report: CheckReport,
                          model: str) -> BaseModel:
-        assert self.gateway is not None and self.grader is not None
         if stage == "draft":
+            assert self.gateway is not None and self.grader is not None
             return await run_draft(evalset, self.gateway, self.grader, production_model=model)
         pricing = cache_pricing(self.profile, model)
         draft = report.stages.get("draft")
@@ -175,7 +175,7 @@ class Checker:
         grader, gateway = self.grader, self.gateway
 
         async def rerun(compressed: EvalSet) -> float | None:
-            if not isinstance(draft, DraftResult):
+            if not isinstance(draft, DraftResult) or gateway is None or grader is None:
                 return None
             result = await run_draft(compressed, gateway, grader, production_model=model,
                                      feature=f"check:{evalset.name}:compressed")

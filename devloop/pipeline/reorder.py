@@ -55,6 +55,60 @@ def _slower_after(dyn: Dyn, dyns: list[Dyn], content: str, unit_end: int) -> boo
     return len(re.sub(r"\s+", " ", rest).strip()) >= MIN_SLOWER_AFTER_CHARS
 
 
+def refer_to_one_place(templates: list[dict[str, str]], dyns: list[Dyn]
+                       ) -> tuple[list[dict[str, str]], list[Dyn], dict[str, str]]:
+    """A value written in a movable ``Label: {{x}}`` line and again inside a container (a
+    list, a tool definition) is kept in the label line only; inside the container it becomes
+    "the <label> given at the end of this prompt". Returns the templates, their dynamic spans
+    and {var: the wording used}."""
+    labels: dict[str, str] = {}
+    for d in dyns:
+        if d.var is None:
+            continue
+        content = templates[d.message]["content"]
+        unit = unit_at(content, d.start, d.end, containers(content), d.message == 0)
+        line = content[unit.start:unit.end]
+        if unit.movable and unit.kind == "line" and line.strip().endswith(d.text) \
+                and ":" in line:
+            label = line.split(":", 1)[0].strip().lstrip("#-* ").lower()
+            if 0 < len(label.split()) <= 4:
+                labels.setdefault(d.var, f"the {label} given at the end of this prompt")
+    out = [dict(t) for t in templates]
+    used: dict[str, str] = {}
+    kept: list[Dyn] = []
+    for i, t in enumerate(templates):
+        content = t["content"]
+        conts = containers(content)
+        cuts = []
+        for d in (x for x in dyns if x.message == i):
+            inside = d.var in labels and any(c.start <= d.start < c.end for c in conts)
+            if inside:
+                cuts.append(d)
+                used[d.var or ""] = labels[d.var or ""]
+            else:
+                kept.append(d)
+        for d in sorted(cuts, key=lambda x: -x.start):
+            content = content[:d.start] + labels[d.var or ""] + content[d.end:]
+        out[i]["content"] = content
+    if not used:
+        return templates, dyns, {}
+    return out, _respan(out, kept), used
+
+
+def _respan(templates: list[dict[str, str]], kept: list[Dyn]) -> list[Dyn]:
+    """Spans of ``kept`` values located again in rewritten templates (in order)."""
+    out: list[Dyn] = []
+    for i, t in enumerate(templates):
+        pos = 0
+        for d in sorted((x for x in kept if x.message == i), key=lambda x: x.start):
+            at = t["content"].find(d.text, pos)
+            if at < 0:
+                continue
+            out.append(Dyn(i, at, at + len(d.text), d.rate, d.text, d.var))
+            pos = at + len(d.text)
+    return out
+
+
 def plan_reorder(templates: list[dict[str, str]], dyns: list[Dyn]) -> Plan:
     """Move every movable unit whose value changes faster than text after it."""
     out = [dict(t) for t in templates]
@@ -104,9 +158,9 @@ def repeated_values(templates: list[dict[str, str]]) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v > 1}
 
 
-def placeholders(templates: list[dict[str, str]]) -> list[str]:
-    """Every placeholder occurrence, sorted (a suggestion must render the same ones)."""
-    return sorted(m.group(1) for t in templates for m in PLACEHOLDER.finditer(t["content"]))
+def placeholders(templates: list[dict[str, str]]) -> set[str]:
+    """The variables a prompt renders (a suggestion must render the same ones)."""
+    return {m.group(1) for t in templates for m in PLACEHOLDER.finditer(t["content"])}
 
 
 def unified_diff(before: str, after: str, name: str) -> str:
