@@ -37,6 +37,7 @@ from devloop.pipeline.compression_parts import (
     price_part,
     static_runs,
 )
+from devloop.pipeline.protect import prose_view
 from devloop.pipeline.tokens import Tokenizer
 
 MIN_SAVING_SHARE = 0.15
@@ -222,7 +223,7 @@ async def analyse_compression(
 
     for item in sorted(parts_in, key=lambda r: (r.message, -r.start)):
         origin = float(scale(len(tokenizer.encode(item.text))))
-        content, evidence = classify_content(item.text)
+        content, evidence = classify_content(prose_view(item.text))
         out = await asyncio.to_thread(run, item.text, rate)
         part = CompressionPart(kind="static", where=_where(templates, item.message),
                                origin_tokens=origin, content=content, measured=True,
@@ -243,7 +244,7 @@ async def analyse_compression(
     for name in docs:
         values = [var_to_text(c.vars.get(name)) for c in evalset.cases]
         origin = sum(scale(len(tokenizer.encode(v))) for v in values) / len(values)
-        content, evidence = classify_content("\n".join(values))
+        content, evidence = classify_content(prose_view("\n".join(values)))
         doc_started = time.perf_counter()
         outs = [await asyncio.to_thread(run, v, rate) if len(tokenizer.encode(v))
                 >= MIN_PART_TOKENS else v for v in values]

@@ -27,14 +27,15 @@ PROTECTED = re.compile(
     r"|\b[\w.+-]+@[\w-]+\.[\w.-]+\b"  # e-mail
     r"|\"[^\"\n]{1,80}\"|'[^'\n]{1,40}'"  # short quoted strings
     r"|[$\u20ac\u00a3]?\b\d[\d,.:/\-]*(?:\s?(?:%|ms|s|kb|mb|gb|tb|usd|eur|gbp|px|k|m))?\b"
-    r"|\b[A-Za-z_]+[A-Za-z0-9]*(?:[_.][A-Za-z0-9_]+)+\b"  # snake_case, dotted.names
+    r"|\b[A-Za-z_]+[A-Za-z0-9]*(?:(?:[_.]|::)[A-Za-z0-9_]+)+\b"  # snake_case, dotted.names
     r"|\b[a-z]+[A-Z][A-Za-z0-9]*\b"  # camelCase
+    r"|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b"  # PascalCase
     r"|\b[A-Z][A-Z0-9_]{1,}\b"  # ALL_CAPS, acronyms
     r"|\b[A-Za-z]+\d[\w-]*\b",  # names with digits (gpt4o, GL-5520 handled by numbers)
     re.S,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-MIN_RUN_WORDS = 12  # shorter prose between protected spans is kept as it is
+MIN_RUN_WORDS = 8  # shorter prose between protected spans is kept as it is
 
 
 def protected_spans(text: str) -> list[tuple[int, int]]:
@@ -91,3 +92,9 @@ def missing_protected(before: str, after: str) -> list[str]:
         else:
             rest = rest[idx + len(span):]
     return out
+
+
+def prose_view(text: str) -> str:
+    """``text`` without its inline protected spans (fenced code stays): what the compressor
+    would see, for judging whether the rest is prose or code."""
+    return PROTECTED.sub(lambda m: m.group(0) if m.group(0).startswith("```") else " ", text)
