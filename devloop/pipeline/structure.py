@@ -160,8 +160,12 @@ def unit_at(text: str, pos: int, end: int, conts: list[Container], first_sentenc
     e = later[0] if later else le
     sentence = text[s:e].rstrip()
     e = s + len(sentence)
-    role = first_sentence and s == _first_sentence_start(text)
-    if role or _ROLE.match(sentence):
+    # A role statement ("You are ...") stays where it is: first in the system prompt, or a
+    # sentence of some length elsewhere ("You are helping {{user}}." may move).
+    words = len(re.sub(r"\{\{[^}]*\}\}", "", sentence).split())
+    role = bool(_ROLE.match(sentence)) and (
+        (first_sentence and s == _first_sentence_start(text)) or words >= 6)
+    if role:
         return _clause(text, s, e, pos, "the role statement stays first")
     if _REFERS.search(sentence):
         return Unit(s, e, "sentence", False, "it refers to the text around it "
