@@ -64,7 +64,7 @@ def test_protected_spans_survive_a_garbling_compressor(tokenizer) -> None:
 
 
 def test_long_text_goes_through_in_bounded_windows(tokenizer) -> None:
-    words = "plain calm grey windy sunny cold warm bright dull mild".split()
+    words = ["plain", "calm", "grey", "windy", "sunny", "cold", "warm", "bright", "dull", "mild"]
     text = " ".join(f"The weather is {words[i % 10]} and {words[(i * 3) % 10]} again today."
                     for i in range(600))
     assert len(tokenizer.encode(text)) > 5000
