@@ -40,7 +40,8 @@ def _resolve_files(paths: tuple[str, ...]) -> list[Path]:
 async def _check_all(checker: Checker, files: list[Path], stages: tuple[str, ...],
                      progress: bool) -> list[CheckReport]:
     reports = []
-    await checker.start()
+    if "draft" in stages or checker.store:  # the gateway: for the draft and the DB writer
+        await checker.start()
     try:
         for path in files:
             if progress:
