@@ -25,7 +25,6 @@ from devloop.pipeline.cache_prefix import (
     _block_ends,
     _layout,
     _levels,
-    _render,
     dynamic_spans,
     stable_prefixes,
     token_position,
@@ -165,15 +164,25 @@ def _literal_kind(text: str) -> str:
     return found[0][0] if found else "placeholder"
 
 
-def _describe(tok: Any, templates: list[dict[str, str]], tools: list[dict[str, Any]] | None,
-              vars_a: dict[str, Any], raw: int) -> dict[str, Any]:
-    """Where raw token ``raw`` falls: the message and the text just before it."""
-    text, offsets = _layout(_render(templates, vars_a), tools)
-    ids = tok.encode(text)
-    head = tok._enc.decode(ids[:raw]) if hasattr(tok, "_enc") else text[: raw * 4]
-    i = max((k for k, off in enumerate(offsets) if off <= len(head)), default=0)
-    tail = re.sub(r"\s+", " ", head[offsets[i]:] if offsets else head)[-60:]
-    return {"message": _where(templates, i), "after_text": tail.strip()}
+def _split_point(templates: list[dict[str, str]], tools: list[dict[str, Any]] | None,
+                 vars_a: dict[str, Any], tok: Any, dyns: list[Dyn], level: Level, raw: int
+                 ) -> dict[str, Any]:
+    """Where to end the cached block: before the line, sentence or clause that holds the
+    first value past the level (so its label goes with it)."""
+    near = sorted((abs(pos - raw), i, d) for i, d in enumerate(dyns)
+                  if RATE_ORDER[d.rate] > RATE_ORDER[level.rate]
+                  and (pos := token_position(templates, tools, vars_a, d.message, d.start, tok))
+                  >= raw - 3)
+    for _dist, _i, d in near[:1]:
+        content = templates[d.message]["content"]
+        unit = unit_at(content, d.start, d.end, containers(content),
+                       first_sentence=d.message == 0 and templates[0]["role"] == "system")
+        head = content[:unit.start]
+        at = token_position(templates, tools, vars_a, d.message, len(head.rstrip()), tok)
+        return {"message": _where(templates, d.message),
+                "after_text": re.sub(r"\s+", " ", head).strip()[-60:],
+                "at_token": int(tok.scale(at))}
+    return {"message": "prompt", "after_text": "", "at_token": int(level.tokens)}
 
 
 def analyse_cache_order(
@@ -258,13 +267,13 @@ def analyse_cache_order(
     if cm is not None and cm.breakpoints:
         for lv in new_levels if not moved else []:
             if lv.tokens - _cached_at(now_levels, lv.rate) >= MIN_GAIN_TOKENS:
-                where = _describe(tok, templates, tools, vars_a, stable[LEVEL_KEY[lv.rate]])
-                split.append({**where, "at_token": int(lv.tokens), "rate": lv.rate,
-                              "tail": _tail(elements, lv)})
+                split.append({**_split_point(templates, tools, vars_a, tok, dyns, lv,
+                                             stable[LEVEL_KEY[lv.rate]]),
+                              "rate": lv.rate, "tail": _tail(elements, lv)})
         for s in split:
             notes.append(f"Anthropic caches only up to a cache_control breakpoint on a block "
-                         f"boundary: {s['message']} is one block with a {s['tail']} "
-                         f"tail, so it caches nothing past it. Split it: end the first block "
+                         f"boundary: {s['message']} is one block with a {s['tail']}, so "
+                         f"it caches nothing past it. Split it: end the first block "
                          f"after {s['after_text']!r} (token {s['at_token']:,}) and put "
                          f"cache_control {{type: ephemeral}} on it; the tail goes in a second "
                          "block")

@@ -13,6 +13,7 @@ from devloop.pipeline.cache_order import CacheOrderResult
 from devloop.pipeline.cache_prefix import token_position
 from devloop.pipeline.dynamics import literal_dynamics
 from devloop.pipeline.protect import compress_protected
+from devloop.pipeline.structure import container_at, containers
 from devloop.pipeline.tokens import Tokenizer
 
 MIN_PART_TOKENS = 200  # shorter text is not worth a model pass (nor the risk)
@@ -74,8 +75,10 @@ def static_runs(templates: list[dict[str, str]], tokenizer: Tokenizer) -> list[P
     runs: list[Part] = []
     for i, t in enumerate(templates):
         content = t["content"]
+        conts = containers(content)
         cuts = sorted([(m.start(), m.end()) for m in PLACEHOLDER.finditer(content)]
-                      + [(s, e) for _k, s, e in literal_dynamics(content)])
+                      + [(s, e) for _k, s, e in literal_dynamics(content)
+                         if container_at(conts, s) is None])
         pos = 0
         for start, end in [*cuts, (len(content), len(content))]:
             piece = content[pos:start]
