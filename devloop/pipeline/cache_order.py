@@ -6,7 +6,7 @@ the prompt has up to three reusable prefixes: what stays across days, within a d
 a session. Each is measured in the model's tokens by rendering the prompt twice with the
 faster-changing values changed and taking the common token prefix; then the provider's
 rules decide what is cached (providers.py: minimum length, OpenAI's 128-token steps,
-Anthropic's breakpoints on block boundaries), and the hit model prices it (cache_cost.py).
+Anthropic's breakpoints on block boundaries), and the hit model prices it (cache_prices.py).
 The suggestion moves the smallest unit holding a fast value, never out of a container
 (reorder.py, structure.py), and for Anthropic says where blocks split and breakpoints go.
 Pure: functions over an EvalSet, a tokenizer and prices; no I/O.
@@ -20,7 +20,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from devloop.evals.evalset import EvalSet
-from devloop.pipeline.cache_cost import CachePricing, Level, best_cost, cache_pricing
 from devloop.pipeline.cache_prefix import (
     _block_ends,
     _layout,
@@ -29,6 +28,7 @@ from devloop.pipeline.cache_prefix import (
     stable_prefixes,
     token_position,
 )
+from devloop.pipeline.cache_prices import CachePricing, Level, best_cost, cache_pricing
 from devloop.pipeline.dynamics import DynamicKind, literal_dynamics
 from devloop.pipeline.providers import ModelTokenizer
 from devloop.pipeline.rates import DEFAULT_CALLS_PER_HOUR, RATE_ORDER, assumptions

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from devloop.evals.evalset import PLACEHOLDER, EvalSet, render_template, var_to_text
-from devloop.pipeline.cache_cost import CachePricing, Level
+from devloop.pipeline.cache_prices import CachePricing, Level
 from devloop.pipeline.dynamics import literal_dynamics, placeholder_kind
 from devloop.pipeline.rates import RATE_ORDER, Rate, literal_rate, variable_rates
 from devloop.pipeline.reorder import Dyn

@@ -26,8 +26,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from devloop.evals.evalset import EvalSet, var_to_text
-from devloop.pipeline.cache_cost import CachePricing
+from devloop.money import format_usd
 from devloop.pipeline.cache_order import CacheOrderResult
+from devloop.pipeline.cache_prices import CachePricing
 from devloop.pipeline.compression_parts import (
     MIN_PART_TOKENS,
     Compressor,
@@ -38,7 +39,7 @@ from devloop.pipeline.compression_parts import (
     static_runs,
 )
 from devloop.pipeline.protect import prose_view
-from devloop.pipeline.tokens import Tokenizer
+from devloop.tokens import Tokenizer
 
 MIN_SAVING_SHARE = 0.15
 MAX_PASS_RATE_DROP = 0.10
@@ -183,7 +184,7 @@ def _compressed_evalset(evalset: EvalSet, templates: list[dict[str, str]],
 
 
 def _usd(x: float | None) -> str:
-    return "an unknown amount" if x is None else f"${x:,.2f}"
+    return format_usd(x, unknown="an unknown amount")
 
 
 async def analyse_compression(

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from devloop.evals.evalset import PLACEHOLDER, EvalSet, var_to_text
-from devloop.pipeline.cache_cost import CachePricing, Level, token_price_at
 from devloop.pipeline.cache_order import CacheOrderResult
 from devloop.pipeline.cache_prefix import token_position
+from devloop.pipeline.cache_prices import CachePricing, Level, token_price_at
 from devloop.pipeline.dynamics import literal_dynamics
 from devloop.pipeline.protect import compress_protected
 from devloop.pipeline.structure import container_at, containers
-from devloop.pipeline.tokens import Tokenizer
+from devloop.tokens import Tokenizer
 
 MIN_PART_TOKENS = 200  # shorter text is not worth a model pass (nor the risk)
 COMPRESSOR_ID = "llmlingua-smollm2-135m/protected-v1"

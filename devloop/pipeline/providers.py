@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from devloop.pricing import load_cost_map
+from devloop.pricing import cost_map_entry
 from devloop.tokens import use_bundled_tiktoken
 
 CacheKind = Literal["anthropic", "openai", "gemini", "none"]
@@ -83,7 +83,7 @@ class CacheModel:
 def provider_kind(model: str) -> CacheKind:
     bare = model.split("/", 1)[-1].lower()
     head = model.split("/", 1)[0].lower() if "/" in model else ""
-    entry = load_cost_map().get(model) or load_cost_map().get(bare) or {}
+    entry = cost_map_entry(model) or {}
     provider = str(entry.get("litellm_provider") or head)
     if provider in ("anthropic", "bedrock", "vertex_ai") and "claude" in bare:
         return "anthropic"
@@ -97,12 +97,9 @@ def provider_kind(model: str) -> CacheKind:
 
 
 def _map_minimum(model: str) -> int | None:
-    bare = model.split("/", 1)[-1]
-    for name in (model, bare):
-        entry = load_cost_map().get(name)
-        if entry and entry.get("prompt_cache_min_tokens") is not None:
-            return int(entry["prompt_cache_min_tokens"])
-    return None
+    entry = cost_map_entry(model) or {}
+    value = entry.get("prompt_cache_min_tokens")
+    return None if value is None else int(value)
 
 
 def cache_model(model: str, profile_minimum: int | None = None) -> CacheModel:

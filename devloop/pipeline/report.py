@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from devloop.money import format_usd
 from devloop.pipeline.cache_order import CacheOrderResult
 from devloop.pipeline.checker import STAGES, CheckReport
 from devloop.pipeline.compression import CompressionResult
@@ -12,10 +13,6 @@ from devloop.pipeline.draft import DraftResult
 from devloop.pipeline.reorder import dump_prompt
 
 LABEL_WIDTH = 12
-
-
-def _usd(value: float | None, digits: int = 4) -> str:
-    return "unknown" if value is None else f"${value:,.{digits}f}"
 
 
 def _pct(value: float | None) -> str:
@@ -28,7 +25,7 @@ def _draft(r: DraftResult) -> list[str]:
     models = ", ".join(r.models) or "no model answered"
     head = (f"pass rate {_pct(r.pass_rate)} ({passed}/{len(r.cases)}, threshold "
             f"{r.threshold:.0%}, informative) on {r.tier} ({models}); would have cost "
-            f"{_usd(r.would_cost_usd, 6)} on {r.production_model}")
+            f"{format_usd(r.would_cost_usd)} on {r.production_model}")
     lines = [head]
     if r.errors:
         first = next((c.error for c in r.cases if c.error), "")
@@ -42,7 +39,7 @@ def _draft(r: DraftResult) -> list[str]:
 def _cache(r: CacheOrderResult, show_reordered: bool) -> list[str]:
     minimum = "none known" if r.min_cacheable_tokens is None else f"{r.min_cacheable_tokens:,}"
     lines = [f"cacheable prefix {r.cacheable_prefix_tokens:,} of {r.prompt_tokens:,.0f} tokens "
-             f"(provider minimum {minimum}); {_usd(r.cost_per_1k_calls_usd, 2)} per 1,000 calls "
+             f"(provider minimum {minimum}); {format_usd(r.cost_per_1k_calls_usd)} per 1,000 calls "
              f"on {r.production_model}, {_pct(r.cache_read_share)} of input read from cache"
              + (f" ({r.ttl} lifetime)" if r.ttl else ""),
              f"counts input and output: {r.output_tokens_source}; tokens: {r.tokenizer}; "
@@ -56,7 +53,7 @@ def _cache(r: CacheOrderResult, show_reordered: bool) -> list[str]:
                      f"{e.static_after_tokens:,} tokens of slower-changing text")
     if r.reordered_prefix_tokens != r.cacheable_prefix_tokens or r.block_split:
         lines.append(f"suggested: prefix {r.reordered_prefix_tokens:,} tokens, "
-                     f"{_usd(r.reordered_cost_per_1k_calls_usd, 2)} per 1,000 calls, "
+                     f"{format_usd(r.reordered_cost_per_1k_calls_usd)} per 1,000 calls, "
                      f"{_pct(r.reordered_cache_read_share)} read from cache"
                      + (f" ({r.reordered_ttl} lifetime)" if r.reordered_ttl else ""))
     lines.extend(n for n in r.notes if not n.startswith("{{") or "inferred" not in n)
@@ -77,8 +74,8 @@ def _compression(r: CompressionResult) -> list[str]:
     share = saved / r.origin_tokens if r.origin_tokens else 0.0
     lines = [f"{r.origin_tokens:,.0f} -> {r.compressed_tokens:,.0f} tokens (-{share:.0%}) if "
              f"compressed ({r.protected} kept); recommendation: {r.recommendation}",
-             f"per 1,000 calls: compression saves {_usd(r.saved_usd_per_1k_calls, 2)} on the "
-             f"parts it may touch; caching saves {_usd(r.caching_saved_usd_per_1k_calls, 2)} on "
+             f"per 1,000 calls: compression saves {format_usd(r.saved_usd_per_1k_calls)} on the "
+             f"parts it may touch; caching saves {format_usd(r.caching_saved_usd_per_1k_calls)} on "
              "the same text"]
     lines.extend(r.reasons)
     if r.compressed_pass_rate is not None:

@@ -8,17 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-import sqlite_utils
-
-TABLE = "ladder_compressions"
-
-
-def create_table(db: sqlite_utils.Database) -> None:
-    db[TABLE].create(
-        {"key": str, "text_sha256": str, "rate": float, "compressor": str,
-         "compressed_text": str, "seconds": float, "created": float},
-        pk="key",
-    )
+from devloop.store.compressions_schema import TABLE
 
 
 def cache_key(text: str, rate: float, compressor: str) -> str:

@@ -247,6 +247,6 @@ def m009_call_bodies(db: sqlite_utils.Database) -> None:
 @migration
 def m100_ladder_compressions(db: sqlite_utils.Database) -> None:
     """LLMLingua results keyed by the text's hash, so unchanged text is never recompressed."""
-    from devloop.store.compressions import create_table
+    from devloop.store.compressions_schema import create_table
 
     create_table(db)

@@ -9,8 +9,8 @@ import pytest
 
 from devloop.config import Profile, load_profile
 from devloop.evals.evalset import load_evalset
-from devloop.pipeline.cache_cost import CachePricing, Level, best_cost
 from devloop.pipeline.cache_order import analyse_cache_order, cache_pricing
+from devloop.pipeline.cache_prices import CachePricing, Level, best_cost
 from devloop.pipeline.dynamics import literal_dynamics, placeholder_kind
 from devloop.pipeline.providers import cache_model
 from devloop.pipeline.rates import hit_probability

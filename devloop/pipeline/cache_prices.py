@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from devloop.config import Profile
 from devloop.pipeline.providers import ANTHROPIC_WRITE, TTL_SECONDS, CacheModel, cache_model
 from devloop.pipeline.rates import hit_probability
-from devloop.pricing import ModelPrice, Pricing, load_cost_map
+from devloop.pricing import ModelPrice, Pricing, cost_map_entry
 
 CALLS = 1000
 
@@ -34,8 +34,7 @@ def cache_pricing(profile: Profile, model: str) -> CachePricing:
     cm = cache_model(model, profile.prompt_cache_min_tokens)
     write_1h = None
     if cm.kind == "anthropic" and price is not None:
-        bare = model.split("/", 1)[-1]
-        entry = load_cost_map().get(model) or load_cost_map().get(bare) or {}
+        entry = cost_map_entry(model) or {}
         mapped = entry.get("cache_creation_input_token_cost_above_1hr")
         write_1h = float(mapped) if mapped is not None else price.input * ANTHROPIC_WRITE["1h"]
     return CachePricing(price, cm.min_tokens, cm, write_1h)
