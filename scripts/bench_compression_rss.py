@@ -19,14 +19,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PARAGRAPH = (
+PARAGRAPH = (  # mostly prose (what compression may touch), a few protected spans
     "Reviewers read the whole change before they comment, and they say what they would do "
-    "instead when they ask for a change. Comments explain the reason, not only the rule, so "
-    "that the author learns something they can apply next time. A review that only lists "
-    "problems without saying which ones block the merge leaves the author guessing, so every "
-    "comment says whether it is blocking, a suggestion or a question. See "
-    "https://wiki.example.com/review#etiquette (version 2.3) and the review_bot setting "
-    "max_nits_per_pr = 12 before you start.\n\n"
+    "instead when they ask for a change. Comments explain the reason and not only the rule, "
+    "so that the author learns something they can apply the next time they write similar "
+    "code. A review that only lists problems without saying which of them block the merge "
+    "leaves the author guessing about what really matters, so every comment says whether it "
+    "is blocking, a suggestion or a question. When a reviewer is unsure, they ask rather than "
+    "assert, and when the author disagrees, the two talk it through instead of trading long "
+    "comments. Small changes get reviewed faster and more carefully than large ones, so "
+    "authors split their work into steps that each make sense on their own and keep the "
+    "description short and specific about what changed and why it was needed. "
+    "See https://wiki.example.com/review#etiquette before you start.\n\n"
 )
 
 
