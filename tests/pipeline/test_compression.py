@@ -19,7 +19,7 @@ from devloop.pipeline.compression import (
     expected_texts,
     lost_texts,
 )
-from devloop.pipeline.compression_parts import ProtectedCompressor
+from devloop.pipeline.compression_parts import COMPRESSOR_ID, ProtectedCompressor
 from devloop.pipeline.lingua import LinguaCompressor
 from devloop.pipeline.providers import ModelTokenizer
 from devloop.store.compressions import CompressionCache
@@ -106,11 +106,12 @@ def document_evalset(tmp_path: Path, document: str, name: str = "doc") -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 async def test_real_llmlingua_run_offline_deterministic_protected_and_cached(
         tmp_path: Path, lingua_home: Path, lingua: LinguaCompressor, tokenizer,
         profile: Profile, loopback_only: list[object]) -> None:
     # Prose with URLs, numbers and identifiers: a per-call document, not instruction text.
-    document = style_guide().split("## 4.")[0] + (
+    document = style_guide().split("## 3.")[0] + (
         "\nSee https://wiki.example.com/review-guide#nits (version 2.3, updated 2025-01-14) and "
         "the review_bot setting max_nits_per_pr = 12.\n")
     path = document_evalset(tmp_path, document)
@@ -140,9 +141,13 @@ async def test_real_llmlingua_run_offline_deterministic_protected_and_cached(
     assert first.candidate and first.recommendation == "skip"  # not validated on production
     shipped = first.compressed_prompt
     assert shipped is not None
-    for span in ("https://wiki.example.com/review-guide#nits", "2.3", "2025-01-14",
-                 "review_bot", "max_nits_per_pr", "12"):
-        assert span in first_pc.compress(document, first.rate)
+    cache = CompressionCache(db)
+    for case in load_evalset(path).cases:  # the stored results: no new model run
+        out = cache.get(case.vars["doc"], first.rate, COMPRESSOR_ID)
+        assert out is not None and len(out) < len(case.vars["doc"])
+        for span in ("https://wiki.example.com/review-guide#nits", "2.3", "2025-01-14",
+                     "review_bot", "max_nits_per_pr", "12"):
+            assert span in out, span
     assert (second.compressed_tokens, second.reasons) == (first.compressed_tokens, first.reasons)
     assert (third.compressed_tokens, third.reasons) == (first.compressed_tokens, first.reasons)
     assert cached_pc.cache_hits == 2 and unused.load_seconds is None
@@ -214,6 +219,7 @@ def test_lost_expected_text(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_compressing_5000_tokens_peaks_under_1_5_gb(home_with_model: Path) -> None:
     """The whole process (Python, torch, the model, windows of 400 tokens): peak RSS from
     resource.getrusage in a fresh subprocess."""
