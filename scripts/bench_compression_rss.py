@@ -66,6 +66,7 @@ def main() -> None:
         "origin_tokens": len(tok.encode(text)), "compressed_tokens": len(tok.encode(out)),
         "windows": len(windows), "largest_window_tokens": max(windows, default=0),
         "seconds": round(seconds, 1), "model_load_seconds": inner.load_seconds,
+        "model_convert_seconds": inner.convert_seconds,
         "peak_rss_mb": round(peak_mb, 1),
     }))
 
