@@ -35,6 +35,9 @@ PROTECTED = re.compile(
     re.S,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# Where text splits before compression: blank lines, and line breaks before a list item, a
+# heading, a quote or a citation; the separators are kept as they are.
+_BLOCKS = re.compile(r"(\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-*+#>\[|]|\d+[.)])))")
 MIN_RUN_WORDS = 8  # shorter prose between protected spans is kept as it is
 
 
@@ -66,14 +69,18 @@ def compress_protected(text: str, rate: float, compress: Callable[[str, float], 
     pieces: list[str] = []
     pos = 0
     for start, end in [*protected_spans(text), (len(text), len(text))]:
-        for line in re.split(r"(\n+)", text[pos:start]):  # line breaks survive too
-            if len(line.split()) < MIN_RUN_WORDS:
+        # Paragraph breaks, list items and headings keep their line breaks; the lines of a
+        # wrapped prose paragraph go to the compressor as one piece (a 135M model leaves
+        # short pieces as they are).
+        for line in _BLOCKS.split(text[pos:start]):
+            if _BLOCKS.fullmatch(line) or len(line.split()) < MIN_RUN_WORDS:
                 pieces.append(line)
                 continue
             lead = line[: len(line) - len(line.lstrip())]
             trail = line[len(line.rstrip()):]
+            body = " ".join(part.strip() for part in line.strip().split("\n"))
             done = [compress(w, rate).strip()
-                    for w in _windows(line.strip(), window_tokens, count)]
+                    for w in _windows(body, window_tokens, count)]
             pieces.append(lead + " ".join(d for d in done if d) + trail)
         pieces.append(text[start:end])
         pos = end

@@ -60,7 +60,12 @@ def test_protected_spans_survive_a_garbling_compressor(tokenizer) -> None:
                  "def total(rows):\n    return sum(r.cents for r in rows)"):
         assert kept in out, kept
     assert missing_protected(SOURCES, out) == []
-    assert out.count("\n") == SOURCES.count("\n")  # line breaks survive
+    assert out.count("\n```") == 2 and out.endswith("```\n")  # the code block keeps its lines
+    wrapped = "A plain paragraph that a writer wrapped\nat a fixed width, as YAML blocks do,\n" \
+              "continues here on a third line.\n\n- an item stays\n- on its own line\n"
+    joined = compress_protected(wrapped, 0.5, lambda t, r: t, lambda t: len(t.split()))
+    assert joined.startswith("A plain paragraph that a writer wrapped at a fixed width")
+    assert joined.endswith("line.\n\n- an item stays\n- on its own line\n")
 
 
 def test_long_text_goes_through_in_bounded_windows(tokenizer) -> None:
