@@ -292,6 +292,9 @@ class RouteDecision:
     default_max_tokens: int | None = None
     # Fallbacks left out because they cannot honour a field (said when nothing else answers).
     skipped: str = ""
+    # Optional fields no allowed tier can honour, served without (``X-Devloop-Ignored``):
+    # only ``tools`` with tool_choice auto, where a text answer is a valid reply.
+    ignored: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)

@@ -114,6 +114,9 @@ class Gateway:
         except CapabilityError as exc:  # booked as a refused call of the tier that refused
             exc.prepared = Prepared(req, ctx, decision, None, "off", started)  # type: ignore[attr-defined]
             raise
+        if decision.ignored and isinstance(req, ChatRequest):  # said in X-Devloop-Ignored
+            req = req.model_copy(update=dict.fromkeys(
+                ("tools", "tool_choice", "parallel_tool_calls")))
         if not isinstance(req, EmbeddingRequest):
             req = apply_token_limits(req, decision)
             if instrument.is_paid(decision.tier, decision.model, self.pricing):

@@ -52,7 +52,8 @@ def native_tier(gw: Gateway, tier: str, model: str, protocol: str) -> bool:
 def ignored_header(headers: dict[str, str], ignored: list[str], native: bool, rid: str,
                    tier: str) -> dict[str, str]:
     if ignored and not native:
-        headers["X-Devloop-Ignored"] = ", ".join(ignored)[:1000]
+        also = headers.get("X-Devloop-Ignored")  # fields the gateway served without
+        headers["X-Devloop-Ignored"] = ", ".join([*ignored, *([also] if also else [])])[:1000]
         log.info("request %s on tier %s: not honoured by a chat tier: %s", rid, tier,
                  ", ".join(ignored))
     return headers

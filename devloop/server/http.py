@@ -112,6 +112,8 @@ def result_headers(result: CallResult) -> dict[str, str]:
     }
     if result.saved_usd is not None:
         headers["X-Devloop-Saved-USD"] = f"{result.saved_usd:.8f}"
+    if result.decision.ignored:
+        headers["X-Devloop-Ignored"] = ", ".join(result.decision.ignored)
     return headers
 
 
@@ -125,6 +127,8 @@ def stream_headers(call: StreamCall) -> dict[str, str]:
     # Known up front only for a replay from the cache; a live stream's saving is in the ledger.
     if call.result is not None and call.result.saved_usd is not None:
         headers["X-Devloop-Saved-USD"] = f"{call.result.saved_usd:.8f}"
+    if call.prep.decision.ignored:
+        headers["X-Devloop-Ignored"] = ", ".join(call.prep.decision.ignored)
     return headers
 
 

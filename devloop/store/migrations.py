@@ -267,7 +267,7 @@ def m010_ledger_contract_columns(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m100_instrument_key_history(db: sqlite_utils.Database) -> None:
+def m011_key_history(db: sqlite_utils.Database) -> None:
     """Keys keep their history: each key is its own row (a numbered id), so a revoked key
     stays listed and a new key with an old name starts with its own spend. At most one
     active key per name."""
@@ -298,7 +298,7 @@ def m100_instrument_key_history(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m101_instrument_origin(db: sqlite_utils.Database) -> None:
+def m012_call_origin(db: sqlite_utils.Database) -> None:
     """``origin``: who sent the call ('client', or devloop's own: 'check', 'eval', 'judge',
     'probe', 'ladder'), so own traffic is never counted as saved; ``request_hash``: the
     whole request's hash, so identical requests (retries) can be counted."""
@@ -306,3 +306,11 @@ def m101_instrument_origin(db: sqlite_utils.Database) -> None:
     calls.add_column("origin", str)
     calls.add_column("request_hash", str)
     calls.create_index(["request_hash"])
+
+
+@migration
+def m013_compressions(db: sqlite_utils.Database) -> None:
+    """LLMLingua results keyed by the text's hash, so unchanged text is never recompressed."""
+    from devloop.store.compressions_schema import create_table
+
+    create_table(db)
