@@ -26,13 +26,18 @@ from devloop.evals.checks import (
     CHECKS,
     CaseError,
     Output,
+    as_list,
     cosine,
     extract_json_values,
+    levenshtein,
+    load_schema,
+    schema_errors,
     short,
 )
 from devloop.evals.evalset import PLACEHOLDER, Assertion, var_to_text
 
-__all__ = ["CHECKS", "CaseError", "Output", "SUPPORTED_TYPES"]
+__all__ = ["CHECKS", "SUPPORTED_TYPES", "CaseError", "Output", "as_list", "cosine",
+           "extract_json_values", "levenshtein", "load_schema", "schema_errors", "short"]
 DEFAULT_SIMILAR_THRESHOLD = 0.75  # promptfoo's default cosine similarity
 MODEL_GRADED = frozenset({"llm-rubric", "similar"})
 # Types whose score is a graded number, so not- inverts the score as well as the pass.

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from devloop.config import ConfigError
-from devloop.evals.assertion_spec import split_csv
 from devloop.evals.yaml12 import load_yaml12, loads
 
 SCRIPT_SUFFIXES = (".js", ".cjs", ".mjs", ".ts", ".py")
@@ -113,7 +112,7 @@ def assertion_from_string(text: str) -> dict[str, Any]:
     negate, kind, threshold, value = m.groups()
     out: dict[str, Any] = {"type": f"{negate or ''}{kind}"}
     if kind in ("contains-any", "contains-all", "icontains-any", "icontains-all"):
-        out["value"] = split_csv(value or "")
+        out["value"] = [part.strip() for part in (value or "").split(",")]
     elif kind in ("is-json", "contains-json"):
         if value and value.strip():
             out["value"] = value.strip()
@@ -135,6 +134,7 @@ def csv_tests(config: Path, target: Path, field: str) -> list[dict[str, Any]]:
         test: dict[str, Any] = {"vars": {}, "assert": []}
         for key, value in row.items():
             value = value or ""
+            key = key.strip()
             if key.startswith("__expected"):
                 if value.strip():
                     test["assert"].append(assertion_from_string(value.strip()))

@@ -37,6 +37,7 @@ class CaseResult:
     saved_usd: float | None = None  # what the cached result cost when it was first run
     description: str | None = None
     finish_reason: str | None = None
+    messages: list[dict[str, Any]] | None = None  # the rendered prompt that was sent
 
     @property
     def truncated(self) -> bool:
@@ -52,6 +53,7 @@ class CaseResult:
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
             "saved_usd": _money(self.saved_usd), "assertions": self.assertions,
             "finish_reason": self.finish_reason, "truncated": self.truncated,
+            "messages": self.messages,
         }
 
 

@@ -330,11 +330,17 @@ async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: P
     return RunResult(
         evalset=plan.evalset.name, file=str(source) if source else None, model=plan.model,
         prompt_hash=plan.evalset.prompt_hash, threshold=plan.threshold,
-        cases=[results[n] for n in range(len(plan.items))], run_id=uuid.uuid4().hex,
+        cases=[_with_prompt(results[n], plan.items[n]) for n in range(len(plan.items))],
+        run_id=uuid.uuid4().hex,
         estimate_usd=plan.estimate_usd, batch=opts.batch,
         seconds=time.perf_counter() - started, evalset_threshold=plan.evalset.threshold,
         content_hash=plan.evalset.content_hash(plan.model),
     )
+
+
+def _with_prompt(result: CaseResult, item: PlannedCase) -> CaseResult:
+    result.messages = item.messages
+    return result
 
 
 async def run_plans(plans: list[Plan], opts: RunOptions, pricing: Pricing) -> list[RunResult]:

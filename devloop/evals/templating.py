@@ -53,6 +53,14 @@ def _dump(value: Any, spaces: int | str | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
+def _join(value: Any, separator: str = ",", attribute: Any = None) -> str:
+    """Nunjucks ``join``: items printed as JavaScript prints them."""
+    items = list(value)
+    if attribute is not None:
+        items = [v.get(attribute) if isinstance(v, Mapping) else None for v in items]
+    return separator.join(js_str(v) for v in items)
+
+
 def _nl2br(value: Any) -> str:
     return re.sub(r"\r\n|\n", "<br />\n", js_str(value))
 
@@ -64,7 +72,7 @@ def environment() -> Any:
     env = jinja2.Environment(  # noqa: S701 - prompts are text, not HTML
         autoescape=False, keep_trailing_newline=True, undefined=jinja2.ChainableUndefined,
         finalize=lambda v: "" if isinstance(v, jinja2.Undefined) else js_str(v))
-    env.filters.update({"dump": _dump, "nl2br": _nl2br, "load": json.loads,
+    env.filters.update({"dump": _dump, "nl2br": _nl2br, "load": json.loads, "join": _join,
                         "string": js_str})
     return env
 
