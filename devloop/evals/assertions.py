@@ -15,11 +15,8 @@ closed: a judge reply without a verdict, a grader call that fails, an unknown co
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from devloop.evals.checks import (

@@ -27,8 +27,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from devloop.evals.assertions import (
-    CaseError,
     DEFAULT_SIMILAR_THRESHOLD,
+    CaseError,
     Output,
     evaluate,
     rubric_messages,

@@ -8,6 +8,7 @@ else (a bad key, an unknown model) fails at once as an :class:`EvalCallError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -156,11 +157,9 @@ class ModelClient:
         if self._warm:
             return
         self._warm = True
-        try:
+        with contextlib.suppress(Exception):  # warming is best effort
             await litellm.acompletion(model=model, messages=[{"role": "user", "content": "-"}],
                                       mock_response="-", **self.common(model, api_base))
-        except Exception:  # noqa: BLE001,S110 - warming is best effort
-            pass
 
     async def chat(self, model: str, messages: list[dict[str, Any]], temperature: float | None,
                    max_tokens: int | None, api_base: str | None = None, **extra: Any) -> Reply:

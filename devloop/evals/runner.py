@@ -14,7 +14,6 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from devloop.config import ConfigError, Profile

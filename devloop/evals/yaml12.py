@@ -3,7 +3,8 @@
 PyYAML implements YAML 1.1, where ``yes``/``no``/``on``/``off`` (any case) are booleans and
 ``1:20`` is a base-60 integer. promptfoo (js-yaml) keeps those as strings, so an eval set
 saying ``vars: {cc: NO}`` sends "NO", not "False". Only ``true``/``false`` (as written in
-the 1.2 core schema) are booleans here.
+the 1.2 core schema) are booleans here. Dates stay text (they are prompt text, and hashes of
+eval sets are JSON).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Yaml12Loader(yaml.SafeLoader):
 Yaml12Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers
             if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
-                           "tag:yaml.org,2002:float")]
+                           "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 Yaml12Loader.add_implicit_resolver(

@@ -178,7 +178,8 @@ def test_batch_needs_an_openai_compatible_model(eval_cli: EvalCli, tmp_path: Pat
 def test_gate_fails_until_the_prompt_passes(eval_cli: EvalCli, tmp_path: Path) -> None:
     path = evalset(tmp_path / "gated.yaml", "gated", PASSING)
     res = eval_cli(str(path), "--gate")
-    assert res.exit_code == 1 and "has no passing eval on openai/embedded" in res.stdout
+    assert res.exit_code == 1
+    assert "no passing eval of this eval set on openai/embedded" in res.stdout
     assert ledger_rows(eval_cli.server) >= 0
     failing = evalset(tmp_path / "gated-fail.yaml", "gated-fail", FAILING)
     assert eval_cli(str(failing)).exit_code == 1

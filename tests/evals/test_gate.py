@@ -217,6 +217,7 @@ def test_cost_without_a_price_is_an_error_and_max_cost_names_the_judge(
     assert res.exit_code == 2
     assert "cost is unknown" in report(tmp_path / "r.json")["cases"][0]["error"]
 
+    run_eval.model.requests.clear()
     evalset(es, """
   - id: judged
     vars: {q: "SAY<<x>>"}
