@@ -58,7 +58,7 @@ def offline_env(home: Path, base_url: str) -> dict[str, str]:
 
 def run_promptfoo(config: Path, out: Path, home: Path, base_url: str) -> dict[str, Any]:
     done = subprocess.run(
-        [str(promptfoo_bin()), "eval", "--no-cache", "--no-write", "--no-table",
+        [str(promptfoo_bin()), "eval", "--no-cache", "--no-table",
          "--no-progress-bar", "-c", str(config), "-o", str(out)],
         cwd=config.parent, env=offline_env(home, base_url), capture_output=True, text=True,
         timeout=600, check=False)
