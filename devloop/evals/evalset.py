@@ -299,6 +299,11 @@ def load_evalset(path: str | Path) -> EvalSet:
     return evalset
 
 
+def promptfoo_config_for(path: Path) -> Path | None:
+    """The promptfoo config a file belongs to (a prompt, test or var file in its folder)."""
+    return _promptfoo_config_in(path if path.is_dir() else path.parent)
+
+
 def _promptfoo_config_in(folder: Path) -> Path | None:
     for name in ("promptfooconfig.yaml", "promptfooconfig.yml", "promptfooconfig.json"):
         if (folder / name).is_file():

@@ -163,3 +163,46 @@ routes: [{{tier: shared}}]
     assert entry["stages"]["draft"]["status"] == "pass"
     assert entry["stages"]["draft"]["tier"] == "shared"  # named, not a hard-coded `local`
     assert sent(run_eval) == ["SAY<<x>>"]
+
+
+async def test_watch_rechecks_a_promptfoo_folder_when_its_prompt_file_changes(
+        run_eval: Eval, tmp_path: Path) -> None:
+    import asyncio
+
+    from devloop.config import Settings
+    from devloop.gateway import Gateway
+    from devloop.pipeline.checker import Checker
+    from devloop.pipeline.watch import EvalsetWatcher, WatchEvent
+    from tests.helpers import write_profile
+
+    profile = load_profile(write_profile(tmp_path / "shared.yaml", f"""
+name: shared-only
+production_model: openai/recorded
+tiers:
+  shared: {{backend: openai, base_url: {run_eval.model.base_url}, model: recorded}}
+routes: [{{tier: shared}}]
+"""))
+    root = folder(tmp_path, "prompts: [file://p.txt]\n" + provider(run_eval.model.base_url) +
+                  "tests:\n  - vars: {a: x}\n    assert: [{type: equals, value: x}]\n",
+                  p__txt="You are terse. SAY<<{{ a }}>>\n")
+    settings = Settings(home=tmp_path / "home")
+    gateway = Gateway(settings, profile)
+    await gateway.start(probe=False)
+    done: asyncio.Queue[WatchEvent] = asyncio.Queue()
+    watcher = EvalsetWatcher(settings, profile, root, lambda e: e.kind == "done" and
+                             done.put_nowait(e), profiles_dir=None, debounce=0.05,
+                             stages=("cache_order",),
+                             checker_factory=lambda s, p: Checker(s, p, gateway=gateway))
+    task = asyncio.create_task(watcher.run())
+    try:
+        first = await asyncio.wait_for(done.get(), 30)
+        await asyncio.sleep(0.3)
+        (root / "p.txt").write_text("You are terse and exact. SAY<<{{ a }}>>\n")
+        second = await asyncio.wait_for(done.get(), 10)
+    finally:
+        watcher.stop()
+        await asyncio.wait_for(task, 10)
+        await gateway.close()
+    assert first.report is not None and second.report is not None
+    assert first.file.endswith("promptfooconfig.yaml") and second.file == first.file
+    assert second.report.prompt_hash != first.report.prompt_hash
