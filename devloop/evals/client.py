@@ -151,15 +151,16 @@ class ModelClient:
             await asyncio.sleep(min(delay, MAX_BACKOFF_S))
 
     async def warm_up(self, model: str, api_base: str | None = None) -> None:
-        """Import litellm and run its request path once without a network call, so the first
-        case's latency is the model's, not litellm's start-up."""
+        """Import litellm and run its request path once against a loopback responder, so the
+        first case's latency is the model's, not litellm's start-up."""
         litellm = import_litellm()
         if self._warm:
             return
         self._warm = True
+        from devloop.evals.warmup import warm_litellm
+
         with contextlib.suppress(Exception):  # warming is best effort
-            await litellm.acompletion(model=model, messages=[{"role": "user", "content": "-"}],
-                                      mock_response="-", **self.common(model, api_base))
+            await warm_litellm(litellm, model)
 
     async def chat(self, model: str, messages: list[dict[str, Any]], temperature: float | None,
                    max_tokens: int | None, api_base: str | None = None, **extra: Any) -> Reply:
@@ -174,6 +175,12 @@ class ModelClient:
             started = time.perf_counter()
             resp = await litellm.acompletion(model=model, messages=messages, **kw)
             latency = (time.perf_counter() - started) * 1000
+            # latency is the model's: litellm's own set-up (imports, client creation on the
+            # first call) is what it reports as its overhead, taken out here
+            overhead = (getattr(resp, "_hidden_params", None) or {}).get(
+                "litellm_overhead_time_ms")
+            if isinstance(overhead, int | float) and 0 <= overhead < latency:
+                latency -= overhead
             choice = resp.choices[0]
             usage = getattr(resp, "usage", None)
             return Reply(choice.message.content or "",
