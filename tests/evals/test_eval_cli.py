@@ -152,15 +152,15 @@ def test_batch_end_to_end_through_devloops_batch_api(eval_cli: EvalCli, tmp_path
     path = evalset(tmp_path / "batch.yaml", "batch-eval", PASSING + FAILING, threshold=0.5)
     before = ledger_rows(eval_cli.server)
     res = eval_cli(str(path), "--batch", "--json", str(tmp_path / "r.json"))
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 2, res.output  # alice's latency check cannot be decided
     assert "batch batch_" in res.stderr and "submitted (4 requests)" in res.stderr
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["batch"] is True and data["passed"] == 2
     cases = {c["id"]: c for c in data["cases"]}
     assert {k: c["pass"] for k, c in cases.items()} == {
         "alice": False, "bob": True, "carol": False, "dave": True}
-    # a batch result has no per-request latency, so a latency check cannot pass
-    assert "latency unknown" in cases["alice"]["reason"]
+    # a batch result has no per-request latency: a latency check is an error, never a pass
+    assert "latency unknown" in cases["alice"]["error"]
     assert all(c["output"] and c["completion_tokens"] > 0 for c in data["cases"])
     assert ledger_rows(eval_cli.server) == before + 4
     batches = httpx.get(eval_cli.server.base_url + "/v1/batches").json()["data"]
@@ -205,7 +205,6 @@ def test_model_graded_assertions_call_the_server(eval_cli: EvalCli, tmp_path: Pa
     assert:
       - {{type: not-contains, value: "{IMPOSSIBLE}"}}
       - {{type: similar, value: "Hello Ada", threshold: -1}}
-      - {{type: llm-rubric, value: "Greets the user", weight: 0}}
   - id: never-similar
     vars: {{name: Ada}}
     assert:
@@ -219,8 +218,7 @@ def test_model_graded_assertions_call_the_server(eval_cli: EvalCli, tmp_path: Pa
     assert graded["pass"] and not never["pass"]
     kinds = {a["type"]: a for a in graded["assertions"]}
     assert kinds["similar"]["pass"] and -1 <= kinds["similar"]["score"] <= 1
-    assert kinds["llm-rubric"]["reason"].startswith("llm-rubric: judge")
-    assert kinds["llm-rubric"]["cost_usd"] > 0  # the judge call was priced and counted
+    # llm-rubric needs a judge that answers with a verdict: tests/evals/test_gate.py
     assert "cosine similarity" in never["reason"]
 
 

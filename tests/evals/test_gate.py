@@ -114,6 +114,7 @@ def test_judge_verdict_is_the_last_object_with_pass_and_no_verdict_is_an_error(
     case = report(tmp_path / "r.json")["cases"][0]
     assert case["pass"] is False and case["score"] == 0
     assert "the total is wrong" in case["reason"]
+    assert case["assertions"][0]["cost_usd"] > 0  # the judge call was priced and counted
 
     evalset(es, """
   - id: silent
