@@ -277,18 +277,9 @@ def _config_error(path: Path, err: ValidationError) -> ConfigError:
 
 def load_evalset(path: str | Path) -> EvalSet:
     """Read and validate one eval set file; raise ConfigError(file, field, reason).
-
-    A promptfoo config (or a folder holding one) gives the eval set of its first prompt: that
-    is what ``devloop check`` and ``watch`` run the ladder on (``devloop eval`` runs them all).
-    """
-    from devloop.evals.promptfoo import is_promptfoo_config, load_promptfoo
-
+    (promptfoo configs too: devloop.evals.files.load_one.)"""
     path = Path(path)
-    if path.is_dir() or path.name.startswith("promptfooconfig"):
-        return load_promptfoo(path)[0]
     data = load_yaml12(path)
-    if is_promptfoo_config(path, data):
-        return load_promptfoo(path)[0]
     if not isinstance(data, dict):
         raise ConfigError(path, "(top level)", "an eval set must be a mapping")
     try:

@@ -13,10 +13,9 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-from devloop.config import ConfigError, Profile
+from devloop.config import Profile
 from devloop.evals.assertions import (
     CaseError,
     Grader,
@@ -27,92 +26,25 @@ from devloop.evals.assertions import (
     render_value,
     rubric_messages,
 )
+from devloop.evals.batch import batch_replies
 from devloop.evals.client import EvalCallError, LiteLLMGrader, ModelClient, Reply
-from devloop.evals.evalset import Case, EvalSet, find_evalsets, load_evalset
-from devloop.evals.promotion import gate, record
-from devloop.evals.promptfoo import is_promptfoo_config, load_promptfoo
+from devloop.evals.evalset import EvalSet
+from devloop.evals.files import load_targets
+from devloop.evals.gate import gate, record
+from devloop.evals.plan import Plan, PlannedCase, RunOptions, model_for
+from devloop.evals.promotions import cache_key
 from devloop.evals.report import CaseResult, Progress, RunResult
-from devloop.evals.store import EvalStore, cache_key
-from devloop.evals.yaml12 import load_yaml12
 from devloop.pricing import Pricing
-
-__all__ = ["gate", "record"]
+from devloop.store.evals import EvalStore
 from devloop.tokens import count_tokens
+
+__all__ = ["RunOptions", "gate", "load_targets", "model_for", "record"]
 
 DEFAULT_MAX_TOKENS = 1024  # sent when an eval set sets none, so the estimate is a true bound
 # The model's own tokenizer is not at hand: cl100k counts get a margin (smaller vocabularies
 # use more tokens for the same text) plus chat-template tokens, so the estimate stays a bound.
 TOKENIZER_MARGIN = 1.25
 MESSAGE_OVERHEAD_TOKENS = 8
-
-
-@dataclass(slots=True)
-class RunOptions:
-    model: str | None = None
-    api_base: str | None = None
-    threshold: float | None = None
-    max_cost: float | None = None
-    concurrency: int = 4
-    batch: bool = False
-    judge_model: str | None = None
-    embedding_model: str | None = None
-    max_retries: int = 4
-    backoff_s: float = 0.5
-    timeout_s: float = 120.0
-    use_cache: bool = True
-    poll_interval_s: float = 1.0
-    batch_timeout_s: float = 24 * 3600.0
-    progress: bool = True
-
-
-@dataclass(slots=True)
-class PlannedCase:
-    case: Case
-    case_hash: str
-    key: str
-    messages: list[dict[str, str]]
-    cached: dict[str, Any] | None = None
-    problem: str | None = None  # a case that cannot run (no effective assertion): an error
-
-
-@dataclass(slots=True)
-class Plan:
-    evalset: EvalSet
-    model: str
-    threshold: float
-    max_tokens: int
-    params: dict[str, Any]
-    judge_model: str
-    embedding_model: str
-    items: list[PlannedCase] = field(default_factory=list)
-    estimate_usd: float | None = 0.0
-    api_base: str | None = None
-    unpriced: set[str] = field(default_factory=set)  # models with no known price
-
-    @property
-    def to_run(self) -> list[PlannedCase]:
-        return [i for i in self.items if i.cached is None and i.problem is None]
-
-
-# -- loading ---------------------------------------------------------------------------------
-def load_targets(paths: list[str]) -> list[EvalSet]:
-    """Eval set files and promptfoo configs (folders expand to their YAML files)."""
-    sets: list[EvalSet] = []
-    for path in find_evalsets(paths):
-        if path.name == "devloop.promotions.json":
-            continue
-        data = None if path.name.startswith("promptfooconfig") else load_yaml12(path)
-        if is_promptfoo_config(path, data):
-            sets.extend(load_promptfoo(path))
-        else:
-            sets.append(load_evalset(path))
-    if not sets:
-        raise ConfigError(", ".join(paths), "", "no eval set files found")
-    return sets
-
-
-def model_for(evalset: EvalSet, opts: RunOptions, profile: Profile) -> str:
-    return opts.model or evalset.model_for(profile.production_model)
 
 
 # -- planning and the worst-case estimate --------------------------------------------------
@@ -311,8 +243,6 @@ async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: P
 
     todo = [(n, i) for n, i in enumerate(plan.items) if i in plan.to_run]
     if todo and opts.batch:
-        from devloop.evals.batch import batch_replies
-
         try:
             replies = await batch_replies(plan, [i for _, i in todo], opts, client, progress)
         except EvalCallError as exc:  # the batch as a whole failed: every case is an error

@@ -17,17 +17,17 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devloop.evals.store import EvalStore, promotions_path, read_promotions
+from devloop.evals.promotions import promotions_path, read_promotions, write_promotion
+from devloop.store.evals import EvalStore
 
 if TYPE_CHECKING:
     from devloop.config import Profile
     from devloop.evals.evalset import EvalSet
+    from devloop.evals.plan import Plan, RunOptions
     from devloop.evals.report import RunResult
-    from devloop.evals.runner import Plan, RunOptions
 
 
 # -- recording -------------------------------------------------------------------------------
@@ -93,23 +93,6 @@ def record(store: EvalStore, plan: Plan, run: RunResult) -> str | None:
     return None
 
 
-def write_promotion(evalset_file: Path, entry: dict[str, Any]) -> Path:
-    """Add (or refresh) this content hash in the promotion file; sorted for small diffs.
-    Older records of the same eval set and model are replaced: the file says what passed
-    last."""
-    path = promotions_path(evalset_file)
-    entries = [e for e in read_promotions(path)
-               if not (e.get("evalset") == entry["evalset"] and e.get("model") == entry["model"])]
-    entries.append({**entry, "file": evalset_file.name,
-                    "promoted_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
-    entries.sort(key=lambda e: (str(e.get("evalset")), str(e.get("model"))))
-    body = {"about": "Eval sets that passed `devloop eval`, by content hash and model; "
-                     "`devloop eval --gate` reads this file. Commit it with the prompt.",
-            "promotions": entries}
-    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
 # -- the gate --------------------------------------------------------------------------------
 @dataclass(slots=True)
 class GateResult:
@@ -172,7 +155,7 @@ def differences(es: EvalSet, model: str, rec: dict[str, Any]) -> list[str]:
 def gate(evalsets: list[EvalSet], opts: RunOptions, profile: Profile,
          store: EvalStore | None) -> list[GateResult]:
     """Has each eval set, exactly as it is now, passed on the model the gate checks?"""
-    from devloop.evals.runner import model_for
+    from devloop.evals.plan import model_for
 
     out = []
     for es in evalsets:
