@@ -219,20 +219,24 @@ class EmbeddedBackend(Backend):
         return kwargs
 
     # -- generation -----------------------------------------------------------------------
-    async def chat(self, req: ChatRequest, model: str) -> Completion:
+    async def chat(self, req: ChatRequest, model: str,
+                   forward_headers: dict[str, str] | None = None) -> Completion:
         prompt, kwargs = await self._chat_prompt(req)
         return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
 
-    async def complete(self, req: CompletionRequest, model: str) -> Completion:
+    async def complete(self, req: CompletionRequest, model: str,
+                       forward_headers: dict[str, str] | None = None) -> Completion:
         prompt, kwargs = await self._completion_prompt(req)
         return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
 
-    async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
+    async def chat_stream(self, req: ChatRequest, model: str,
+                          forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._chat_prompt(req)
         async for delta in self._stream(prompt, kwargs):
             yield delta
 
-    async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
+    async def complete_stream(self, req: CompletionRequest, model: str,
+                              forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._completion_prompt(req)
         async for delta in self._stream(prompt, kwargs):
             yield delta
@@ -271,12 +275,10 @@ class EmbeddedBackend(Backend):
             usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
         )
 
-    async def embed(self, texts: list[str], model: str) -> Embeddings:
+    async def embed(self, texts: list[str], model: str,
+                    forward_headers: dict[str, str] | None = None) -> Embeddings:
         vectors, tokens = await self.embedder.call(self.embedder.embed, texts)
         return Embeddings(vectors, model, Usage(tokens, 0))
-
-    async def list_models(self) -> list[str]:
-        return self.config.all_models()
 
     async def health(self) -> Health:
         path = self.runner.path
