@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from devloop.config import Profile, Settings
-from devloop.evals.evalset import EvalSet, load_evalset
+from devloop.evals.evalset import EvalSet
+from devloop.evals.files import load_one as load_evalset
 from devloop.paths import display_path
 from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order
 from devloop.pipeline.cache_prices import cache_pricing

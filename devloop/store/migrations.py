@@ -314,3 +314,27 @@ def m013_compressions(db: sqlite_utils.Database) -> None:
     from devloop.store.compressions_schema import create_table
 
     create_table(db)
+
+
+@migration
+def m014_content_promotions(db: sqlite_utils.Database) -> None:
+    """Promotions keyed by the eval set's content hash (prompt, cases, assertions, threshold,
+    model, request settings), with the per-case hashes the gate re-checks; and each eval
+    result's finish reason (a truncated output is flagged)."""
+    db["eval_promotions"].create(
+        {
+            "content_hash": str,
+            "model": str,
+            "evalset": str,
+            "file": str,
+            "prompt_hash": str,
+            "run_id": str,
+            "pass_rate": float,
+            "threshold": float,
+            "cases_json": str,
+            "ts": float,
+        },
+        pk=("content_hash", "model"),
+    )
+    db["eval_promotions"].create_index(["evalset"])
+    db["eval_results"].add_column("finish_reason", str)
