@@ -169,6 +169,10 @@ class Profile(Strict):
         return None
 
 
+# Request kinds of the embedded model's speculative decoding (backends/speculative.py).
+SPECULATIVE_KINDS = ("fim", "edit", "chat", "completion")
+
+
 class Settings(BaseSettings):
     """Process-wide settings from the environment (``DEVLOOP_`` prefix)."""
 
@@ -188,6 +192,23 @@ class Settings(BaseSettings):
     team_reserved_slots: int = Field(default=1, ge=0)
     team_max_queued_per_key: int = Field(default=256, ge=0)
     team_key_refresh_s: float = Field(default=1.0, gt=0)
+    # The embedded model's KV prefix cache: states of recent prompts kept in RAM (MB, LRU;
+    # 0 turns reuse beyond the last prompt off) and on disk under home/kv-prefix (MB; 0: RAM only).
+    embedded_prefix_cache_mb: int = Field(default=512, ge=0)
+    embedded_prefix_cache_disk_mb: int = Field(default=2048, ge=0)
+    # Request kinds the embedded model decodes speculatively with prompt lookup, where the
+    # answer repeats the input (see docs/benchmarks.md): any of fim, edit, chat, completion.
+    embedded_speculative: str = "fim,edit"
+
+    @field_validator("embedded_speculative")
+    @classmethod
+    def _speculative_kinds(cls, value: str) -> str:
+        unknown = sorted({k.strip() for k in value.split(",") if k.strip()}
+                         - set(SPECULATIVE_KINDS))
+        if unknown:
+            raise ValueError(f"unknown request kind {unknown[0]!r} "
+                             f"(use any of {', '.join(SPECULATIVE_KINDS)})")
+        return value
 
     @property
     def db_path(self) -> Path:

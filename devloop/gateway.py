@@ -94,7 +94,7 @@ class Gateway:
         settings.ensure_home()
         self.writer = DbWriter(settings.db_path)
         self.read_conn: sqlite3.Connection = connect(settings.db_path)
-        self.router = Router(profile)
+        self.router = Router(profile, settings)
         self.pricing = Pricing(profile)
         self.cache = ResponseCache(profile.cache, self.writer, self.read_conn)
         self.budgets = Budgets(profile, self.writer)

@@ -8,6 +8,7 @@ inference and callers are served one at a time in arrival order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import threading
 import time
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from devloop.backends.base import Backend, BackendError, sampling_kwargs
-from devloop.config import TierConfig
+from devloop.backends.prefix_cache import KVPrefixCache, make_prefix_cache, reused_tokens
+from devloop.backends.speculative import chat_kind, eligible, parse_kinds, prompt_lookup
+from devloop.config import Settings, TierConfig
 from devloop.types import (
     ChatRequest,
     Completion,
@@ -51,8 +54,13 @@ def message_dicts(messages: list[Message]) -> list[dict[str, str]]:
 class LlamaRunner:
     """One GGUF model on one thread. All llama.cpp calls happen on that thread."""
 
-    def __init__(self, path: Path, n_ctx: int, embedding: bool = False) -> None:
+    def __init__(self, path: Path, n_ctx: int, embedding: bool = False,
+                 settings: Settings | None = None) -> None:
         self.path, self.n_ctx, self.embedding = path, n_ctx, embedding
+        self.settings = settings
+        self.prefix_cache: KVPrefixCache | None = None
+        self.speculative = parse_kinds((settings or Settings.model_construct()).embedded_speculative)
+        self.draft_tokens = 10  # tokens proposed per speculative step
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devloop-llama")
         self._llm: Any = None
         self._formatter: Any = None
@@ -77,6 +85,11 @@ class LlamaRunner:
                 bos = llm._model.token_get_text(llm.token_bos())
                 self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
             self._llm = llm
+            if not self.embedding:
+                s = self.settings or Settings.model_construct()
+                self.prefix_cache = make_prefix_cache(
+                    self.path, self.n_ctx, s.embedded_prefix_cache_mb,
+                    s.embedded_prefix_cache_disk_mb, self.settings.home if self.settings else None)
             self.loaded_at = time.time()
         return self._llm
 
@@ -114,43 +127,70 @@ class LlamaRunner:
     def count_tokens(self, text: str) -> int:
         return len(self._load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def _prepare(self, prompt: str) -> tuple[Any, str, int]:
+    def _prepare(self, prompt: str) -> tuple[Any, list[int], int]:
+        """The prompt's tokens (as create_completion would make them) and the prompt tokens
+        whose KV state is reused, restored from the prefix cache when it knows a longer one."""
         llm = self._load()
         if not prompt:  # llama.cpp cannot sample from an empty context
             prompt = llm._model.token_get_text(llm.token_bos())
-        n_prompt = len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
-        self._check_context(n_prompt)
-        return llm, prompt, n_prompt
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if llm._model.add_bos_token() and llm.token_bos() >= 0:
+            tokens = [llm.token_bos(), *tokens]
+        self._check_context(len(tokens))
+        if self.prefix_cache is not None:
+            cached = self.prefix_cache.restore(llm, tokens)
+        else:
+            cached = reused_tokens(llm, tokens)  # llama-cpp-python's reuse of the last prompt
+        return llm, tokens, cached
 
-    def generate(self, prompt: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        llm, prompt, n_prompt = self._prepare(prompt)
+    def _keep(self, llm: Any) -> None:
+        if self.prefix_cache is not None:
+            self.prefix_cache.save(llm)
+
+    def _decoding(self, llm: Any, tokens: list[int], cached: int, kind: str,
+                  kwargs: dict[str, Any]) -> contextlib.AbstractContextManager[None]:
+        """Prompt-lookup speculation for the kinds it is on for, else ordinary decoding."""
+        if kind in self.speculative and eligible(kwargs):
+            return prompt_lookup(llm, tokens, cached, self.draft_tokens)
+        return contextlib.nullcontext()
+
+    def generate(self, prompt: str, kwargs: dict[str, Any], kind: str = "chat") -> dict[str, Any]:
+        llm, tokens, cached = self._prepare(prompt)
         try:
-            result: dict[str, Any] = llm.create_completion(prompt, **kwargs)
+            with self._decoding(llm, tokens, cached, kind, kwargs):
+                result: dict[str, Any] = llm.create_completion(tokens, **kwargs)
         except (AssertionError, RuntimeError, ValueError) as exc:
             raise BackendError(f"embedded model failed: {exc or type(exc).__name__}", 502,
                                False) from None
-        result["usage"]["prompt_tokens"] = n_prompt
+        self._keep(llm)
+        result["usage"]["prompt_tokens"] = len(tokens)
+        result["usage"]["cached_tokens"] = cached
         return result
 
     def generate_stream(
-        self, prompt: str, kwargs: dict[str, Any], emit: Any, cancelled: threading.Event
+        self, prompt: str, kwargs: dict[str, Any], emit: Any, cancelled: threading.Event,
+        kind: str = "chat",
     ) -> None:
         """Runs on the model thread; ``emit`` hands each piece to the event loop."""
         try:
-            llm, prompt, n_prompt = self._prepare(prompt)
+            llm, tokens, cached = self._prepare(prompt)
             n_out, finish = 0, "stop"
-            stream: Iterator[dict[str, Any]] = llm.create_completion(prompt, stream=True, **kwargs)
-            for chunk in stream:
-                if cancelled.is_set():
-                    finish = "cancelled"
-                    break
-                choice = chunk["choices"][0]
-                if choice.get("text"):
-                    n_out += 1
-                    emit(Delta(text=choice["text"]))
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-            usage = Usage(n_prompt, n_out, reported=True)
+            with self._decoding(llm, tokens, cached, kind, kwargs):
+                stream: Iterator[dict[str, Any]] = llm.create_completion(
+                    tokens, stream=True, **kwargs)
+                for chunk in stream:
+                    if cancelled.is_set():
+                        finish = "cancelled"
+                        break
+                    choice = chunk["choices"][0]
+                    if choice.get("text"):
+                        n_out += 1
+                        emit(Delta(text=choice["text"]))
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                stream.close()  # ends the generator now, so the state below is complete
+            self._keep(llm)
+            usage = Usage(len(tokens), n_out, cached, reported=True)
             emit(Delta(finish_reason=finish, usage=usage))
         except BaseException as exc:  # surfaced to the awaiting coroutine
             emit(exc)
@@ -175,15 +215,17 @@ class LlamaRunner:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.prefix_cache is not None:
+            self.prefix_cache.store.close()  # finish writing states to disk
 
 
 class EmbeddedBackend(Backend):
     kind = "embedded"
 
-    def __init__(self, tier: str, config: TierConfig) -> None:
+    def __init__(self, tier: str, config: TierConfig, settings: Settings | None = None) -> None:
         super().__init__(tier, config)
         path = Path(config.model_path).expanduser() if config.model_path else default_gguf()
-        self.runner = LlamaRunner(path, config.n_ctx)
+        self.runner = LlamaRunner(path, config.n_ctx, settings=settings)
         self._embedder: LlamaRunner | None = None
 
     @property
@@ -219,25 +261,36 @@ class EmbeddedBackend(Backend):
         return kwargs
 
     # -- generation -----------------------------------------------------------------------
+    @staticmethod
+    def _kind(req: ChatRequest | CompletionRequest) -> str:
+        """fim, completion, edit (chat carrying code to rework) or chat: see speculative.py."""
+        if isinstance(req, CompletionRequest):
+            return "fim" if req.suffix else "completion"
+        users = [m for m in req.messages if m.role == "user"]
+        return chat_kind(users[-1].text()) if users else "chat"
+
     async def chat(self, req: ChatRequest, model: str) -> Completion:
         prompt, kwargs = await self._chat_prompt(req)
-        return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        result = await self.runner.call(self.runner.generate, prompt, kwargs, self._kind(req))
+        return self._completion(result, model)
 
     async def complete(self, req: CompletionRequest, model: str) -> Completion:
         prompt, kwargs = await self._completion_prompt(req)
-        return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        result = await self.runner.call(self.runner.generate, prompt, kwargs, self._kind(req))
+        return self._completion(result, model)
 
     async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._chat_prompt(req)
-        async for delta in self._stream(prompt, kwargs):
+        async for delta in self._stream(prompt, kwargs, self._kind(req)):
             yield delta
 
     async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._completion_prompt(req)
-        async for delta in self._stream(prompt, kwargs):
+        async for delta in self._stream(prompt, kwargs, self._kind(req)):
             yield delta
 
-    async def _stream(self, prompt: str, kwargs: dict[str, Any]) -> AsyncIterator[Delta]:
+    async def _stream(self, prompt: str, kwargs: dict[str, Any],
+                      kind: str = "chat") -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -246,7 +299,7 @@ class EmbeddedBackend(Backend):
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         task = asyncio.ensure_future(
-            self.runner.call(self.runner.generate_stream, prompt, kwargs, emit, cancelled)
+            self.runner.call(self.runner.generate_stream, prompt, kwargs, emit, cancelled, kind)
         )
         try:
             while True:
@@ -268,7 +321,8 @@ class EmbeddedBackend(Backend):
             text=choice.get("text") or "",
             model=model,
             finish_reason=choice.get("finish_reason") or "stop",
-            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                        usage.get("cached_tokens", 0)),
         )
 
     async def embed(self, texts: list[str], model: str) -> Embeddings:

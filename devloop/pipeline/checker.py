@@ -90,6 +90,7 @@ class Checker:
         self._tokenizer = tokenizer
         self.grader = grader
         self.store = store
+        self.on_progress: Callable[[str], None] | None = None  # a line per draft step
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -146,7 +147,8 @@ class Checker:
                          model: str) -> BaseModel:
         assert self.gateway is not None and self.grader is not None
         if stage == "draft":
-            return await run_draft(evalset, self.gateway, self.grader, production_model=model)
+            return await run_draft(evalset, self.gateway, self.grader, production_model=model,
+                                   progress=self.on_progress)
         pricing = cache_pricing(self.profile, model)
         draft = report.stages.get("draft")
         if stage == "cache_order":

@@ -40,6 +40,8 @@ async def _check_all(checker: Checker, files: list[Path], stages: tuple[str, ...
                      progress: bool) -> list[CheckReport]:
     reports = []
     await checker.start()
+    if progress:
+        checker.on_progress = lambda message: click.echo(f"  {message}", err=True)
     try:
         for path in files:
             if progress:

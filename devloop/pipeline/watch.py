@@ -31,7 +31,7 @@ from devloop.pipeline.checker import (
 )
 
 EventKind = Literal["ready", "started", "stage", "done", "invalid", "stale", "removed",
-                    "profile"]
+                    "profile", "progress"]
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -247,6 +247,11 @@ class EvalsetWatcher:
 
         def stage_done(report: CheckReport, stage: str) -> None:
             self._emit(WatchEvent("stage", shown, report, stage))
+
+        def progress(message: str) -> None:
+            self._emit(WatchEvent("progress", shown, message=message))
+
+        self.checker.on_progress = progress
 
         report = await self.checker.check_evalset(evalset, shown, self.stages, stage_done)
         self._emit(WatchEvent("done", shown, report, message=f"{report.seconds:.1f}s"))

@@ -17,7 +17,7 @@ from devloop.backends import (
     UpstreamUnavailable,
     make_backend,
 )
-from devloop.config import Profile
+from devloop.config import Profile, Settings
 from devloop.routing.policy import TierState
 from devloop.types import Health, RouteDecision
 
@@ -35,10 +35,10 @@ class TierHealth:
 
 
 class Router:
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, settings: Settings | None = None) -> None:
         self.profile = profile
         self.backends: dict[str, Backend] = {
-            name: make_backend(name, cfg) for name, cfg in profile.tiers.items()
+            name: make_backend(name, cfg, settings) for name, cfg in profile.tiers.items()
         }
         self.health = {name: TierHealth() for name in profile.tiers}
         self._probe_task: asyncio.Task[None] | None = None
