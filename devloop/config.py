@@ -196,9 +196,11 @@ class Settings(BaseSettings):
     # 0 turns reuse beyond the last prompt off) and on disk under home/kv-prefix (MB; 0: RAM only).
     embedded_prefix_cache_mb: int = Field(default=512, ge=0)
     embedded_prefix_cache_disk_mb: int = Field(default=2048, ge=0)
-    # Request kinds the embedded model decodes speculatively with prompt lookup, where the
-    # answer repeats the input (see docs/benchmarks.md): any of fim, edit, chat, completion.
-    embedded_speculative: str = "fim,edit"
+    # Request kinds the embedded model decodes speculatively with prompt lookup (any of fim,
+    # edit, chat, completion). Off by default: on this CPU, checking the guessed tokens in a
+    # batch costs more than it saves, and batched logits can flip near-ties at temperature 0
+    # (docs/benchmarks.md, "Speculative decoding").
+    embedded_speculative: str = ""
 
     @field_validator("embedded_speculative")
     @classmethod

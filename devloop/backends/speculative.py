@@ -3,9 +3,12 @@
 Where an answer repeats its input (rewrite this function, fill in the middle), the tokens
 that follow the last generated n-gram's earlier occurrence in the context are a good guess
 for what comes next: llama-cpp-python's ``LlamaPromptLookupDecoding`` proposes them and the
-model checks several in one batch. At temperature 0 the output is the model's own greedy
-answer either way (each proposed token is kept only when it is the argmax); only the time
-changes. docs/benchmarks.md has the figures that chose the kinds it is on for.
+model checks several in one batch, keeping a proposed token only when it is the argmax.
+Measured here (docs/benchmarks.md) it is off by default: on a 2-core CPU a batch of k
+tokens costs about k single steps, so it only pays when nearly every guess is right; and
+logits computed in a batch differ from single-token ones in the last bits, which can flip a
+near-tie at temperature 0 (seen on an edit request). ``Settings.embedded_speculative``
+turns it on per request kind.
 
 llama-cpp-python fixes the draft model at construction and then asks for logits of every
 prompt token; this module switches it on for one generation only, after the prompt has been
@@ -53,10 +56,11 @@ def prompt_lookup(llm: Any, tokens: list[int], reused: int, num_pred_tokens: int
     """Generate speculatively inside the block. ``reused``: prompt tokens whose KV is valid."""
     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
-    n = len(tokens)
-    if reused < n - 1:  # the prompt, less its last token, without a logits row per token
+    if reused < len(tokens) - 1:
+        # The prompt in one batch, as ordinary decoding evaluates it (one logits row): the
+        # first token is then sampled from the same logits, and only decoding differs.
         llm.n_tokens = reused
-        llm.eval(tokens[reused:n - 1])
+        llm.eval(tokens[reused:])
     saved = llm.scores, llm._logits_all, llm.draft_model
     # With a draft model llama-cpp-python copies every evaluated row of logits into
     # ``scores`` (n_ctx x n_vocab floats: 1.6 GB at 8,192 x 49,152). Sampling reads the

@@ -113,17 +113,19 @@ EDIT = ("Add type hints to this function and keep everything else the same.\n```
         "def total(prices, tax):\n    subtotal = sum(prices)\n    return subtotal + subtotal * tax\n```")
 
 
-def test_speculative_decoding_keeps_the_greedy_answer(tmp_path: Path) -> None:
-    spec = runner(tmp_path / "a", embedded_speculative="edit,chat", embedded_prefix_cache_mb=0)
+def test_speculation_is_on_for_one_request_only(tmp_path: Path) -> None:
+    """Prompt lookup switched on for an edit request leaves the model as it found it: the
+    next ordinary answer is the one a runner that never speculated gives."""
+    spec = runner(tmp_path / "a", embedded_speculative="edit", embedded_prefix_cache_mb=0)
     plain = runner(tmp_path / "b", embedded_speculative="", embedded_prefix_cache_mb=0)
-    for user in (EDIT, "Repeat exactly: the quick brown fox jumps over the lazy dog. " * 2):
-        kind = "edit" if "```" in user else "chat"
-        a = chat(spec, "You are a careful programmer.", user, 40, kind)
-        b = chat(plain, "You are a careful programmer.", user, 40, kind)
-        assert text(a) == text(b)
-        assert a["usage"]["completion_tokens"] == b["usage"]["completion_tokens"]
-    # Switched off after the request: the next ordinary call allocates no logits per token.
-    assert spec._llm.draft_model is None and spec._llm._logits_all is False
+    edited = chat(spec, "You are a careful programmer.", EDIT, 40, "edit")
+    chat(plain, "You are a careful programmer.", EDIT, 40, "edit")
+    assert text(edited).strip() and edited["usage"]["completion_tokens"] > 0
+    llm = spec._llm
+    assert llm.draft_model is None and llm._logits_all is False and llm.scores.strides[0] > 0
+    question = "Name three prime numbers."
+    assert text(chat(spec, "You are a careful programmer.", question, 16)) == \
+        text(chat(plain, "You are a careful programmer.", question, 16))
     spec.close()
     plain.close()
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
 from devloop.backends.prefix_cache import PrefixStore, common_prefix
+from devloop.backends.speculative import chat_kind, eligible, parse_kinds
+from devloop.config import Settings
 
 
 def toks(*parts: range | list[int]) -> np.ndarray:
@@ -120,3 +124,20 @@ def test_a_foreign_file_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "junk.kvp").write_bytes(b"not a state")
     store = PrefixStore(ram_bytes=10_000, disk_dir=tmp_path, disk_bytes=1_000_000)
     assert store.best(A) == (None, 0)
+
+
+def test_speculative_kinds_are_validated() -> None:
+    with pytest.raises(ValidationError, match="embedded_speculative"):
+        Settings(embedded_speculative="fim,rewrite")
+    assert parse_kinds(Settings(embedded_speculative="fim, edit").embedded_speculative) == \
+        {"fim", "edit"}
+    assert parse_kinds("") == frozenset()
+
+
+def test_request_kinds_and_eligibility() -> None:
+    assert chat_kind("Rename x to y:\n```python\nx = 1\n```") == "edit"
+    assert chat_kind("Tell me a story about a robot.") == "chat"
+    assert eligible({"temperature": 0})
+    assert not eligible({"temperature": 0.7})
+    assert not eligible({})  # the embedded tier's default temperature is 0.8
+    assert not eligible({"temperature": 0, "grammar": object()})
