@@ -30,6 +30,7 @@ test: install node_modules/.package-lock.json
 
 lint: install
 	$(VENV)/bin/ruff check devloop tests scripts
+	$(VENV)/bin/lint-imports
 
 install: $(INSTALLED)
 

@@ -6,24 +6,20 @@ Subcommands load lazily so `devloop serve` does not import the TUI, litellm or t
 from __future__ import annotations
 
 import importlib
-import sys
-from typing import Any
 
 import click
-
-from devloop.config import ConfigError, Profile, Settings, load_profile
 
 COMMANDS = {
     "serve": "devloop.commands.serve:serve",
     "tui": "devloop.commands.serve:tui",
     "models": "devloop.commands.info:models",
     "doctor": "devloop.commands.info:doctor",
-    "continue-config": "devloop.continue_config:continue_config_cmd",
+    "continue-config": "devloop.commands.continue_config:continue_config_cmd",
     "spend": "devloop.commands.spend:spend",
     "keys": "devloop.commands.keys:keys",
-    "check": "devloop.pipeline.cli:check",
-    "watch": "devloop.pipeline.cli:watch",
-    "eval": "devloop.evals.cli:eval_cmd",
+    "check": "devloop.commands.check:check",
+    "watch": "devloop.commands.check:watch",
+    "eval": "devloop.commands.eval:eval_cmd",
 }
 
 
@@ -43,35 +39,30 @@ class LazyGroup(click.Group):
         return cmd
 
 
-def fail(message: str) -> None:
-    """One line on stderr, exit 2: the contract for user mistakes."""
-    click.echo(f"devloop: error: {message}", err=True)
-    sys.exit(2)
-
-
-def load(profile: str | None = None, **overrides: Any) -> tuple[Settings, Profile]:
-    """Settings from the environment (plus CLI overrides) and the chosen profile."""
-    try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        if profile:
-            settings.profile = profile
-        return settings, load_profile(settings.profile)
-    except ConfigError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail exits
-
-
 @click.group(cls=LazyGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="devloop")
+@click.option("--host", default=None, help="[TUI] Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="[TUI] Port (default 8790).")
+@click.option("--profile", default=None, help="[TUI] Profile name or YAML path.")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, host: str | None, port: int | None, profile: str | None) -> None:
     """devloop: a local-first LLM endpoint, spend ledger and prompt promotion ladder.
 
-    With no command, opens the TUI, which also serves the endpoint.
+    With no command, opens the TUI, which also serves the endpoint (it takes --host, --port
+    and --profile as `devloop serve` does).
     """
+    given = {"--host": host, "--port": port, "--profile": profile}
     if ctx.invoked_subcommand is None:
-        ctx.invoke(LazyGroup.get_command(cli, ctx, "tui"))  # type: ignore[arg-type, union-attr]
+        tui = LazyGroup.get_command(cli, ctx, "tui")
+        ctx.invoke(tui, host=host, port=port, profile=profile)  # type: ignore[arg-type]
+        return
+    for name, value in given.items():
+        if value is not None:  # honoured for the TUI only: refuse rather than drop it
+            from devloop.commands._common import fail
+
+            fail(f"{name}: goes after the command here (`devloop {ctx.invoked_subcommand} "
+                 f"{name} ...`); before it, it is the TUI's")
 
 
 def main() -> None:

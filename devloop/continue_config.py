@@ -1,12 +1,12 @@
-"""Continue.dev config.yaml pointing the IDE (and the `cn` CLI) at the running devloop endpoint."""
+"""Continue.dev config.yaml pointing the IDE (and the `cn` CLI) at the running devloop endpoint.
+
+The command is devloop.commands.continue_config."""
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import click
 import yaml
 
 Provider = Literal["openai", "ollama"]
@@ -118,48 +118,3 @@ def autocomplete_model_for(tiers: dict[str, Any]) -> str | None:
     right fill-in-the-middle template from the name (e.g. qwen2.5-coder)."""
     local = tiers.get("local")
     return local.model if local is not None else None
-
-
-@click.command("continue-config")
-@click.option("--provider", type=click.Choice(PROVIDERS), default="openai", show_default=True,
-              help="Wire protocol Continue uses to talk to devloop.")
-@click.option("--base-url", default=None, metavar="URL",
-              help="devloop's address [default: http://DEVLOOP_HOST:DEVLOOP_PORT].")
-@click.option("--profile", "profile_name", default=None, metavar="NAME",
-              help="Routing profile whose tiers are listed [default: DEVLOOP_PROFILE].")
-@click.option("--api-key", default=None, metavar="KEY",
-              help="Key for a devloop running in --team mode.")
-def continue_config_cmd(provider: Provider, base_url: str | None, profile_name: str | None,
-                        api_key: str | None) -> None:
-    """Print a Continue.dev config.yaml that points the IDE at devloop."""
-    from pydantic import ValidationError
-
-    from devloop.config import ConfigError, Settings, load_profile
-
-    try:
-        settings = Settings()
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = "DEVLOOP_" + "_".join(str(p) for p in first["loc"]).upper()
-        _fail(f"environment: {field}: {first['msg']}")
-    try:
-        profile = load_profile(profile_name or settings.profile)
-    except ConfigError as err:
-        _fail(str(err))
-    try:
-        text = render_continue_config(
-            base_url or client_base_url(settings.host, settings.port),
-            provider,
-            models_for_profile(list(profile.tiers)),
-            autocomplete_model=autocomplete_model_for(profile.tiers),
-            api_key=api_key,
-        )
-    except ValueError as err:
-        _fail(f"--base-url: {err}")
-    click.echo(text, nl=False)
-
-
-def _fail(message: str) -> NoReturn:
-    """One line naming what is wrong, exit status 2, never a traceback."""
-    click.echo(f"devloop: error: {message}", err=True)
-    sys.exit(2)

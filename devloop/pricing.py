@@ -111,8 +111,9 @@ def _from_entry(entry: dict[str, Any]) -> ModelPrice | None:
     )
 
 
-def lookup_model(model: str) -> ModelPrice | None:
-    """Find ``model`` in the cost map, with or without its provider prefix."""
+def cost_map_entry(model: str) -> dict[str, Any] | None:
+    """``model``'s entry in litellm's map, with or without its provider prefix (the one
+    lookup: prices, cache minimums and providers all come through here)."""
     cmap = load_cost_map()
     candidates = [model]
     if "/" in model:
@@ -120,8 +121,14 @@ def lookup_model(model: str) -> ModelPrice | None:
     for name in candidates:
         entry = cmap.get(name)
         if entry:
-            return _from_entry(entry)
+            return entry
     return None
+
+
+def lookup_model(model: str) -> ModelPrice | None:
+    """Find ``model``'s price in the cost map, with or without its provider prefix."""
+    entry = cost_map_entry(model)
+    return _from_entry(entry) if entry else None
 
 
 class Pricing:

@@ -1,4 +1,5 @@
-"""Token counting for when an upstream reports none (streams without usage, cache-order).
+"""Token counting for when an upstream reports none (streams without usage), for the pipeline
+(cache order, compression) and for eval estimates.
 
 tiktoken's cl100k_base from the tokenizer files litellm ships, so nothing is downloaded.
 """
@@ -9,7 +10,7 @@ import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 
 def bundled_tiktoken_dir() -> Path | None:
@@ -48,3 +49,21 @@ def count_tokens(text: str) -> int:
 def estimate_tokens(text: str) -> int:
     """A cheap estimate for routing decisions on the hot path (about 4 chars a token)."""
     return (len(text) + 3) // 4
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+class TiktokenCounter:
+    """cl100k_base; prompts may contain "<|endoftext|>" as plain text, so nothing is special."""
+
+    def __init__(self) -> None:
+        enc = encoding()
+        if enc is None:
+            raise RuntimeError("tiktoken's cl100k_base is unavailable offline: install litellm "
+                               "(it bundles the file) or set TIKTOKEN_CACHE_DIR")
+        self._enc = enc
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._enc.encode(text, disallowed_special=()))

@@ -32,8 +32,8 @@ from textual import events  # noqa: E402
 from textual.worker import WorkerCancelled, WorkerFailed  # noqa: E402
 
 from devloop.config import Settings, load_profile  # noqa: E402
+from devloop.store.reports import CallFilter  # noqa: E402
 from devloop.tui.app import DevloopApp  # noqa: E402
-from devloop.tui.data import CallFilter  # noqa: E402
 from tests.tui.seed import seed_calls, seed_ladder  # noqa: E402
 
 BUDGET_MS = 100.0

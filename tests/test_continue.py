@@ -19,7 +19,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from devloop.continue_config import continue_config_cmd, render_continue_config
+from devloop.commands.continue_config import continue_config_cmd
+from devloop.continue_config import render_continue_config
 from tests.helpers import ROOT, RunningServer, base_env, start_server
 
 CN = ROOT / "node_modules" / ".bin" / "cn"
@@ -108,10 +109,21 @@ def test_command_default_base_url_follows_settings(embedded_profile: Path) -> No
     assert load(result.output)["models"][0]["apiBase"] == "http://127.0.0.1:9911/v1"
 
 
+def test_command_port_names_the_endpoint(embedded_profile: Path) -> None:
+    """`--port` like every other command that names the endpoint (it beats DEVLOOP_PORT)."""
+    result = CliRunner().invoke(continue_config_cmd, ["--profile", str(embedded_profile),
+                                                      "--port", "9912"],
+                                env={"DEVLOOP_PORT": "9911"})
+
+    assert result.exit_code == 0, result.output
+    assert load(result.output)["models"][0]["apiBase"] == "http://127.0.0.1:9912/v1"
+
+
 @pytest.mark.parametrize(("args", "env", "names"), [
     (["--base-url", "localhost:8790"], {}, "--base-url"),
     (["--profile", "no-such-profile"], {}, "no-such-profile"),
     ([], {"DEVLOOP_PORT": "eighty"}, "DEVLOOP_PORT"),
+    (["--port", "9000", "--base-url", "http://127.0.0.1:1"], {}, "--port"),
 ])
 def test_command_bad_input_is_one_line_and_exit_2(args: list[str], env: dict[str, str],
                                                   names: str) -> None:

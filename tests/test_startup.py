@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,30 +29,35 @@ def test_server_imports_neither_textual_nor_litellm() -> None:
     assert loaded == dict.fromkeys(loaded, False), loaded
 
 
+# Native libraries of the models and the TUI: none is mapped into a server that only started.
+HEAVY_LIBRARIES = ("libllama", "libggml", "libtorch", "llama_cpp", "torch/lib", "tokenizers")
+
+
 @pytest.mark.slow
-def test_serve_answers_health_within_1_5_s(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_serve_answers_health_before_any_model_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What the start-up figure rests on, asserted without a clock (the figure itself is
+    scripts/bench_startup.py's): /health answers while no model is loaded and no model
+    library is even mapped into the process."""
     port = free_port()
     env = base_env(tmp_path)
-    # As installed: bytecode is written once, so later starts do not recompile every module.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([sys.executable, "-c", "import devloop.server.app, devloop.cli"], env=env,
-                   check=True)
-    start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "devloop", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        elapsed = None
-        while time.perf_counter() - start < 10:
+        health = None
+        for _ in range(600):  # a hang guard, not a timing: the test asserts no duration
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
-                    elapsed = time.perf_counter() - start
-                    break
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
             except httpx.HTTPError:
-                time.sleep(0.01)
-        assert elapsed is not None, "no /health within 10 s"
-        assert elapsed < 1.5, f"/health after {elapsed:.2f}s"
+                assert proc.poll() is None, "devloop serve exited"
+                time.sleep(0.1)
+        assert health is not None and health.status_code == 200
+        assert health.json()["in_flight"] == 0
         ps = httpx.get(f"http://127.0.0.1:{port}/api/ps").json()
         assert ps["models"] == []  # nothing loaded to get there
+        mapped = Path(f"/proc/{proc.pid}/maps").read_text()
+        loaded = [lib for lib in HEAVY_LIBRARIES if lib in mapped]
+        assert loaded == [], f"model libraries loaded at start: {loaded}"
     finally:
         proc.terminate()
         proc.wait(10)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from devloop.cli import load
+from devloop.commands._common import load
 
 
 async def _tier_report(settings, profile) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]

@@ -7,40 +7,27 @@ the same SQLite file as the ledger (DEVLOOP_HOME), so run these commands on the 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import click
-import sqlite_utils
-from pydantic import ValidationError
 
 from devloop.budgets import period_bounds
-from devloop.cli import fail
-from devloop.config import Settings
-from devloop.store.ledger import format_usd
+from devloop.commands._common import fail, load_settings
+from devloop.money import format_usd
+from devloop.store.db import Database
 
 REFRESH_NOTE = "a running team server picks this up within a few seconds"
 
 
-def _settings() -> Settings:
+def _open() -> Database:
+    from devloop.store.db import StoreError, open_db_checked
+
     try:
-        return Settings()
-    except ValidationError as err:
-        first = err.errors()[0]
-        fail(f"environment: DEVLOOP_{str(first['loc'][0]).upper()}: {first['msg']}")
-        raise  # unreachable: fail exits
-
-
-def _open() -> sqlite_utils.Database:
-    from devloop.store.db import open_db
-
-    path = _settings().db_path
-    try:
-        return open_db(path)
-    except (sqlite3.Error, OSError) as exc:
-        fail(f"{path}: cannot open the database: {exc}")
+        return open_db_checked(load_settings().db_path)
+    except StoreError as exc:
+        fail(str(exc))
         raise  # unreachable
 
 
@@ -126,15 +113,15 @@ def revoke(name: str) -> None:
     click.echo(f"revoked key {name!r}; {REFRESH_NOTE}")
 
 
-def _shape(db: sqlite_utils.Database, row: dict[str, Any]) -> dict[str, Any]:
+def _shape(db: Database, row: dict[str, Any]) -> dict[str, Any]:
     """One key as `keys list --json` reports it (stable names; times are ISO 8601 UTC)."""
     last = max((t for t in (row["last_used"], row["last_call"]) if t is not None), default=None)
     period_spend = None
     if row["budget_usd"] is not None:
         start, _ = period_bounds(row["budget_period"] or "day", time.time())
-        period_spend = db.execute(
-            "SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE key_id = ? AND ts >= ?",
-            [row["name"], start]).fetchone()[0]
+        from devloop.store.keys import key_spend_since
+
+        period_spend = key_spend_since(db, row["name"], start)
     return {
         "name": row["name"],
         "key_prefix": row["key_prefix"],

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
-from devloop.cli import fail, load
+from devloop.commands._common import fail, load
+from devloop.config import Profile, Settings
 
 
-def run_server(settings, profile, ssl_certfile: str | None = None,  # type: ignore[no-untyped-def]
+def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = None,
                ssl_keyfile: str | None = None) -> None:
-    import uvicorn
+    from devloop.server.run import run_server as serve_forever
 
-    from devloop.server.app import create_app
-
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, profile)
     scheme = "https" if ssl_certfile else "http"
     click.echo(f"devloop {'team ' if settings.team else ''}endpoint on "
                f"{scheme}://{settings.host}:{settings.port} (profile {profile.name}; "
                f"OpenAI at /v1, Ollama at /api)", err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, loop="uvloop", http="httptools", lifespan="on",
-                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=5)
+    serve_forever(settings, profile, ssl_certfile, ssl_keyfile)
 
 
 @click.command()
@@ -51,15 +45,12 @@ def serve(host: str | None, port: int | None, profile: str | None, team: bool,
 
 
 @click.command()
-@click.option("--port", type=int, default=None)
-@click.option("--profile", default=None)
-def tui(port: int | None, profile: str | None) -> None:
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8790).")
+@click.option("--profile", default=None, help="Profile name or YAML path (default: default).")
+def tui(host: str | None, port: int | None, profile: str | None) -> None:
     """Open the TUI, which hosts the endpoint in the same process."""
-    settings, prof = load(profile, port=port)
-    try:
-        from devloop.tui.app import run_tui
-    except ImportError:
-        click.echo("the TUI is not available; serving headless", err=True)
-        run_server(settings, prof)
-        return
+    settings, prof = load(profile, host=host, port=port)
+    from devloop.tui.app import run_tui
+
     sys.exit(run_tui(settings, prof))

@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from devloop.cli import fail, load
-from devloop.store.ledger import GROUPINGS, format_usd, period_seconds, spend_report
+from devloop.commands._common import fail, load
+from devloop.money import format_usd
+from devloop.store.spend import GROUPINGS, period_seconds, spend_report
 
 CSV_FIELDS = ["key", "calls", "prompt_tokens", "completion_tokens", "cost_usd",
               "counterfactual_usd", "saved_usd", "cache_hit_rate", "local_share",

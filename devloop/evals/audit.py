@@ -34,8 +34,9 @@ from devloop.evals.assertions import (
 )
 from devloop.evals.client import EvalCallError, LiteLLMGrader, ModelClient
 from devloop.evals.evalset import Assertion
-from devloop.evals.report import Progress, _money
+from devloop.evals.report import Progress
 from devloop.evals.runner import DEFAULT_MAX_TOKENS, TOKENIZER_MARGIN, prompt_tokens
+from devloop.money import round_usd
 from devloop.pricing import Pricing
 from devloop.store.bodies import StoredCall
 from devloop.tokens import count_tokens
@@ -202,7 +203,7 @@ class AuditedCall:
             "request_id": c.request_id, "ts": c.ts, "feature": c.feature, "tier": c.tier,
             "local_model": c.model, "agree": None if self.error else self.agree,
             "score": round(self.score, 4), "reason": self.reason, "grader": self.grader,
-            "cost_usd": _money(self.cost_usd), "error": self.error,
+            "cost_usd": round_usd(self.cost_usd), "error": self.error,
             "local_text": c.response_text, "production_text": self.production_text,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
@@ -241,7 +242,7 @@ class Tally:
         return {"calls": self.calls, "agreed": self.agreed,
                 "disagreed": self.graded - self.agreed, "errors": self.errors,
                 "agreement_rate": None if rate is None else round(rate, 4),
-                "cost_usd": _money(self.cost_usd)}
+                "cost_usd": round_usd(self.cost_usd)}
 
 
 @dataclass(slots=True)
@@ -274,7 +275,7 @@ class AuditResult:
             "model": self.model, "grader": self.grader, "sample": self.sample,
             "seed": self.seed, "population": self.population, "sampled": len(self.calls),
             **self.total().as_json(),
-            "estimate_usd": _money(self.estimate_usd), "seconds": round(self.seconds, 3),
+            "estimate_usd": round_usd(self.estimate_usd), "seconds": round(self.seconds, 3),
             "retries": self.retries, "notes": self.notes,
             "features": [{"feature": name, **t.as_json()}
                          for name, t in self.by_feature().items()],

@@ -11,14 +11,12 @@ import asyncio
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from devloop.config import ConfigError
 from devloop.evals.client import EvalCallError, ModelClient, Reply, import_litellm
+from devloop.evals.plan import Plan, PlannedCase, RunOptions
 from devloop.evals.report import Progress
-
-if TYPE_CHECKING:
-    from devloop.evals.runner import Plan, PlannedCase, RunOptions
 
 ENDPOINT = "/v1/chat/completions"
 DONE = frozenset({"completed", "failed", "expired", "cancelled"})

@@ -7,7 +7,6 @@ several eval sets the top level sums them and ``evalsets`` holds one object per 
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import sys
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import click
+from devloop.money import format_usd, round_usd, sum_usd
 
 
 @dataclass(slots=True)
@@ -40,11 +39,11 @@ class CaseResult:
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "pass": self.passed, "reason": self.reason,
-            "cost_usd": _money(self.cost_usd), "cached": self.cached,
+            "cost_usd": round_usd(self.cost_usd), "cached": self.cached,
             "score": round(self.score, 4), "error": self.error, "output": self.output,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
-            "saved_usd": _money(self.saved_usd), "assertions": self.assertions,
+            "saved_usd": round_usd(self.saved_usd), "assertions": self.assertions,
         }
 
 
@@ -108,26 +107,14 @@ class RunResult:
         return {
             "model": self.model, "prompt_hash": self.prompt_hash,
             "pass_rate": round(self.pass_rate, 4), "threshold": self.threshold,
-            "passed": self.passed, "failed": self.failed, "cost_usd": _money(self.cost_usd),
+            "passed": self.passed, "failed": self.failed, "cost_usd": round_usd(self.cost_usd),
             "cached_cases": self.cached_cases,
             "cases": [c.as_json() for c in self.cases],
             "evalset": self.evalset, "file": self.file, "run_id": self.run_id,
-            "status": self.status, "errors": self.errors, "saved_usd": _money(self.saved_usd),
-            "estimate_usd": _money(self.estimate_usd), "promoted": self.promoted,
+            "status": self.status, "errors": self.errors, "saved_usd": round_usd(self.saved_usd),
+            "estimate_usd": round_usd(self.estimate_usd), "promoted": self.promoted,
             "batch": self.batch, "retries": self.retries,
         }
-
-
-def _money(value: float | None) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return round(value, 8)
-
-
-def fmt_usd(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    return f"${value:.4f}" if value >= 0.0001 or value == 0 else f"${value:.2e}"
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -148,13 +135,13 @@ def json_report(runs: list[RunResult]) -> dict[str, Any]:
         "pass_rate": round(passed / total, 4) if total else 0.0,
         "threshold": None,
         "passed": passed, "failed": total - passed,
-        "cost_usd": None if any(c is None for c in costs) else _money(sum(c or 0 for c in costs)),
+        "cost_usd": sum_usd(costs),
         "cached_cases": sum(r.cached_cases for r in runs),
         "cases": cases,
         "status": ("error" if any(r.status == "error" for r in runs) else
                    "fail" if any(r.status == "fail" for r in runs) else "pass"),
         "errors": sum(r.errors for r in runs),
-        "saved_usd": None if any(s is None for s in saved) else _money(sum(s or 0 for s in saved)),
+        "saved_usd": sum_usd(saved),
         "evalsets": [r.as_json() for r in runs],
     }
 
@@ -192,7 +179,7 @@ def junit_xml(runs: list[RunResult]) -> ET.Element:
         for name, value in (("model", run.model), ("prompt_hash", run.prompt_hash),
                             ("pass_rate", f"{run.pass_rate:.4f}"),
                             ("threshold", f"{run.threshold:g}"),
-                            ("cost_usd", fmt_usd(run.cost_usd)),
+                            ("cost_usd", format_usd(run.cost_usd)),
                             ("cached_cases", str(run.cached_cases)),
                             ("status", run.status)):
             ET.SubElement(props, "property", {"name": name, "value": _xml_text(value)})
@@ -239,7 +226,7 @@ def table(run: RunResult, width: int | None = None) -> str:
     for c in run.cases:
         result = "ERROR" if c.error is not None else ("PASS" if c.passed else "FAIL")
         tokens = f"{c.prompt_tokens}+{c.completion_tokens}"
-        cost = "cached" if c.cached else fmt_usd(c.cost_usd)
+        cost = "cached" if c.cached else format_usd(c.cost_usd)
         lines.append(f"{_cut(c.id, id_w):<{id_w}}  {result:<6}  "
                      f"{_cut(c.error or c.reason, reason_w):<{reason_w}}  {tokens:>10}  "
                      f"{cost:>10}")
@@ -250,20 +237,15 @@ def summary(run: RunResult) -> str:
     verdict = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}[run.status]
     parts = [f"{run.evalset} on {run.model}: {run.passed}/{run.total} passed "
              f"({run.pass_rate:.0%}, threshold {run.threshold:.0%}) {verdict}",
-             f"cost {fmt_usd(run.cost_usd)}"]
+             f"cost {format_usd(run.cost_usd)}"]
     if run.cached_cases:
         parts.append(f"{run.cached_cases} of {run.total} cases from cache "
-                     f"(saved {fmt_usd(run.saved_usd)})")
+                     f"(saved {format_usd(run.saved_usd)})")
     if run.errors:
         parts.append(f"{run.errors} errors")
     if run.promoted:
         parts.append(f"prompt {run.prompt_hash[:12]} promoted")
     return "; ".join(parts)
-
-
-def print_run(run: RunResult) -> None:
-    click.echo(table(run))
-    click.echo(summary(run))
 
 
 class Progress:

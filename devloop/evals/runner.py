@@ -13,7 +13,7 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,15 @@ from devloop.evals.assertions import (
     render_value,
     rubric_messages,
 )
+from devloop.evals.batch import batch_replies
 from devloop.evals.client import EvalCallError, LiteLLMGrader, ModelClient, Reply
-from devloop.evals.evalset import Case, EvalSet, find_evalsets, load_evalset
+from devloop.evals.evalset import EvalSet, find_evalsets, load_evalset
+from devloop.evals.plan import Plan, PlannedCase, RunOptions
+from devloop.evals.promotions import cache_key, file_promotion, write_promotion
 from devloop.evals.promptfoo import is_promptfoo_config, load_promptfoo
 from devloop.evals.report import CaseResult, Progress, RunResult
-from devloop.evals.store import EvalStore, cache_key, file_promotion, write_promotion
 from devloop.pricing import Pricing
+from devloop.store.evals import EvalStore
 from devloop.tokens import count_tokens
 
 DEFAULT_MAX_TOKENS = 1024  # sent when an eval set sets none, so the estimate is a true bound
@@ -39,51 +42,6 @@ DEFAULT_MAX_TOKENS = 1024  # sent when an eval set sets none, so the estimate is
 # use more tokens for the same text) plus chat-template tokens, so the estimate stays a bound.
 TOKENIZER_MARGIN = 1.25
 MESSAGE_OVERHEAD_TOKENS = 8
-
-
-@dataclass(slots=True)
-class RunOptions:
-    model: str | None = None
-    api_base: str | None = None
-    threshold: float | None = None
-    max_cost: float | None = None
-    concurrency: int = 4
-    batch: bool = False
-    judge_model: str | None = None
-    embedding_model: str | None = None
-    max_retries: int = 4
-    backoff_s: float = 0.5
-    timeout_s: float = 120.0
-    use_cache: bool = True
-    poll_interval_s: float = 1.0
-    batch_timeout_s: float = 24 * 3600.0
-    progress: bool = True
-
-
-@dataclass(slots=True)
-class PlannedCase:
-    case: Case
-    case_hash: str
-    key: str
-    messages: list[dict[str, str]]
-    cached: dict[str, Any] | None = None
-
-
-@dataclass(slots=True)
-class Plan:
-    evalset: EvalSet
-    model: str
-    threshold: float
-    max_tokens: int
-    params: dict[str, Any]
-    judge_model: str
-    embedding_model: str
-    items: list[PlannedCase] = field(default_factory=list)
-    estimate_usd: float | None = 0.0
-
-    @property
-    def to_run(self) -> list[PlannedCase]:
-        return [i for i in self.items if i.cached is None]
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -252,8 +210,6 @@ async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: P
 
     todo = plan.to_run
     if todo and opts.batch:
-        from devloop.evals.batch import batch_replies
-
         try:
             replies = await batch_replies(plan, todo, opts, client, progress)
         except EvalCallError as exc:  # the batch as a whole failed: every case is an error

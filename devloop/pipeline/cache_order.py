@@ -20,18 +20,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from devloop.config import Profile
 from devloop.evals.evalset import PLACEHOLDER, EvalSet, render_template, var_to_text
-from devloop.pipeline.tokens import Tokenizer
-from devloop.pricing import ModelPrice, Pricing, load_cost_map
+from devloop.pipeline.cache_prices import CachePricing, cost_per_1k_calls
+from devloop.tokens import Tokenizer
 
 DynamicKind = Literal["timestamp", "date", "id", "user", "document", "placeholder"]
 DOCUMENT_CHARS = 800  # a var this long per call is a document (an email, a diff, a page)
 # A dynamic element is worth moving when at least this much static text follows it.
 MIN_STATIC_AFTER_TOKENS = 64
-DEFAULT_MIN_CACHEABLE = 1024
-CACHING_PROVIDERS = ("anthropic", "openai")
-CALLS = 1000
 
 _MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 # Literal text that an application almost always fills in per call, even when an eval set
@@ -87,70 +83,11 @@ class CacheOrderResult(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class CachePricing:
-    """What the production model charges, per token, and its minimum cacheable prefix."""
-
-    price: ModelPrice | None
-    min_cacheable_tokens: int | None
-
-
-@dataclass(frozen=True, slots=True)
 class _Segment:
     start: int
     end: int
     sep: str  # the separator that followed it in the original text
     dynamic: bool
-
-
-# -- prices ---------------------------------------------------------------------------------
-def _provider(model: str) -> str | None:
-    if "/" in model:
-        return model.split("/", 1)[0]
-    entry = load_cost_map().get(model) or {}
-    provider = entry.get("litellm_provider")
-    return str(provider) if provider else None
-
-
-def cache_pricing(profile: Profile, model: str) -> CachePricing:
-    """Prices from the profile's overrides or litellm's bundled map; the minimum cacheable
-    length from the profile, else the map's ``prompt_cache_min_tokens``, else 1024 for
-    providers that cache (Anthropic, OpenAI, or any model the map gives a cache-read price)."""
-    price = Pricing(profile).price(model)
-    if profile.prompt_cache_min_tokens is not None:
-        return CachePricing(price, profile.prompt_cache_min_tokens)
-    bare = model.split("/", 1)[1] if "/" in model else model
-    from_map = None
-    for name in (model, bare):
-        entry = load_cost_map().get(name)
-        if entry and entry.get("prompt_cache_min_tokens") is not None:
-            from_map = int(entry["prompt_cache_min_tokens"])
-            break
-    if from_map is not None:
-        return CachePricing(price, from_map)
-    caches = _provider(model) in CACHING_PROVIDERS or (price is not None and price.cache_read)
-    return CachePricing(price, DEFAULT_MIN_CACHEABLE if caches else None)
-
-
-def cost_per_1k_calls(
-    pricing: CachePricing, prompt_tokens: float, prefix_tokens: int, output_tokens: float
-) -> float | None:
-    """USD for 1,000 calls, assuming they arrive within the cache's lifetime: one call writes
-    the prefix, the other 999 read it. A prefix below the minimum is not cached at all."""
-    p = pricing.price
-    if p is None:
-        return None
-    minimum = pricing.min_cacheable_tokens
-    cacheable = minimum is not None and p.cache_read is not None and prefix_tokens >= minimum
-    cached = prefix_tokens if cacheable else 0
-    write = p.cache_write if p.cache_write is not None else p.input
-    read = p.cache_read if p.cache_read is not None else p.input
-    total = (
-        CALLS * (prompt_tokens - cached) * p.input
-        + cached * write
-        + (CALLS - 1) * cached * read
-        + CALLS * output_tokens * p.output
-    )
-    return round(total, 6)
 
 
 # -- finding dynamic content ----------------------------------------------------------------

@@ -3,14 +3,13 @@
 One ``Checker`` per process (the CLI's ``check``, the watcher, the TUI): it owns the
 in-process Gateway for the draft stage and the lazily loaded LLMLingua compressor, so a
 second check of the same file pays for neither again. Results go to the ``prompt_checks``
-table through the Gateway's single DB writer.
+table (devloop.store.checks) through the Gateway's single DB writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,12 +19,15 @@ from pydantic import BaseModel, Field
 
 from devloop.config import Profile, Settings
 from devloop.evals.evalset import EvalSet, load_evalset
-from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order, cache_pricing
+from devloop.paths import display_path
+from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order
+from devloop.pipeline.cache_prices import cache_pricing
 from devloop.pipeline.compression import analyse_compression
 from devloop.pipeline.draft import DraftResult, Grader, run_draft
 from devloop.pipeline.grading import default_grader
 from devloop.pipeline.lingua import CompressorUnavailable, LinguaCompressor
-from devloop.pipeline.tokens import TiktokenCounter, Tokenizer
+from devloop.store.checks import insert_check, latest_checks
+from devloop.tokens import TiktokenCounter, Tokenizer
 
 STAGES: tuple[str, ...] = ("draft", "compression", "cache_order")
 # The order they run in: the cache-order costs use the draft's output length, and the
@@ -177,7 +179,7 @@ class Checker:
         row = {"prompt_hash": report.prompt_hash, "file": report.file, "name": report.name,
                "stage": stage, "status": getattr(result, "status", "error"),
                "result_json": result.model_dump_json(), "created": time.time()}
-        await asyncio.wrap_future(self.gateway.writer.insert("prompt_checks", row))
+        await asyncio.wrap_future(insert_check(self.gateway.writer, row))
 
     async def mark_stale(self, file: str, name: str, prompt_hash: str, previous: str) -> None:
         """Record that ``file``'s prompt changed, so its last eval no longer applies."""
@@ -186,51 +188,7 @@ class Checker:
         row = {"prompt_hash": prompt_hash, "file": file, "name": name, "stage": "eval",
                "status": "stale", "created": time.time(),
                "result_json": json.dumps({"previous_prompt_hash": previous})}
-        await asyncio.wrap_future(self.gateway.writer.insert("prompt_checks", row))
-
-
-def display_path(path: str | Path) -> str:
-    """How a file is named in reports and in the database: relative to the working folder
-    when it is inside it (so `check` and `watch` agree), else absolute."""
-    resolved = Path(path).resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
-
-
-def latest_checks(db_path: Path, file: str | None = None,
-                  prompt_hash: str | None = None) -> list[dict[str, Any]]:
-    """The newest row per (file, stage), optionally for one file or prompt hash."""
-    if not db_path.exists():
-        return []
-    conn = sqlite3.connect(str(db_path))
-    conn.row_factory = sqlite3.Row
-    try:
-        where, args = [], []
-        if file is not None:
-            where.append("file = ?")
-            args.append(file)
-        if prompt_hash is not None:
-            where.append("prompt_hash = ?")
-            args.append(prompt_hash)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        try:
-            rows = conn.execute(
-                f"SELECT * FROM prompt_checks {clause} ORDER BY created DESC, id DESC", args
-            ).fetchall()
-        except sqlite3.OperationalError:  # an old database without the table
-            return []
-    finally:
-        conn.close()
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for row in rows:
-        key = (row["file"], row["stage"])
-        if key not in seen:
-            seen.add(key)
-            out.append(dict(row))
-    return out
+        await asyncio.wrap_future(insert_check(self.gateway.writer, row))
 
 
 def last_prompt_hash(db_path: Path, file: str) -> str | None:

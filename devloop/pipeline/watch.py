@@ -22,13 +22,8 @@ from watchdog.observers import Observer
 
 from devloop.config import ConfigError, Profile, Settings, load_profile
 from devloop.evals.evalset import find_evalsets, load_evalset
-from devloop.pipeline.checker import (
-    STAGES,
-    Checker,
-    CheckReport,
-    display_path,
-    last_prompt_hash,
-)
+from devloop.paths import display_path
+from devloop.pipeline.checker import STAGES, Checker, CheckReport, last_prompt_hash
 
 EventKind = Literal["ready", "started", "stage", "done", "invalid", "stale", "removed",
                     "profile", "progress"]
@@ -60,6 +55,9 @@ class WatchEvent:
 
 
 class _Handler(FileSystemEventHandler):
+    """Every event that touches a *.yaml path, the destination of a move included (editors
+    save by writing a temp file and renaming it over the original)."""
+
     def __init__(self, notify: Callable[[Path], None]) -> None:
         self.notify = notify
 
@@ -73,6 +71,34 @@ class _Handler(FileSystemEventHandler):
                     self.notify(path)
 
 
+class FolderWatcher:
+    """One watchdog observer over some folders (not recursive), reporting each *.yaml path
+    that changed, on watchdog's thread. The only watchdog user: `devloop watch` and the TUI."""
+
+    def __init__(self, folders: Sequence[Path], notify: Callable[[Path], None]) -> None:
+        self.folders = list(dict.fromkeys(f.resolve() for f in folders if f.is_dir()))
+        self.notify = notify
+        self._observer: Any = None
+
+    def start(self) -> bool:
+        """Start watching; False when none of the folders exists (nothing to watch)."""
+        if not self.folders:
+            return False
+        self._observer = Observer()
+        self._observer.daemon = True
+        handler = _Handler(self.notify)
+        for folder in self.folders:
+            self._observer.schedule(handler, str(folder), recursive=False)
+        self._observer.start()
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=timeout)
+            self._observer = None
+
+
 class EvalsetWatcher:
     """Watch eval sets (a folder or one file) and a profiles folder; re-check on change."""
 
@@ -80,7 +106,10 @@ class EvalsetWatcher:
                  on_event: Callable[[WatchEvent], None], *, profile_name: str | None = None,
                  profiles_dir: str | Path | None = "profiles", debounce: float = 0.3,
                  stages: Sequence[str] = STAGES, initial_run: bool = True,
-                 checker_factory: Callable[[Settings, Profile], Checker] | None = None) -> None:
+                 checker_factory: Callable[[Settings, Profile], Checker] | None = None,
+                 watch_files: bool = True) -> None:
+        """``watch_files=False``: no observer of its own; a host that already watches the
+        folder (the TUI) calls ``trigger`` for each changed file instead."""
         self.settings = settings
         self.profile = profile
         self.profile_name = profile_name or settings.profile
@@ -98,7 +127,8 @@ class EvalsetWatcher:
         self._timers: dict[Path, asyncio.TimerHandle] = {}
         self._queued: set[Path] = set()
         self._thread: threading.Thread | None = None
-        self._observer: Any = None
+        self._observer: FolderWatcher | None = None
+        self.watch_files = watch_files
         self._main_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -142,18 +172,15 @@ class EvalsetWatcher:
             loop.close()
 
     def _start_observer(self) -> None:
-        self._observer = Observer()
-        handler = _Handler(self._notify)
-        self._observer.schedule(handler, str(self.folder), recursive=False)
-        if self.profiles_dir is not None and self.profiles_dir.is_dir() \
-                and self.profiles_dir.resolve() != self.folder.resolve():
-            self._observer.schedule(handler, str(self.profiles_dir), recursive=False)
+        if not self.watch_files:
+            return
+        folders = [self.folder] + ([self.profiles_dir] if self.profiles_dir is not None else [])
+        self._observer = FolderWatcher(folders, self._notify)
         self._observer.start()
 
     def _stop_observer(self) -> None:
         if self._observer is not None:
             self._observer.stop()
-            self._observer.join(timeout=5)
             self._observer = None
 
     # -- the watching loop ----------------------------------------------------------------

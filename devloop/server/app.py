@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +22,7 @@ from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
 from devloop.server import ollama_api, openai_api
 from devloop.server.errors import APIError, error_response
+from devloop.store.batches import has_pending_batches
 
 log = logging.getLogger("devloop.server")
 
@@ -130,25 +130,16 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
 
 
 def optional_route_factories() -> list[Any]:
-    """Routes from feature modules (Batch API), when present."""
-    factories = []
-    with contextlib.suppress(ImportError):
-        from devloop.server.batches_api import batch_routes
+    """Routes from feature modules (the Batch API)."""
+    from devloop.server.batches_api import batch_routes
 
-        factories.append(batch_routes)
-    return factories
+    return [batch_routes]
 
 
 def resume_batches(app: Starlette) -> None:
     """Batches a previous process left unfinished go on at startup, not at the next request."""
     gw: Gateway = app.state.gateway
-    try:
-        pending = gw.read_conn.execute(
-            "SELECT 1 FROM batches WHERE status IN "
-            "('validating', 'in_progress', 'finalizing', 'cancelling') LIMIT 1").fetchone()
-    except sqlite3.Error:  # no Batch API tables: nothing to resume
-        return
-    if pending:
+    if has_pending_batches(gw.read_conn):
         from devloop.server.batches_api import BatchService
 
         app.state.batch_service = BatchService(gw, app.state.settings.home / "files")

@@ -24,6 +24,7 @@ from typing import Any
 from devloop.gateway import Gateway
 from devloop.server.errors import APIError
 from devloop.server.http import parse, translate
+from devloop.store.batches import BatchStore
 from devloop.types import ChatRequest, CompletionRequest, EmbeddingRequest, RequestContext
 
 log = logging.getLogger("devloop.batches")
@@ -71,15 +72,7 @@ class BatchService:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.cancel_requested: set[str] = set()
         self.live: dict[str, dict[str, Any]] = {}  # batches being executed, shared with cancel
-
-    # -- SQLite ------------------------------------------------------------------------------
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        cur = self.gw.read_conn.execute(sql, args)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    async def _exec(self, sql: str, args: tuple[Any, ...]) -> None:
-        await self.gw.writer.run(lambda conn: conn.execute(sql, args))
+        self.db = BatchStore(gateway.read_conn, gateway.writer)
 
     # -- files -------------------------------------------------------------------------------
     async def add_file(self, filename: str, purpose: str, data: bytes,
@@ -89,40 +82,37 @@ class BatchService:
         await asyncio.to_thread(path.write_bytes, data)
         row = {"id": file_id, "created_at": int(time.time()), "filename": filename,
                "purpose": purpose, "bytes": len(data), "path": str(path), "owner": owner}
-        await self._exec("INSERT INTO batch_files (id, created_at, filename, purpose, bytes, "
-                         "path, owner) VALUES (?, ?, ?, ?, ?, ?, ?)", tuple(row.values()))
+        await self.db.add_file(row)
         return row
 
     def get_file(self, file_id: str, owner: str | None = None) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM batch_files WHERE id = ?", (file_id,))
-        return rows[0] if rows and visible(rows[0], owner) else None
+        row = self.db.file(file_id)
+        return row if visible(row, owner) else None
 
     def list_files(self, purpose: str | None = None, owner: str | None = None
                    ) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM batch_files ORDER BY created_at DESC, rowid DESC")
-        return [r for r in rows if visible(r, owner) and (not purpose or r["purpose"] == purpose)]
+        return [r for r in self.db.files() if visible(r, owner) and (not purpose or r["purpose"] == purpose)]
 
     async def delete_file(self, file_id: str, owner: str | None = None) -> bool:
         row = self.get_file(file_id, owner)
         if row is None:
             return False
-        await self._exec("DELETE FROM batch_files WHERE id = ?", (file_id,))
+        await self.db.delete_file(file_id)
         with contextlib.suppress(OSError):
             Path(row["path"]).unlink()
         return True
 
     # -- batches -----------------------------------------------------------------------------
     def get_batch(self, batch_id: str, owner: str | None = None) -> dict[str, Any] | None:
-        rows = self._rows("SELECT body, owner FROM batches WHERE id = ?", (batch_id,))
-        if not rows or not visible(rows[0], owner):
+        row = self.db.batch(batch_id)
+        if not visible(row, owner):
             return None
-        return self.live.get(batch_id) or json.loads(rows[0]["body"])
+        assert row is not None
+        return self.live.get(batch_id) or json.loads(row["body"])
 
     def list_batches(self, limit: int, after: str | None, owner: str | None = None
                      ) -> tuple[list[dict[str, Any]], bool]:
-        rows = [r for r in self._rows("SELECT id, body, owner FROM batches "
-                                      "ORDER BY created_at DESC, rowid DESC")
-                if visible(r, owner)]
+        rows = [r for r in self.db.batches() if visible(r, owner)]
         rows = [{**r, "body": json.dumps(self.live[r["id"]])} if r["id"] in self.live else r
                 for r in rows]
         ids = [r["id"] for r in rows]
@@ -133,13 +123,10 @@ class BatchService:
     async def _save(self, batch: dict[str, Any], ctx: CallerContext | None = None) -> None:
         body = json.dumps(batch)
         if ctx is not None:
-            await self._exec("INSERT INTO batches (id, created_at, status, body, context, "
-                             "owner) VALUES (?, ?, ?, ?, ?, ?)",
-                             (batch["id"], batch["created_at"], batch["status"], body,
-                              json.dumps(asdict(ctx)), ctx.key_id))
+            await self.db.insert_batch(batch["id"], batch["created_at"], batch["status"], body,
+                                       json.dumps(asdict(ctx)), ctx.key_id)
         else:
-            await self._exec("UPDATE batches SET status = ?, body = ? WHERE id = ?",
-                             (batch["status"], body, batch["id"]))
+            await self.db.update_batch(batch["id"], batch["status"], body)
 
     async def create_batch(self, input_file_id: str, endpoint: str, metadata: dict[str, str]
                            | None, ctx: CallerContext) -> dict[str, Any]:
@@ -176,9 +163,8 @@ class BatchService:
 
     def resume(self) -> None:
         """Restart batches a previous process left unfinished."""
-        for row in self._rows("SELECT id FROM batches WHERE status IN "
-                              "('validating', 'in_progress', 'finalizing', 'cancelling')"):
-            self._start(row["id"])
+        for batch_id in self.db.pending_ids():
+            self._start(batch_id)
 
     def _start(self, batch_id: str) -> None:
         if batch_id in self.tasks:
@@ -197,8 +183,8 @@ class BatchService:
 
     # -- the executor ------------------------------------------------------------------------
     def _context(self, batch_id: str) -> CallerContext:
-        rows = self._rows("SELECT context FROM batches WHERE id = ?", (batch_id,))
-        data = json.loads(rows[0]["context"] or "{}") if rows else {}
+        row = self.db.batch(batch_id)
+        data = json.loads(row["context"] or "{}") if row else {}
         return CallerContext(**data)
 
     def _part(self, batch_id: str) -> Path:

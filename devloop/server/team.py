@@ -17,14 +17,10 @@ starts at once even while someone else's burst fills the rest.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import ipaddress
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,8 +31,7 @@ from devloop.budgets import Budgets
 from devloop.config import Budget, Settings
 from devloop.server.errors import APIError, error_response
 from devloop.server.fair_queue import FairQueue, QueueFull
-from devloop.store.db import connect
-from devloop.store.keys import PREFIX, salted_hash
+from devloop.store.keys import KeyRing, KeyRow, touch_job
 
 log = logging.getLogger("devloop.team")
 
@@ -68,87 +63,6 @@ class TeamOptions:
     def from_settings(cls, settings: Settings) -> TeamOptions:
         """``settings.team_*`` (environment ``DEVLOOP_TEAM_*``, validated by Settings)."""
         return cls(**{f.name: getattr(settings, f"team_{f.name}") for f in fields(cls)})
-
-
-# -- keys ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class KeyRow:
-    name: str
-    prefix: str
-    salt: str
-    key_hash: str
-    revoked: bool
-    budget_usd: float | None
-    budget_period: str | None
-    rpm: int | None
-    max_concurrent: int | None
-
-
-class KeyRing:
-    """The keys table in memory: verified keys are found by hash without touching SQLite."""
-
-    def __init__(self, db_path: Path, refresh_s: float) -> None:
-        self.db_path, self.refresh_s = db_path, refresh_s
-        self.rows: dict[str, KeyRow] = {}
-        self.version = 0  # bumped whenever the table's content changed
-        self._by_prefix: dict[str, list[KeyRow]] = {}
-        # sha256(key) -> (name, stored hash). A dict lookup on a digest of the key leaks
-        # nothing usable through timing; the salted compare below is constant time.
-        self._verified: dict[bytes, tuple[str, str]] = {}
-        self._loaded_at = float("-inf")
-        self._conn: sqlite3.Connection | None = None
-
-    def refresh(self, force: bool = False) -> bool:
-        now = time.monotonic()
-        if not force and now - self._loaded_at < self.refresh_s:
-            return False
-        self._loaded_at = now
-        try:
-            if self._conn is None:
-                self._conn = connect(self.db_path)
-            cur = self._conn.execute(
-                "SELECT name, key_prefix, salt, key_hash, revoked IS NOT NULL, budget_usd, "
-                "budget_period, rpm, max_concurrent FROM keys")
-            rows = {r[0]: KeyRow(*r[:4], bool(r[4]), *r[5:]) for r in cur.fetchall()}
-        except sqlite3.Error as exc:
-            log.warning("could not re-read the keys table (keeping the last copy): %s", exc)
-            return False
-        if rows == self.rows:
-            return False
-        self.rows = rows
-        self.version += 1
-        self._by_prefix = {}
-        for row in rows.values():
-            self._by_prefix.setdefault(row.prefix, []).append(row)
-        self._verified = {
-            digest: (name, stored) for digest, (name, stored) in self._verified.items()
-            if (row := rows.get(name)) is not None and not row.revoked and row.key_hash == stored
-        }
-        return True
-
-    def verify(self, presented: str) -> tuple[str | None, str]:
-        """-> (key name, "") when valid, else (None, "invalid" | "revoked")."""
-        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
-        known = self._verified.get(digest)
-        if known is not None:
-            return known[0], ""
-        if not presented.startswith(PREFIX):
-            return None, "invalid"
-        for row in self._by_prefix.get(presented[: len(PREFIX) + 6], ()):
-            if hmac.compare_digest(salted_hash(row.salt, presented), row.key_hash):
-                if row.revoked:
-                    return None, "revoked"
-                self._verified[digest] = (row.name, row.key_hash)
-                return row.name, ""
-        return None, "invalid"
-
-    def active(self) -> list[KeyRow]:
-        return [row for row in self.rows.values() if not row.revoked]
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 def apply_key_limits(budgets: Budgets, keys: list[KeyRow], base: tuple[dict[str, int], ...]
@@ -280,10 +194,7 @@ class TeamMiddleware:
             return
         self._last_used[name] = now
 
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE keys SET last_used = ? WHERE name = ?", (now, name))
-
-        gw.writer.submit(job)
+        gw.writer.submit(touch_job(name, now))
 
     def _export(self, gw: Any) -> None:
         m = gw.metrics

@@ -9,6 +9,8 @@ import sqlite_utils
 
 from devloop.store.migrations import MIGRATIONS
 
+Database = sqlite_utils.Database  # what callers outside store/ name in type hints
+
 
 def connect(path: Path | str) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
@@ -48,3 +50,15 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(connect(path))
     migrate(db)
     return db
+
+
+class StoreError(Exception):
+    """The database cannot be opened or read (the message names the file)."""
+
+
+def open_db_checked(path: Path | str) -> sqlite_utils.Database:
+    """``open_db``, with any SQLite or file-system failure as a StoreError naming the file."""
+    try:
+        return open_db(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"{path}: cannot open the database: {exc}") from exc

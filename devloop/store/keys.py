@@ -8,30 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from devloop.store.db import open_db
+from devloop.store.db import connect, open_db
+
+log = logging.getLogger("devloop.team")
 
 PREFIX = "dlk_"
+ROW_COLUMNS = ("name, key_prefix, salt, key_hash, revoked IS NOT NULL, budget_usd, "
+               "budget_period, rpm, max_concurrent")
 
 
 class KeyError_(ValueError):
     """A user mistake about keys (duplicate or unknown name)."""
-
-
-@dataclass(slots=True)
-class KeyInfo:
-    name: str
-    budget_usd: float | None
-    budget_period: str | None
-    rpm: int | None
-    max_concurrent: int | None
 
 
 def salted_hash(salt: str, key: str) -> str:
@@ -78,16 +76,30 @@ def list_keys(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return list(db.query(sql))
 
 
-def verify_key(db: sqlite_utils.Database, presented: str) -> KeyInfo | None:
+def key_prefix(presented: str) -> str:
+    """The stored, shown part of a key (how a presented key finds its candidate rows)."""
+    return presented[: len(PREFIX) + 6]
+
+
+def match_key(rows: Iterable[KeyRow], presented: str) -> KeyRow | None:
+    """The row whose salted hash matches ``presented`` (a constant-time compare), if any."""
     if not presented.startswith(PREFIX):
         return None
-    rows = db.query("SELECT * FROM keys WHERE key_prefix = ? AND revoked IS NULL",
-                    [presented[: len(PREFIX) + 6]])
     for row in rows:
-        if hmac.compare_digest(salted_hash(row["salt"], presented), row["key_hash"]):
-            return KeyInfo(row["name"], row["budget_usd"], row["budget_period"], row["rpm"],
-                           row["max_concurrent"])
+        if hmac.compare_digest(salted_hash(row.salt, presented), row.key_hash):
+            return row
     return None
+
+
+def touch_job(name: str, now: float) -> Callable[[sqlite3.Connection], Any]:
+    """A writer job that records when key ``name`` was last used."""
+    return lambda conn: conn.execute("UPDATE keys SET last_used = ? WHERE name = ?", (now, name))
+
+
+def key_spend_since(db: sqlite_utils.Database, name: str, start: float) -> float:
+    """What key ``name`` spent from ``start`` on (known prices only)."""
+    return float(db.execute("SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE key_id = ? "
+                            "AND ts >= ?", [name, start]).fetchone()[0])
 
 
 def count_active_keys(path: Path) -> int:
@@ -96,3 +108,80 @@ def count_active_keys(path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM keys WHERE revoked IS NULL").fetchone()[0])
     finally:
         db.close()
+
+
+# -- the keys in memory (team mode) ----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    name: str
+    prefix: str
+    salt: str
+    key_hash: str
+    revoked: bool
+    budget_usd: float | None
+    budget_period: str | None
+    rpm: int | None
+    max_concurrent: int | None
+
+
+class KeyRing:
+    """The keys table in memory: verified keys are found by hash without touching SQLite."""
+
+    def __init__(self, db_path: Path, refresh_s: float) -> None:
+        self.db_path, self.refresh_s = db_path, refresh_s
+        self.rows: dict[str, KeyRow] = {}
+        self.version = 0  # bumped whenever the table's content changed
+        self._by_prefix: dict[str, list[KeyRow]] = {}
+        # sha256(key) -> (name, stored hash). A dict lookup on a digest of the key leaks
+        # nothing usable through timing; the salted compare below is constant time.
+        self._verified: dict[bytes, tuple[str, str]] = {}
+        self._loaded_at = float("-inf")
+        self._conn: sqlite3.Connection | None = None
+
+    def refresh(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if not force and now - self._loaded_at < self.refresh_s:
+            return False
+        self._loaded_at = now
+        try:
+            if self._conn is None:
+                self._conn = connect(self.db_path)
+            cur = self._conn.execute(f"SELECT {ROW_COLUMNS} FROM keys")
+            rows = {r[0]: KeyRow(*r[:4], bool(r[4]), *r[5:]) for r in cur.fetchall()}
+        except sqlite3.Error as exc:
+            log.warning("could not re-read the keys table (keeping the last copy): %s", exc)
+            return False
+        if rows == self.rows:
+            return False
+        self.rows = rows
+        self.version += 1
+        self._by_prefix = {}
+        for row in rows.values():
+            self._by_prefix.setdefault(row.prefix, []).append(row)
+        self._verified = {
+            digest: (name, stored) for digest, (name, stored) in self._verified.items()
+            if (row := rows.get(name)) is not None and not row.revoked and row.key_hash == stored
+        }
+        return True
+
+    def verify(self, presented: str) -> tuple[str | None, str]:
+        """-> (key name, "") when valid, else (None, "invalid" | "revoked")."""
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            return known[0], ""
+        row = match_key(self._by_prefix.get(key_prefix(presented), ()), presented)
+        if row is None:
+            return None, "invalid"
+        if row.revoked:
+            return None, "revoked"
+        self._verified[digest] = (row.name, row.key_hash)
+        return row.name, ""
+
+    def active(self) -> list[KeyRow]:
+        return [row for row in self.rows.values() if not row.revoked]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -7,7 +7,6 @@ on Textual's event loop; every ledger row the gateway writes reaches the screens
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import time
@@ -22,9 +21,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from devloop.config import Profile, Settings
+from devloop.server.hosting import EndpointHost, HostStatus
 from devloop.store.ledger import CallRecord
-from devloop.tui.data import LedgerReader
-from devloop.tui.hosting import EndpointHost, HostStatus
+from devloop.store.reports import LedgerReader
 from devloop.tui.jobs import CliJob
 from devloop.tui.messages import CallLogged, CheckProgress, EndpointStatus, EvalsetChanged
 from devloop.tui.screens.backends import BackendsScreen
@@ -99,8 +98,21 @@ class DevloopApp(App[int]):
         if self.live:
             self.watcher.start()
         if self.auto_check:
-            self.run_worker(self.auto_checker.start, thread=True, group="auto-check",
-                            exit_on_error=False)
+            self.watcher.also = self._auto_check_file
+            self.run_worker(self._auto_check(), group="auto-check", exit_on_error=False)
+
+    async def _auto_check(self) -> None:
+        """The automatic checker shares the endpoint's Gateway (one per process)."""
+        gateway = None
+        if self.host is not None:
+            gateway = await self.host.ready()
+            if gateway is None:  # the endpoint failed to start (shown on screen)
+                return
+        await self.auto_checker.run(gateway)
+
+    def _auto_check_file(self, path: Path) -> None:
+        """Called on watchdog's thread: trigger is thread-safe."""
+        self.auto_checker.trigger(path)
 
     async def action_quit(self) -> None:
         """Stop the endpoint gracefully (in-flight calls finish and are logged), then exit."""
@@ -109,11 +121,11 @@ class DevloopApp(App[int]):
 
     async def shutdown(self) -> None:
         self.watcher.stop()
+        self.auto_checker.stop()  # before the Gateway it uses closes
         for job in list(self.jobs):
             job.terminate()
         if self.host is not None:
             await self.host.stop()
-        await asyncio.to_thread(self.auto_checker.stop)
 
     def on_unmount(self) -> None:
         self.watcher.stop()
@@ -132,7 +144,7 @@ class DevloopApp(App[int]):
         self.post_message(EvalsetChanged(path, removed))
 
     def _on_check_event(self, path: Path, kind: str, text: str) -> None:
-        """Called on the checker's thread."""
+        """Called on this loop (the checker runs on it)."""
         self.post_message(CheckProgress(path, kind, text))
 
     def on_check_progress(self, message: CheckProgress) -> None:

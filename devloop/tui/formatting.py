@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import time
 
+from devloop.money import format_usd, short_usd
+
+__all__ = ["short_usd"]  # re-exported for the screens
+
 
 def usd(value: float | None, unknown: str = "unknown") -> str:
-    """Dollars: four decimals below $1 (local calls cost fractions of a cent), else two."""
-    if value is None:
-        return unknown
-    if value == 0:
-        return "$0"
-    return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
-
-
-def short_usd(value: float | None) -> str:
-    """Dollars in at most seven characters, for narrow columns."""
-    if value is None:
-        return "?"
-    if value == 0:
-        return "$0"
-    if abs(value) < 0.01:
-        return f"${value:.4f}"
-    if abs(value) < 1000:
-        return f"${value:.2f}"
-    return f"${value / 1000:.1f}k"
+    """Dollars for cards and details (money.format_usd; a zero is shown as "$0")."""
+    return "$0" if value == 0 else format_usd(value, unknown)
 
 
 def tokens(n: int | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from devloop.config import Profile
-from devloop.tui.data import TierLatency
+from devloop.store.reports import TierLatency
 from devloop.tui.formatting import millis
 from devloop.tui.widgets.stats import TierState
 

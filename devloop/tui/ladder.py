@@ -1,8 +1,8 @@
 """The promotion ladder of each eval set, and eval runs, as the TUI shows them (no Textual).
 
-The stage tables (``prompt_checks``, ``eval_runs``, ``promotions`` and a per-case table) are
-written by `devloop check` and `devloop eval`. They are read by column introspection so this
-view tolerates their absence ("not run") and small differences in their shape.
+The stage tables (``prompt_checks``, ``eval_runs``, ``eval_results``, ``promotions``) are
+written by `devloop check` and `devloop eval`; their reads live in devloop.store.checks and
+devloop.store.evals. A database no check or eval has touched shows every stage "not run".
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from devloop.config import ConfigError
-from devloop.tui.data import LedgerReader
+from devloop.evals.promotions import promotions_path, read_promotions
+from devloop.paths import display_path
+from devloop.store.checks import checks_for_prompt, other_prompt_recorded
+from devloop.store.evals import latest_run, promotion_of, recent_runs, run_results
+from devloop.store.reports import LedgerReader
 from devloop.tui.formatting import percent, short_usd, tokens
 
 STAGES = ("draft", "compression", "cache_order", "eval", "promoted")
@@ -23,8 +27,6 @@ STAGE_TITLES = {"draft": "draft", "compression": "compress", "cache_order": "cac
                 "eval": "eval", "promoted": "promoted"}
 NOT_RUN = "not run"
 STALE = "stale"
-CASE_TABLES = ("eval_results", "eval_cases", "eval_case_results")
-JSON_COLUMNS = ("result_json", "stages", "result", "report", "json", "data", "detail")
 RUN_STATUSES = ("pass", "fail", "error")
 
 
@@ -69,15 +71,6 @@ def read_evalset(path: Path) -> EvalsetInfo:
                        es.threshold, es.max_tokens)
 
 
-def _pick(columns: list[str], *names: str) -> str | None:
-    return next((n for n in names if n in columns), None)
-
-
-def _order(columns: list[str]) -> str:
-    col = _pick(columns, "ts", "created", "created_at", "finished", "started")
-    return f"[{col}] DESC, rowid DESC" if col else "rowid DESC"
-
-
 def _loads(value: Any) -> Any:
     if isinstance(value, str | bytes):
         with contextlib.suppress(ValueError):
@@ -95,74 +88,30 @@ def _stage_summary(stage: str, d: dict[str, Any]) -> str:
     return ""
 
 
-def _stage_key(name: str) -> str:
-    return name.replace("-", "_").lower()
-
-
-def _from_row(row: dict[str, Any], json_col: str | None) -> dict[str, Any]:
-    detail = _loads(row.get(json_col)) if json_col else None
-    return detail if isinstance(detail, dict) else {}
-
-
 def read_checks(reader: LedgerReader, info: EvalsetInfo, tables: set[str]) -> None:
     """Fill the draft, compression and cache-order stages from ``prompt_checks``."""
     if "prompt_checks" not in tables or not info.prompt_hash:
         return
-    cols = reader.columns("prompt_checks")
-    if "prompt_hash" not in cols:
-        return
-    ts_col = _pick(cols, "ts", "created", "created_at") or ""
-    json_col = _pick(cols, *JSON_COLUMNS)
-    rows = [dict(r) for r in reader.query(
-        f"SELECT * FROM prompt_checks WHERE prompt_hash = ? ORDER BY {_order(cols)} LIMIT 50",
-        [info.prompt_hash])]
-    if "stage" in cols:  # one row per stage: the newest of each wins
-        for row in reversed(rows):
-            key = _stage_key(str(row["stage"]))
-            if key in info.stages:
-                detail = _from_row(row, json_col)
-                status = str(row.get("status") or detail.get("status") or "done")
-                info.stages[key] = Stage(status, _stage_summary(key, detail), row.get(ts_col),
-                                         detail)
-    elif rows:  # one row per check run, the stages in a JSON document or in columns
-        row = rows[0]
-        doc = _from_row(row, json_col)
-        stages = doc.get("stages", doc)
-        for key in CHECK_STAGES:
-            found = stages.get(key) or stages.get(key.replace("_", "-"))
-            if isinstance(found, dict):
-                info.stages[key] = Stage(str(found.get("status", "done")),
-                                         _stage_summary(key, found), row.get(ts_col), found)
-            elif row.get(f"{key}_status"):
-                info.stages[key] = Stage(str(row[f"{key}_status"]), "", row.get(ts_col))
+    for row in reversed(checks_for_prompt(reader, info.prompt_hash)):  # the newest wins
+        key = str(row["stage"])
+        if key in info.stages:
+            detail = _loads(row["result_json"])
+            detail = detail if isinstance(detail, dict) else {}
+            status = str(row["status"] or detail.get("status") or "done")
+            info.stages[key] = Stage(status, _stage_summary(key, detail), row["created"], detail)
     missing = tuple(k for k in CHECK_STAGES if info.stages[k].status == NOT_RUN)
     if missing:
-        _mark_stale(reader, info, "prompt_checks", cols, missing)
+        _mark_stale(reader, info, "prompt_checks", missing)
 
 
-def _mark_stale(reader: LedgerReader, info: EvalsetInfo, table: str, cols: list[str],
+def _mark_stale(reader: LedgerReader, info: EvalsetInfo, table: str,
                 stages: tuple[str, ...]) -> None:
     """Results exist for this file but for an earlier prompt: the prompt changed since."""
-    file_col = _pick(cols, "file", "path", "evalset_path")
-    if not file_col or "prompt_hash" not in cols:
-        return
-    candidates = sorted({str(info.path), str(info.path.resolve()), display_path(info.path)})
-    marks = ", ".join("?" for _ in candidates)
-    found = reader.one(f"SELECT 1 FROM [{table}] WHERE [{file_col}] IN ({marks}) "
-                       "AND prompt_hash != ? LIMIT 1", [*candidates, info.prompt_hash])
-    if found:
+    assert info.prompt_hash is not None
+    files = sorted({str(info.path), str(info.path.resolve()), display_path(info.path)})
+    if other_prompt_recorded(reader, table, files, info.prompt_hash):
         for key in stages:
             info.stages[key] = Stage(STALE, "prompt changed since the last run")
-
-
-def display_path(path: Path) -> str:
-    """How `devloop check`/`eval` name a file in the database: relative to the working folder
-    when inside it, else absolute (as devloop.pipeline.checker.display_path)."""
-    resolved = path.resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
 
 
 def run_status(run: dict[str, Any]) -> str:
@@ -178,38 +127,25 @@ def run_passed(run: dict[str, Any]) -> bool | None:
         return run["status"] == "pass"
     if run.get("pass_rate") is not None and run.get("threshold") is not None:
         return float(run["pass_rate"]) >= float(run["threshold"])
-    for key in ("ok", "gate_passed", "status"):
-        value = run.get(key)
-        if value is not None:
-            return value in (1, True, "pass", "passed", "ok")
     return None
 
 
 def read_eval(reader: LedgerReader, info: EvalsetInfo, tables: set[str]) -> None:
     """The eval and promoted stages, from ``eval_runs`` and ``promotions``."""
     if "eval_runs" in tables and info.prompt_hash:
-        cols = reader.columns("eval_runs")
-        if "prompt_hash" in cols:
-            row = reader.one(f"SELECT * FROM eval_runs WHERE prompt_hash = ? ORDER BY "
-                             f"{_order(cols)} LIMIT 1", [info.prompt_hash])
-            if row is None:
-                _mark_stale(reader, info, "eval_runs", cols, ("eval",))
-            else:
-                run = normalise_run(dict(row), cols)
-                status = run_status(run)
-                info.stages["eval"] = Stage(
-                    status, f"{percent(run['pass_rate'])} {short_usd(run['cost_usd'])}".strip(),
-                    run["ts"], run)
+        row = latest_run(reader, info.prompt_hash)
+        if row is None:
+            _mark_stale(reader, info, "eval_runs", ("eval",))
+        else:
+            run = normalise_run(row)
+            info.stages["eval"] = Stage(
+                run_status(run), f"{percent(run['pass_rate'])} {short_usd(run['cost_usd'])}".strip(),
+                run["ts"], run)
     if "promotions" in tables and info.prompt_hash:
-        cols = reader.columns("promotions")
-        if "prompt_hash" in cols:
-            row = reader.one(f"SELECT * FROM promotions WHERE prompt_hash = ? ORDER BY "
-                             f"{_order(cols)} LIMIT 1", [info.prompt_hash])
-            if row is not None:
-                ts_col = _pick(cols, "ts", "created", "created_at")
-                info.stages["promoted"] = Stage("pass", "promoted",
-                                                row[ts_col] if ts_col else None, dict(row))
-                return
+        row = promotion_of(reader, info.prompt_hash)
+        if row is not None:
+            info.stages["promoted"] = Stage("pass", "promoted", row["ts"], row)
+            return
     promoted = _file_promotion(info)
     if promoted is not None:  # devloop.promotions.json, committed beside the eval sets
         info.stages["promoted"] = Stage("pass", "in devloop.promotions.json", None, promoted)
@@ -219,10 +155,6 @@ def read_eval(reader: LedgerReader, info: EvalsetInfo, tables: set[str]) -> None
 
 def _file_promotion(info: EvalsetInfo) -> dict[str, Any] | None:
     if not info.prompt_hash:
-        return None
-    try:
-        from devloop.evals.store import promotions_path, read_promotions
-    except ImportError:
         return None
     for entry in read_promotions(promotions_path(info.path)):
         if entry.get("prompt_hash") == info.prompt_hash:
@@ -240,57 +172,25 @@ def load_ladder(reader: LedgerReader, path: Path) -> EvalsetInfo:
 
 
 # -- eval runs (the Evals screen) --------------------------------------------------------------
-def normalise_run(row: dict[str, Any], cols: list[str]) -> dict[str, Any]:
-    name_col = _pick(cols, "evalset", "name", "evalset_name", "file", "path")
-    name = row.get(name_col) if name_col else None
-    if name and name_col in ("file", "path"):
-        name = Path(str(name)).stem
-    out = dict(row)
-    out.update(
-        id=row.get("id", row.get("run_id")),
-        ts=row.get(_pick(cols, "ts", "created", "created_at", "finished", "started") or ""),
-        name=name or "?",
-        model=row.get("model"),
-        pass_rate=row.get("pass_rate"),
-        threshold=row.get("threshold"),
-        cost_usd=row.get("cost_usd"),
-        passed=row.get("passed"),
-        failed=row.get("failed"),
-        prompt_hash=row.get("prompt_hash"),
-    )
-    return out
+def normalise_run(row: dict[str, Any]) -> dict[str, Any]:
+    """An ``eval_runs`` row plus ``name`` (the eval set's, else its file's stem)."""
+    name = row.get("evalset") or (Path(str(row["file"])).stem if row.get("file") else None)
+    return {**row, "name": name or "?"}
 
 
 def list_runs(reader: LedgerReader, limit: int = 200) -> list[dict[str, Any]] | None:
     """Newest runs first; None when no eval has ever been run (the table is absent)."""
     if "eval_runs" not in reader.tables():
         return None
-    cols = reader.columns("eval_runs")
-    rows = reader.query(f"SELECT * FROM eval_runs ORDER BY {_order(cols)} LIMIT ?", [limit])
-    return [normalise_run(dict(r), cols) for r in rows]
+    return [normalise_run(r) for r in recent_runs(reader, limit)]
 
 
 def run_cases(reader: LedgerReader, run_id: Any) -> list[dict[str, Any]]:
-    tables = reader.tables()
-    table = next((t for t in CASE_TABLES if t in tables), None)
-    if table is None or run_id is None:
+    if run_id is None or "eval_results" not in reader.tables():
         return []
-    cols = reader.columns(table)
-    fk = _pick(cols, "run_id", "eval_run_id", "run")
-    if fk is None:
-        return []
-    id_col = _pick(cols, "case_id", "case", "name", "id")
-    pass_col = _pick(cols, "pass", "passed", "ok")
-    rows = reader.query(f"SELECT * FROM [{table}] WHERE [{fk}] = ? ORDER BY rowid LIMIT 1000",
-                        [run_id])
-    out = []
-    for r in rows:
-        d = dict(r)
-        out.append({"id": d.get(id_col or ""), "pass": d.get(pass_col or ""),
-                    "reason": d.get("reason") or d.get("error") or "",
-                    "cost_usd": d.get("cost_usd"), "cached": d.get("cached"),
-                    "output": d.get("output")})
-    return out
+    return [{"id": d["case_id"], "pass": d["pass"], "reason": d["reason"] or d["error"] or "",
+             "cost_usd": d["cost_usd"], "cached": d["cached"], "output": d["output"]}
+            for d in run_results(reader, str(run_id))]
 
 
 @dataclass(slots=True)
@@ -306,8 +206,8 @@ def estimate_eval(path: Path, profile: Any, db_path: Path) -> EvalEstimate:
     """What `devloop eval` would spend at most: its own plan (cache lookups included)."""
     from devloop.evals.evalset import load_evalset
     from devloop.evals.runner import RunOptions, make_plan
-    from devloop.evals.store import EvalStore
     from devloop.pricing import Pricing
+    from devloop.store.evals import EvalStore
 
     evalset = load_evalset(path)
     store = EvalStore(db_path)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from textual.message import Message
 
+from devloop.server.hosting import HostStatus
 from devloop.store.ledger import CallRecord
-from devloop.tui.hosting import HostStatus
 
 
 class CallLogged(Message, bubble=False):

@@ -1,85 +1,72 @@
-"""Watching ./evalsets with watchdog: a light watcher that reports every saved file (the row
-updates at once), and the automatic checker that re-runs the check stages on save.
-
-Editors save in several steps (write a temp file, rename it over the original), so every
-event that touches a *.yaml path is reported, including the destination of a move.
+"""Watching ./evalsets in the TUI: one watchdog observer (devloop.pipeline.watch.FolderWatcher)
+reports every saved file (the row updates at once) and, with automatic checks on, hands it to
+the checker, which re-runs the check stages on the TUI's own loop and Gateway.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("devloop.tui")
-SUFFIXES = (".yaml", ".yml")
+from devloop.pipeline.checker import Checker
+from devloop.pipeline.watch import EvalsetWatcher, FolderWatcher, WatchEvent
 
 
 class FileWatcher:
+    """Every *.yaml path saved in ``folder``, as ``on_change(path, removed)`` on watchdog's
+    thread."""
+
     def __init__(self, folder: Path, on_change: Callable[[Path, bool], None]) -> None:
         self.folder = folder
         self.on_change = on_change
-        self._observer: Any = None
+        self.also: Callable[[Path], None] | None = None  # the automatic checker, when on
+        self._watcher: FolderWatcher | None = None
 
     def start(self) -> bool:
         """Start watching; False when the folder does not exist (nothing to watch)."""
-        if not self.folder.is_dir():
-            return False
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
+        self._watcher = FolderWatcher([self.folder], self._report)
+        return self._watcher.start()
 
-        report = self.on_change
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.is_directory or event.event_type in ("opened", "closed_no_write"):
-                    return
-                for raw in (event.src_path, getattr(event, "dest_path", "")):
-                    path = Path(raw if isinstance(raw, str) else raw.decode()) if raw else None
-                    if path and path.suffix in SUFFIXES and not path.name.startswith("."):
-                        report(path, not path.exists())
-
-        self._observer = Observer()
-        self._observer.schedule(Handler(), str(self.folder), recursive=False)
-        self._observer.daemon = True
-        self._observer.start()
-        return True
+    def _report(self, path: Path) -> None:
+        self.on_change(path, not path.exists())
+        if self.also is not None:
+            self.also(path)
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=2)
-            self._observer = None
+        if self._watcher is not None:
+            self._watcher.stop(timeout=2)
+            self._watcher = None
 
 
 class AutoChecker:
     """Re-runs `devloop check` stages when an eval set is saved (devloop.pipeline.watch),
-    reporting each step through ``on_event(path, kind, message)`` from its own thread."""
+    reporting each step through ``on_event(path, kind, message)`` on the TUI's loop.
+
+    It has no observer of its own (the TUI's FileWatcher calls ``trigger``) and no Gateway of
+    its own: ``run`` is given the endpoint's, so one process holds one DB writer and one
+    embedded model."""
 
     def __init__(self, settings: Any, profile: Any, folder: Path,
                  on_event: Callable[[Path, str, str], None]) -> None:
         self.settings, self.profile, self.folder = settings, profile, folder
         self.on_event = on_event
-        self._watcher: Any = None
+        self._watcher: EvalsetWatcher | None = None
 
-    def start(self) -> bool:
-        """Blocking (the checker's gateway starts first): call it from a thread worker."""
+    async def run(self, gateway: Any) -> None:
+        """Check on the caller's loop until ``stop``. ``gateway`` is the process's Gateway
+        (None only when the TUI hosts no endpoint: the checker then starts the one)."""
         if not self.folder.is_dir():
-            return False
-        try:
-            from devloop.pipeline.watch import EvalsetWatcher as PipelineWatcher
-        except ImportError:
-            log.info("devloop.pipeline.watch is not available: no automatic checks")
-            return False
+            return
 
-        def forward(event: Any) -> None:
+        def forward(event: WatchEvent) -> None:
             self.on_event(Path(event.file).resolve(), event.kind, event.message)
 
-        self._watcher = PipelineWatcher(self.settings, self.profile, self.folder, forward,
-                                        initial_run=False)
-        self._watcher.start()
-        return True
+        self._watcher = EvalsetWatcher(
+            self.settings, self.profile, self.folder, forward, initial_run=False,
+            watch_files=False,
+            checker_factory=lambda s, p: Checker(s, p, gateway=gateway))
+        await self._watcher.run()
 
     def trigger(self, path: Path) -> bool:
         if self._watcher is None:
@@ -87,12 +74,8 @@ class AutoChecker:
         self._watcher.trigger(path)
         return True
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """Stop without waiting for a check in progress (its thread is a daemon)."""
-        import threading
-
+    def stop(self) -> None:
+        """Cancel the watching loop (a check in progress is cancelled with it)."""
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
-            stopper = threading.Thread(target=watcher.stop, daemon=True)
-            stopper.start()
-            stopper.join(timeout)
+            watcher.stop()

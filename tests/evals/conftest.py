@@ -65,7 +65,7 @@ class EvalCli:
         return self.server.base_url + "/v1"
 
     def __call__(self, *args: str, api_base: str | None = None):  # type: ignore[no-untyped-def]
-        from devloop.evals.cli import eval_cmd
+        from devloop.commands.eval import eval_cmd
 
         env = {"DEVLOOP_HOME": str(self.home), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         argv = [*args, "--profile", str(self.profile), "--api-base", api_base or self.api_base]

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from devloop.evals.audit import AUDIT_FEATURE, choose, parse_sample
 from devloop.store.bodies import StoredCall, load_bodies
 from devloop.store.db import open_db
-from devloop.store.ledger import LOCAL_TIERS
+from devloop.store.spend import LOCAL_TIERS
 from tests.conftest import EMBEDDED_PROFILE
 from tests.helpers import RunningServer, start_server, write_profile
 
@@ -49,7 +49,7 @@ class AuditServer:
     chats: list[Sent]  # the calls that must have bodies, in the order sent
 
     def cli(self, *args: str, home: Path | None = None) -> Result:
-        from devloop.evals.cli import eval_cmd
+        from devloop.commands.eval import eval_cmd
 
         env = {"DEVLOOP_HOME": str(home or self.server.home),
                "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -226,7 +226,7 @@ def test_bad_options_are_one_line_errors(audit_server: AuditServer) -> None:
     res = audit_server.cli("evalsets/")
     assert res.exit_code == 2 and "eval set paths cannot be used with --from-ledger" in res.stderr
 
-    from devloop.evals.cli import eval_cmd
+    from devloop.commands.eval import eval_cmd
 
     res = CliRunner().invoke(eval_cmd, ["x.yaml", "--sample", "5"])
     assert res.exit_code == 2 and "--sample needs --from-ledger" in res.stderr

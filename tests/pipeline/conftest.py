@@ -16,7 +16,7 @@ import pytest
 
 from devloop.evals.evalset import load_evalset
 from devloop.pipeline.lingua import LinguaCompressor
-from devloop.pipeline.tokens import TiktokenCounter
+from devloop.tokens import TiktokenCounter
 from tests.helpers import ROOT, base_env
 
 SHIPPED = ROOT / "evalsets"

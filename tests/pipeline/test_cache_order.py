@@ -10,14 +10,12 @@ import pytest
 from devloop.config import Profile, load_profile
 from devloop.evals.evalset import load_evalset
 from devloop.pipeline.cache_order import (
-    CachePricing,
     analyse_cache_order,
-    cache_pricing,
-    cost_per_1k_calls,
     literal_dynamics,
     placeholder_kind,
     reorder,
 )
+from devloop.pipeline.cache_prices import CachePricing, cache_pricing, cost_per_1k_calls
 from devloop.pricing import ModelPrice
 from tests.pipeline.conftest import block, style_guide, write
 

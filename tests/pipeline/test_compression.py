@@ -11,7 +11,8 @@ import pytest
 
 from devloop.config import Profile, load_profile
 from devloop.evals.evalset import load_evalset
-from devloop.pipeline.cache_order import analyse_cache_order, cache_pricing
+from devloop.pipeline.cache_order import analyse_cache_order
+from devloop.pipeline.cache_prices import cache_pricing
 from devloop.pipeline.compression import (
     analyse_compression,
     classify_content,

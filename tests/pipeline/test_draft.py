@@ -11,9 +11,10 @@ import pytest
 
 from devloop.config import Settings, load_profile
 from devloop.evals.evalset import load_evalset
-from devloop.pipeline.checker import Checker, latest_checks
+from devloop.pipeline.checker import Checker
 from devloop.pipeline.draft import DraftResult
 from devloop.pricing import Pricing
+from devloop.store.checks import latest_checks
 from tests.pipeline.conftest import write
 
 SONNET = "anthropic/claude-sonnet-4-5"

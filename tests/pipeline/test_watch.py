@@ -193,7 +193,7 @@ async def test_watcher_runs_in_a_host_loop_sharing_its_gateway(tmp_path: Path,
     import asyncio
 
     from devloop.gateway import Gateway
-    from devloop.pipeline.checker import latest_checks
+    from devloop.store.checks import latest_checks
 
     folder = tmp_path / "evalsets"
     path = write(folder / "quick.yaml", quick("You are terse."))

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from devloop.money import format_usd
 from devloop.store.db import open_db
-from devloop.store.ledger import GROUPINGS, CallRecord, format_usd, saved, spend_report
+from devloop.store.ledger import CallRecord, saved
+from devloop.store.spend import GROUPINGS, spend_report
 from devloop.store.writer import DbWriter
 from tests.helpers import ROOT, base_env
 

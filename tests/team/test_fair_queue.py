@@ -11,9 +11,9 @@ import pytest
 from devloop.budgets import Budgets
 from devloop.config import Profile, RateLimit
 from devloop.server.fair_queue import FairQueue, QueueFull, Ticket
-from devloop.server.team import KeyRing, apply_key_limits
+from devloop.server.team import apply_key_limits
 from devloop.store.db import open_db
-from devloop.store.keys import create_key, revoke_key
+from devloop.store.keys import KeyRing, create_key, revoke_key
 
 
 def admitted(tickets: list[Ticket]) -> list[str]:

@@ -12,7 +12,7 @@ from devloop.budgets import period_bounds
 from devloop.config import Budget
 from devloop.store.db import open_db
 from devloop.store.ledger import CallRecord
-from devloop.tui.data import CallFilter, LedgerReader
+from devloop.store.reports import CallFilter, LedgerReader
 from devloop.tui.ladder import NOT_RUN, list_runs, load_ladder, run_cases
 from tests.tui.seed import FIXED_NOW, seed_ladder
 
@@ -128,7 +128,7 @@ def test_ladder_reads_stored_stages(tmp_path: Path, workdir: Path) -> None:
 
 
 def test_filtered_counts_stop_at_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import devloop.tui.data as data
+    import devloop.store.reports as data
 
     monkeypatch.setattr(data, "COUNT_CAP", 3)
     db = tmp_path / "d.db"

@@ -11,8 +11,8 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from devloop.store.reports import PAGE_SIZE
 from devloop.tui.app import DevloopApp
-from devloop.tui.data import PAGE_SIZE
 from devloop.tui.screens.calls import CallsScreen
 from devloop.tui.widgets.line_table import LineTable
 

@@ -13,7 +13,13 @@ from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 
-from devloop.tui.data import TierLatency
+from devloop.continue_config import (
+    autocomplete_model_for,
+    client_base_url,
+    models_for_profile,
+    render_continue_config,
+)
+from devloop.store.reports import TierLatency
 from devloop.tui.formatting import millis
 from devloop.tui.health import tier_states
 from devloop.tui.screens.base import DevloopScreen
@@ -28,15 +34,6 @@ PROVIDERS = ("openai", "ollama")
 
 def continue_yaml(app: Any, provider: str) -> str:
     """The Continue.dev config for this endpoint (rendered by devloop.continue_config)."""
-    try:
-        from devloop.continue_config import (
-            autocomplete_model_for,
-            client_base_url,
-            models_for_profile,
-            render_continue_config,
-        )
-    except ImportError as exc:
-        return f"# devloop continue-config is not available: {exc}\n"
     settings, profile = app.settings, app.profile
     return render_continue_config(
         client_base_url(settings.host, settings.port), provider,  # type: ignore[arg-type]

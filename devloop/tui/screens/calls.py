@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from rich.text import Text
@@ -14,7 +13,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
-from devloop.tui.data import COUNT_CAP, PAGE_SIZE, CallFilter
+from devloop.store.reports import COUNT_CAP, PAGE_SIZE, CallFilter, Row
 from devloop.tui.formatting import clock, millis, short_usd, tokens
 from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.call_detail import CallDetail
@@ -26,7 +25,7 @@ COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 16), ("Saved", 7, "
 FILTER_DEBOUNCE_S = 0.25
 
 
-def call_cells(row: sqlite3.Row) -> list[Any]:
+def call_cells(row: Row) -> list[Any]:
     ok = row["status"] == 200
     saved = row["saved_usd"]
     return [
@@ -97,7 +96,7 @@ class CallsScreen(DevloopScreen):
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self.show_page, rows, page, total, focus, detail)
 
-    def show_page(self, rows: list[sqlite3.Row], page: int, total: int, focus: int | None,
+    def show_page(self, rows: list[Row], page: int, total: int, focus: int | None,
                   detail: dict[str, Any] | None) -> None:
         self.page, self.total = page, total
         table = self.query_one("#calls-table", LineTable)

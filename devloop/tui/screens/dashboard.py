@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Label, Static
 from textual.worker import get_current_worker
 
 from devloop.store.ledger import CallRecord
-from devloop.tui.data import RECENT_LIMIT, BudgetUse, Summary, TierLatency
+from devloop.store.reports import RECENT_LIMIT, BudgetUse, Summary, TierLatency
 from devloop.tui.formatting import calls, clip, clock, millis, percent, short_usd, tokens, usd
 from devloop.tui.health import tier_states
 from devloop.tui.messages import CallLogged

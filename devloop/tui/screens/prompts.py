@@ -19,6 +19,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
+from devloop.paths import display_path
 from devloop.tui.formatting import clip, short_stamp, usd
 from devloop.tui.jobs import CliJob
 from devloop.tui.ladder import (
@@ -28,7 +29,6 @@ from devloop.tui.ladder import (
     STAGES,
     EvalEstimate,
     EvalsetInfo,
-    display_path,
     estimate_eval,
     list_evalset_files,
     load_ladder,

@@ -13,7 +13,7 @@ from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
-from devloop.tui.data import SpendGroup, SpendView
+from devloop.store.reports import SpendGroup, SpendView
 from devloop.tui.formatting import short_usd, usd
 from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.line_table import Column, LineTable

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from devloop.tui.hosting import HostStatus
+from devloop.server.hosting import HostStatus
 
 SCREENS = (
     ("dashboard", "Dashboard"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
-from devloop.tui.data import BudgetUse
+from devloop.store.reports import BudgetUse
 from devloop.tui.formatting import short_usd
 
 GAUGE_WIDTH = 12

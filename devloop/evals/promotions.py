@@ -1,24 +1,18 @@
-"""Where eval results live: SQLite (runs, per-case results that double as the result cache,
-promotions) and a promotion file beside the eval sets that CI can read.
-
-The cache key is sha256(prompt hash, case hash, model, parameters); an unchanged case on an
-unchanged prompt and model is answered from the last result that was not itself an error.
+"""The promotion file beside the eval sets, and the eval result cache key.
 
 ``devloop.promotions.json`` (next to the eval set file) records each promoted prompt hash so
 that ``devloop eval --gate`` in CI, where the developer's database is absent, can check it:
-commit it with the prompt.
+commit it with the prompt. The database side is devloop.store.evals.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from devloop.evals.evalset import sha256_json
-from devloop.store.db import open_db
 
 PROMOTIONS_FILE = "devloop.promotions.json"
 
@@ -26,42 +20,6 @@ PROMOTIONS_FILE = "devloop.promotions.json"
 def cache_key(prompt_hash: str, case_hash: str, model: str, params: dict[str, Any]) -> str:
     return sha256_json({"prompt": prompt_hash, "case": case_hash, "model": model,
                         "params": params})
-
-
-class EvalStore:
-    def __init__(self, db_path: Path) -> None:
-        self.db = open_db(db_path)
-
-    def close(self) -> None:
-        self.db.conn.close()
-
-    # -- result cache --------------------------------------------------------------------
-    def cached(self, key: str) -> dict[str, Any] | None:
-        """The last fresh (not cache-served, not errored) result for ``key``."""
-        rows = list(self.db.query(
-            "SELECT * FROM eval_results WHERE cache_key = ? AND cached = 0 AND error IS NULL "
-            "ORDER BY id DESC LIMIT 1", [key]))
-        return rows[0] if rows else None
-
-    # -- recording -----------------------------------------------------------------------
-    def record(self, run: dict[str, Any], results: list[dict[str, Any]]) -> None:
-        with self.db.conn:
-            self.db["eval_runs"].insert(run)
-            if results:
-                self.db["eval_results"].insert_all(results)
-
-    def promote(self, prompt_hash: str, model: str, evalset: str, file: str | None,
-                run_id: str, pass_rate: float, threshold: float) -> None:
-        self.db["promotions"].upsert(
-            {"prompt_hash": prompt_hash, "model": model, "evalset": evalset, "file": file,
-             "run_id": run_id, "pass_rate": pass_rate, "threshold": threshold,
-             "ts": time.time()},
-            pk=("prompt_hash", "model"))
-
-    def promotion(self, prompt_hash: str, model: str) -> dict[str, Any] | None:
-        rows = list(self.db.query(
-            "SELECT * FROM promotions WHERE prompt_hash = ? AND model = ?", [prompt_hash, model]))
-        return rows[0] if rows else None
 
 
 # -- the promotion file ------------------------------------------------------------------------

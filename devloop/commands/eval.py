@@ -4,7 +4,7 @@ Exit codes: 0 every eval set met its threshold (or, with --gate, every prompt ha
 promoted); 1 a pass rate below its threshold (or an unpromoted prompt with --gate); 2 an
 error: a bad file or option, a model call that failed for good, or --max-cost refusing.
 
-`--from-ledger` runs the routing audit instead (devloop.evals.audit_cli): it replays stored
+`--from-ledger` runs the routing audit instead (devloop.commands.audit): it replays stored
 calls that local tiers served on the production model and grades agreement.
 """
 
@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from devloop.commands._common import fail, load
 from devloop.config import ConfigError, Profile
+from devloop.evals.plan import RunOptions
+from devloop.money import format_usd
 
 if TYPE_CHECKING:
     from devloop.evals.evalset import EvalSet
-    from devloop.evals.runner import RunOptions
 
 GATE_HINT = "run `devloop eval {file}{model}` and commit devloop.promotions.json"
 
@@ -92,8 +94,7 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None, ba
     With --from-ledger, audit routing instead: replay stored local calls on the production
     model and report the agreement rate (with --threshold: exit 1 below it).
     """
-    from devloop.cli import fail, load
-    from devloop.evals.runner import RunOptions, load_targets
+    from devloop.evals.runner import load_targets
 
     audit_only = {"--feature": feature, "--sample": sample, "--since": since, "--seed": seed,
                   "--grader": grader, "--min-similarity": min_similarity}
@@ -102,7 +103,7 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None, ba
                            ("--junit", junit_file), ("--gate", gate)):
             if used:
                 fail(f"--from-ledger: {name} cannot be used with --from-ledger")
-        from devloop.evals.audit_cli import LedgerArgs, run_from_ledger
+        from devloop.commands.audit import LedgerArgs, run_from_ledger
 
         settings, prof = load(profile)
         sys.exit(run_from_ledger(settings, prof, LedgerArgs(
@@ -132,7 +133,7 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None, ba
 
 def _gate(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path) -> int:
     from devloop.evals.runner import gate
-    from devloop.evals.store import EvalStore
+    from devloop.store.evals import EvalStore
 
     store = EvalStore(db_path) if db_path.exists() else None
     try:
@@ -153,13 +154,12 @@ def _gate(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Pat
 
 def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path,
          json_file: str | None, junit_file: str | None) -> int:
-    from devloop.cli import fail
     from devloop.evals.batch import check_batch_model
     from devloop.evals.client import EvalCallError
-    from devloop.evals.report import fmt_usd, print_run, write_json, write_junit
+    from devloop.evals.report import summary, table, write_json, write_junit
     from devloop.evals.runner import make_plan, record, run_plans, total_estimate
-    from devloop.evals.store import EvalStore
     from devloop.pricing import Pricing
+    from devloop.store.evals import EvalStore
 
     pricing = Pricing(prof)
     store = EvalStore(db_path)
@@ -174,7 +174,7 @@ def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path
         if opts.progress:
             models = ", ".join(sorted({p.model for p in plans}))
             _echo_err(f"eval: {to_run} cases to run on {models}, {cached} from cache; "
-                      f"worst-case cost {fmt_usd(estimate)}" if to_run else
+                      f"worst-case cost {format_usd(estimate)}" if to_run else
                       f"eval: all {cached} cases from cache; nothing to spend")
         max_cost = opts.max_cost
         if max_cost is not None and to_run:
@@ -183,7 +183,7 @@ def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path
                 fail(f"--max-cost: cannot estimate the cost: no price for {unpriced} (set "
                      "prices: in the profile); nothing was called")
             elif estimate > max_cost:
-                fail(f"--max-cost: worst-case cost {fmt_usd(estimate)} is above "
+                fail(f"--max-cost: worst-case cost {format_usd(estimate)} is above "
                      f"${max_cost:g}; nothing was called")
         runs = asyncio.run(run_plans(plans, opts, pricing))
         warnings = [w for plan, run in zip(plans, runs, strict=True)
@@ -199,7 +199,8 @@ def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path
     for warning in warnings:
         _echo_err(f"devloop: warning: {warning}")
     for run in runs:
-        print_run(run)
+        click.echo(table(run))
+        click.echo(summary(run))
         errors = list(dict.fromkeys(c.error for c in run.cases if c.error))
         for error in errors[:3]:  # the table cuts reasons short; say each error in full once
             _echo_err(f"devloop: error: {run.evalset}: {error}")

@@ -1,7 +1,8 @@
-"""Ledger reads for the TUI: bounded queries only (LIMIT, the ts/tier indexes), thread-safe.
+"""Ledger reads behind the TUI: bounded queries only (LIMIT, the ts/tier indexes), thread-safe.
 
-Screens call these from thread workers. One read connection is shared under a lock: reads
-are short, and SQLite in WAL mode never makes them wait for the gateway's writer.
+Screens call these from thread workers (never SQL of their own). One read connection is
+shared under a lock: reads are short, and SQLite in WAL mode never makes them wait for the
+gateway's writer.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 from devloop.budgets import SCOPE_SQL, period_bounds
 from devloop.config import Budget
+from devloop.money import sum_usd, total_usd
 from devloop.store.db import connect, open_db
-from devloop.store.ledger import LOCAL_TIERS
+from devloop.store.spend import LOCAL_TIERS, unknown_sql
 
+Row = sqlite3.Row  # what the call lists return (by index or by column name)
 PAGE_SIZE = 100
 COUNT_CAP = 10_000  # filtered counts stop here: "10,000+"
 RECENT_LIMIT = 50
@@ -34,17 +37,12 @@ TEXT_FIELDS = ("model", "feature", "route_reason", "request_id", "tier", "error"
 _LOCAL = ", ".join(f"'{t}'" for t in LOCAL_TIERS)
 
 
-def _unknown(column: str, when: str = "") -> str:
-    """SQL counting rows whose price is unknown (see ``_money``)."""
-    return f"sum({when}{column} IS NULL AND status = 200)"
-
-
 SPEND_SQL = f"""
     SELECT date(ts, 'unixepoch') AS day, tier, coalesce(feature, '(none)') AS feature,
         count(*) AS calls,
-        sum(cost_usd) AS cost, {_unknown("cost_usd")} AS cost_unknown,
-        sum(saved_usd) AS saved, {_unknown("saved_usd")} AS saved_unknown,
-        sum(counterfactual_usd) AS cf, {_unknown("counterfactual_usd")} AS cf_unknown
+        sum(cost_usd) AS cost, {unknown_sql("cost_usd")} AS cost_unknown,
+        sum(saved_usd) AS saved, {unknown_sql("saved_usd")} AS saved_unknown,
+        sum(counterfactual_usd) AS cf, {unknown_sql("counterfactual_usd")} AS cf_unknown
     FROM calls WHERE ts >= ? AND ts < ? GROUP BY day, tier, feature"""
 
 
@@ -141,13 +139,6 @@ class SpendView:
     total_spent: float | None
 
 
-def _money(total: Any, unknown: Any) -> float | None:
-    """A sum with any unknown price in it is unknown (NULL), never a partial figure. Failed
-    calls (status != 200) are left out of ``unknown``: the gateway logs them with a NULL
-    counterfactual, but they used no tokens and saved nothing."""
-    return None if unknown else float(total or 0.0)
-
-
 class LedgerReader:
     def __init__(self, db_path: Path | str) -> None:
         self.path = Path(db_path)
@@ -217,11 +208,6 @@ class LedgerReader:
         row = self.one("SELECT * FROM calls WHERE id = ?", [call_id])
         return dict(row) if row else None
 
-    def call_by_request(self, request_id: str) -> dict[str, Any] | None:
-        row = self.one("SELECT * FROM calls WHERE request_id = ? ORDER BY id DESC LIMIT 1",
-                       [request_id])
-        return dict(row) if row else None
-
     # -- dashboard ------------------------------------------------------------------------
     def summary(self, now: float) -> Summary:
         day_start, _ = period_bounds("day", now)
@@ -229,12 +215,12 @@ class LedgerReader:
         # One pass over this week's rows (the ts index bounds it) gives both periods.
         row = self.one(
             f"""SELECT count(*) AS calls_week,
-                   sum(saved_usd) AS saved_week, {_unknown("saved_usd")} AS saved_week_unknown,
+                   sum(saved_usd) AS saved_week, {unknown_sql("saved_usd")} AS saved_week_unknown,
                    sum(ts >= :day) AS calls_today,
                    sum(CASE WHEN ts >= :day THEN saved_usd END) AS saved_today,
-                   {_unknown("saved_usd", "ts >= :day AND ")} AS saved_today_unknown,
+                   {unknown_sql("saved_usd", "ts >= :day AND ")} AS saved_today_unknown,
                    sum(CASE WHEN ts >= :day THEN cost_usd END) AS spent_today,
-                   {_unknown("cost_usd", "ts >= :day AND ")} AS spent_today_unknown,
+                   {unknown_sql("cost_usd", "ts >= :day AND ")} AS spent_today_unknown,
                    avg(cache = 'hit') AS hit_rate, avg(tier IN ({_LOCAL})) AS local_share
                 FROM calls WHERE ts >= :week""",
             {"day": day_start, "week": min(week_start, day_start)},
@@ -243,10 +229,10 @@ class LedgerReader:
             return Summary()
         return Summary(
             calls_today=int(row["calls_today"] or 0),
-            saved_today=_money(row["saved_today"], row["saved_today_unknown"]),
-            spent_today=_money(row["spent_today"], row["spent_today_unknown"]),
+            saved_today=total_usd(row["saved_today"], row["saved_today_unknown"]),
+            spent_today=total_usd(row["spent_today"], row["spent_today_unknown"]),
             calls_week=int(row["calls_week"]),
-            saved_week=_money(row["saved_week"], row["saved_week_unknown"]),
+            saved_week=total_usd(row["saved_week"], row["saved_week_unknown"]),
             cache_hit_rate=row["hit_rate"],
             local_share=row["local_share"],
         )
@@ -306,16 +292,16 @@ class LedgerReader:
                 g[6] += r["cf_unknown"]
 
         def shape(groups: dict[str, list[Any]]) -> list[SpendGroup]:
-            items = [SpendGroup(k, g[0], _money(g[1], g[2]), _money(g[3], g[4]),
-                                _money(g[5], g[6])) for k, g in groups.items()]
+            items = [SpendGroup(k, g[0], total_usd(g[1], g[2]), total_usd(g[3], g[4]),
+                                total_usd(g[5], g[6])) for k, g in groups.items()]
             return sorted(items, key=lambda s: (-(s.saved_usd or 0.0), -s.calls, s.key))
 
         by_tier = shape(tiers)
         return SpendView(
             days=[d[5:] for d in day_keys], saved=[saved[d] for d in day_keys],
             spent=[spent[d] for d in day_keys], by_tier=by_tier, by_feature=shape(features),
-            total_saved=_sum_known([g.saved_usd for g in by_tier]),
-            total_spent=_sum_known([g.cost_usd for g in by_tier]),
+            total_saved=sum_usd([g.saved_usd for g in by_tier]),
+            total_spent=sum_usd([g.cost_usd for g in by_tier]),
         )
 
 
@@ -361,8 +347,3 @@ def _day_key(ts: float) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")
-
-
-def _sum_known(values: list[float | None]) -> float | None:
-    return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
-

@@ -1,8 +1,9 @@
-"""Hosting the HTTP endpoint inside the TUI's event loop.
+"""Hosting the HTTP endpoint inside an event loop someone else runs (the TUI's).
 
-The gateway and uvicorn run as tasks on Textual's loop, so the ledger listener is called on
-the same loop that draws the screen. uvicorn's signal handlers are disabled: the TUI owns the
-terminal and its quit key; quitting sets ``should_exit`` and awaits a graceful shutdown.
+The gateway and uvicorn run as tasks on the caller's loop (Textual's), so the ledger listener
+is called on the same loop that draws the screen. uvicorn's signal handlers are disabled: the
+host application owns the terminal and its quit key; quitting sets ``should_exit`` and awaits
+a graceful shutdown. Here in server/ because only server/ imports the web server.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
 from devloop.store.ledger import CallRecord
 
-log = logging.getLogger("devloop.tui")
+log = logging.getLogger("devloop.hosting")
 State = Literal["starting", "serving", "stopping", "stopped", "failed"]
 
 
@@ -59,6 +60,7 @@ class EndpointHost:
         self._stopping = False
         self._done = asyncio.Event()
         self._done.set()
+        self._ready = asyncio.Event()  # set once the gateway started, or the start failed
 
     @property
     def base_url(self) -> str:
@@ -73,7 +75,7 @@ class EndpointHost:
 
     async def serve(self) -> None:
         """Run until ``stop``; returns once the port is closed and the gateway is shut."""
-        import uvicorn  # imported here: only a TUI that serves pays for it
+        import uvicorn  # imported here: only a host that serves pays for it
 
         from devloop.server.app import create_app
 
@@ -91,6 +93,7 @@ class EndpointHost:
             self.gateway = await asyncio.to_thread(self._make_gateway)
             self.gateway.listeners.append(self.on_call)
             await self.gateway.start()
+            self._ready.set()
             app = create_app(self.settings, self.profile, gateway=self.gateway)
             config = uvicorn.Config(app, log_config=None, log_level=self.settings.log_level,
                                     access_log=False, lifespan="on",
@@ -112,11 +115,17 @@ class EndpointHost:
         finally:
             if sock is not None:
                 sock.close()
+            self._ready.set()
             await self._close_gateway()
             self.server = None
             if self.status.state != "failed":
                 self._set("stopped")
             self._done.set()
+
+    async def ready(self) -> Gateway | None:
+        """The started Gateway (None when the endpoint failed to start or has stopped)."""
+        await self._ready.wait()
+        return self.gateway
 
     def _make_gateway(self) -> Gateway:
         if self.prepare is not None:

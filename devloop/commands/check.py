@@ -1,4 +1,4 @@
-"""`devloop check` and `devloop watch` (registered lazily by devloop.cli)."""
+"""`devloop check` and `devloop watch` over devloop.pipeline (registered lazily by devloop.cli)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 
 import click
 
-from devloop.cli import fail, load
+from devloop.commands._common import fail, load
 from devloop.config import ConfigError
 from devloop.evals.evalset import find_evalsets, load_evalset
-from devloop.pipeline.checker import STAGES, Checker, CheckReport, display_path
+from devloop.paths import display_path
+from devloop.pipeline.checker import STAGES, Checker, CheckReport
 from devloop.pipeline.report import render_report, render_stage
 from devloop.pipeline.watch import EvalsetWatcher, WatchEvent
 
@@ -112,7 +113,7 @@ def _print_event(event: WatchEvent, as_json: bool, show_reordered: bool) -> None
                    (f": {event.message}" if event.message else ""))
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 

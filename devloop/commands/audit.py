@@ -17,7 +17,7 @@ from typing import cast
 
 import click
 
-from devloop.cli import fail
+from devloop.commands._common import fail
 from devloop.config import Profile, Settings
 from devloop.evals.assertions import DEFAULT_SIMILAR_THRESHOLD
 from devloop.evals.audit import (
@@ -33,11 +33,11 @@ from devloop.evals.audit import (
     total_estimate,
     unpriced,
 )
-from devloop.evals.report import fmt_usd
+from devloop.money import format_usd
 from devloop.pricing import Pricing
 from devloop.store.bodies import count_bodies, load_bodies
 from devloop.store.db import connect
-from devloop.store.ledger import LOCAL_TIERS, period_seconds
+from devloop.store.spend import LOCAL_TIERS, period_seconds
 
 DEFAULT_SINCE = "7d"
 
@@ -106,14 +106,14 @@ def run_from_ledger(settings: Settings, prof: Profile, args: LedgerArgs) -> int:
     if not args.quiet:
         click.echo(f"audit: {len(picked)} of {len(calls)} stored local calls (seed "
                    f"{seed}) on {opts.model}, graded by {_grader_label(opts)}; "
-                   f"worst-case cost {fmt_usd(estimate)}", err=True)
+                   f"worst-case cost {format_usd(estimate)}", err=True)
     if args.max_cost is not None and replays:
         if estimate is None:
             fail(f"--max-cost: cannot estimate the cost: no price for "
                  f"{', '.join(unpriced(opts, pricing))} (set prices: in the profile); "
                  f"nothing was called")
         elif estimate > args.max_cost:
-            fail(f"--max-cost: worst-case cost {fmt_usd(estimate)} is above "
+            fail(f"--max-cost: worst-case cost {format_usd(estimate)} is above "
                  f"${args.max_cost:g}; nothing was called")
     result = asyncio.run(run_audit(replays, broken, opts, pricing, len(calls), sample, seed,
                                    estimate))
@@ -161,18 +161,18 @@ def print_audit(result: AuditResult) -> None:
         verdict = "ERROR" if r.error else ("AGREE" if r.agree else "DISAGREE")
         click.echo(f"{r.call.request_id[:12]:<12}  {_cut(r.call.feature or '(none)', feat_w):<{feat_w}}"
                    f"  {r.call.tier:<8}  {verdict:<8}  {r.score:>5.2f}  "
-                   f"{_cut(r.error or r.reason, reason_w):<{reason_w}}  {fmt_usd(r.cost_usd):>10}")
+                   f"{_cut(r.error or r.reason, reason_w):<{reason_w}}  {format_usd(r.cost_usd):>10}")
     features = result.by_feature()
     if len(features) > 1:
         click.echo("")
         for name, t in features.items():
-            click.echo(f"  {name}: {_rate(t.agreed, t.graded)}, cost {fmt_usd(t.cost_usd)}"
+            click.echo(f"  {name}: {_rate(t.agreed, t.graded)}, cost {format_usd(t.cost_usd)}"
                        + (f", {t.errors} errors" if t.errors else ""))
     total = result.total()
     parts = [f"routing audit on {result.model} ({result.grader}): agreement "
              f"{_rate(total.agreed, total.graded)} of {len(result.calls)} sampled from "
              f"{result.population} stored local calls",
-             f"cost {fmt_usd(total.cost_usd)} (estimate {fmt_usd(result.estimate_usd)})"]
+             f"cost {format_usd(total.cost_usd)} (estimate {format_usd(result.estimate_usd)})"]
     if total.errors:
         parts.append(f"{total.errors} errors")
     click.echo("; ".join(parts))

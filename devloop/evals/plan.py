@@ -1,0 +1,54 @@
+"""What an eval run will do: its options, and the plan of cases (shared by the runner and the
+Batch API client, so neither imports the other)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from devloop.evals.evalset import Case, EvalSet
+
+
+@dataclass(slots=True)
+class RunOptions:
+    model: str | None = None
+    api_base: str | None = None
+    threshold: float | None = None
+    max_cost: float | None = None
+    concurrency: int = 4
+    batch: bool = False
+    judge_model: str | None = None
+    embedding_model: str | None = None
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    timeout_s: float = 120.0
+    use_cache: bool = True
+    poll_interval_s: float = 1.0
+    batch_timeout_s: float = 24 * 3600.0
+    progress: bool = True
+
+
+@dataclass(slots=True)
+class PlannedCase:
+    case: Case
+    case_hash: str
+    key: str
+    messages: list[dict[str, str]]
+    cached: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    evalset: EvalSet
+    model: str
+    threshold: float
+    max_tokens: int
+    params: dict[str, Any]
+    judge_model: str
+    embedding_model: str
+    items: list[PlannedCase] = field(default_factory=list)
+    estimate_usd: float | None = 0.0
+
+    @property
+    def to_run(self) -> list[PlannedCase]:
+        return [i for i in self.items if i.cached is None]
