@@ -7,16 +7,17 @@ small in-memory LRU in front, so a hit costs no database round trip.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from devloop.config import CacheConfig
+from devloop.store import response_cache as rows
+from devloop.store.calls import WriteJob
+from devloop.store.response_cache import Connection
 from devloop.store.writer import DbWriter
 from devloop.types import ChatRequest, Completion, CompletionRequest, EmbeddingRequest, Usage
 
@@ -68,7 +69,7 @@ def decode_completion(raw: bytes | str) -> Completion:
 
 
 class ResponseCache:
-    def __init__(self, config: CacheConfig, writer: DbWriter, read_conn: sqlite3.Connection,
+    def __init__(self, config: CacheConfig, writer: DbWriter, read_conn: Connection,
                  memory_entries: int = 2048) -> None:
         self.config = config
         self.writer = writer
@@ -91,12 +92,9 @@ class ResponseCache:
         now = time.time()
         entry = self.memory.get(key)
         if entry is None:
-            row = self.read_conn.execute(
-                "SELECT expires, body, created FROM cache WHERE key = ?", (key,)
-            ).fetchone()
-            if row is None:
+            entry = rows.read_entry(self.read_conn, key)
+            if entry is None:
                 return None
-            entry = (row[0], row[1] if isinstance(row[1], bytes) else row[1].encode())
             self._remember(key, entry)
         expires, body = entry
         if expires < now:
@@ -108,11 +106,11 @@ class ResponseCache:
         return CachedAnswer(decode_completion(body), expires - self.config.ttl)
 
     @staticmethod
-    def hit_job(key: str) -> Callable[[sqlite3.Connection], Any]:
-        return lambda c: c.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
+    def hit_job(key: str) -> WriteJob:
+        return rows.hit_job(key)
 
     def put(self, key: str, completion: Completion, defer: bool = False
-            ) -> Callable[[sqlite3.Connection], Any] | None:
+            ) -> WriteJob | None:
         """Remember the answer now; its row is written by the writer thread, or, with
         ``defer``, returned as a job for the caller to commit with its own write."""
         now = time.time()
@@ -121,22 +119,14 @@ class ResponseCache:
         self._remember(key, (expires, body))
         if self.semantic is not None:
             self.semantic.put(key, completion)
-        row = (key, self.config.namespace, completion.model, body.decode(),
-               completion.usage.prompt_tokens, completion.usage.completion_tokens, now, expires)
-
-        def job(c: sqlite3.Connection) -> Any:
-            return c.execute(
-                "INSERT OR REPLACE INTO cache (key, namespace, model, body, prompt_tokens, "
-                "completion_tokens, created, expires, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                row)
+        job = rows.put_job(key, self.config.namespace, completion.model, body,
+                           completion.usage.prompt_tokens, completion.usage.completion_tokens,
+                           now, expires)
 
         if defer:
             return job
         self.writer.submit(job)
         return None
-
-    def forget(self, key: str) -> None:
-        self.memory.pop(key, None)
 
     def _remember(self, key: str, entry: tuple[float, bytes]) -> None:
         self.memory[key] = entry

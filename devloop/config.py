@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from pathlib import Path
@@ -162,12 +161,6 @@ class Profile(Strict):
                 raise ValueError(f"aliases.{alias}: {target!r} is neither auto, a tier nor a model")
         return self
 
-    def route_for_feature(self, feature: str) -> Route | None:
-        for route in self.routes:
-            if route.match.feature and fnmatch.fnmatchcase(feature, route.match.feature):
-                return route
-        return None
-
 
 # Request kinds of the embedded model's speculative decoding (backends/speculative.py).
 SPECULATIVE_KINDS = ("fim", "edit", "chat", "completion")
@@ -185,7 +178,7 @@ class Settings(BaseSettings):
     team: bool = False
     max_body_bytes: int = 10 * 1024 * 1024
     log_level: str = "warning"
-    ollama_probe_timeout: float = 0.5
+    ollama_probe_timeout: float = Field(default=2.0, gt=0)  # seconds, Ollama health probes
     # Team mode (`serve --team`): requests in flight to the GPU upstream, slots kept back
     # from any single key, queue length per key, and how often the keys table is re-read.
     team_max_in_flight: int = Field(default=32, ge=1)

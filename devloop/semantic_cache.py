@@ -1,9 +1,10 @@
 """The optional semantic cache (``cache: {semantic: true}``; off by default).
 
-A request that misses the exact cache is embedded by the local tier (else the embedded one)
-and compared, by cosine similarity, with earlier answered requests that had every other
-parameter equal (model, temperature, max_tokens, ...: the "bucket"). At or above
-``semantic_threshold`` (0.95) the earlier answer is served. Requests that contain code are
+A request that misses the exact cache is embedded (by the ``embed`` callable the gateway
+passes: the local tier, else the embedded one) and compared, by cosine similarity, with
+earlier answered requests that had every other parameter equal (model, temperature,
+max_tokens, ...: the "bucket"). At or above ``semantic_threshold`` (0.95) the earlier
+answer is served. Requests that contain code are
 never served this way unless ``semantic_include_code`` is set: two snippets that read alike
 can need different answers. Entries live in memory only, bounded, with the exact cache's TTL.
 """
@@ -11,22 +12,20 @@ can need different answers. Entries live in memory only, bounded, with the exact
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
-from devloop.backends import BackendError
 from devloop.config import CacheConfig
-from devloop.routing.policy import CODE_SIGNALS
-from devloop.routing.router import Router
+from devloop.prompt_signals import has_code
 from devloop.types import ChatRequest, Completion, CompletionRequest
 
-log = logging.getLogger("devloop.semantic_cache")
-EMBED_TIERS = ("local", "embedded")
+# text -> its embedding, or None when no tier can embed right now
+Embed = Callable[[str], Awaitable[list[float] | None]]
 CONTENT_FIELDS = frozenset({"messages", "prompt", "suffix", "stream", "stream_options", "user",
                             "model", "max_completion_tokens"})
 
@@ -48,14 +47,10 @@ def bucket_key(endpoint: str, tier: str, model: str, req: ChatRequest | Completi
                                         "r": roles}, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def has_code(text: str) -> bool:
-    return bool(CODE_SIGNALS.search(text))
-
-
 class SemanticCache:
-    def __init__(self, config: CacheConfig, router: Router, max_entries: int = 4096) -> None:
+    def __init__(self, config: CacheConfig, embed: Embed, max_entries: int = 4096) -> None:
         self.config = config
-        self.router = router
+        self.embed = embed
         self.max_entries = max_entries
         # bucket -> exact key -> (unit vector, answer, created)
         self.buckets: dict[str, OrderedDict[str, tuple[np.ndarray, Completion, float]]] = {}
@@ -129,16 +124,10 @@ class SemanticCache:
         self.size -= 1
 
     async def _embed(self, text: str) -> np.ndarray | None:
-        for tier in EMBED_TIERS:
-            backend = self.router.backends.get(tier)
-            if backend is None or self.router.is_down(tier):
-                continue
-            try:
-                result = await backend.embed([text], backend.default_model)
-            except BackendError as exc:
-                log.info("semantic cache: %s cannot embed (%s)", tier, exc)
-                continue
-            vector = np.asarray(result.vectors[0], dtype=np.float32)
-            norm = float(np.linalg.norm(vector))
-            return vector / norm if norm else None
-        return None
+        """The text's unit vector, or None (no embedder answered, or a zero vector)."""
+        raw = await self.embed(text)
+        if raw is None:
+            return None
+        vector = np.asarray(raw, dtype=np.float32)
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm else None

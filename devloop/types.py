@@ -188,6 +188,14 @@ class RouteDecision:
     default_max_tokens: int | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class QueueStats:
+    """Where a team request waited for an upstream slot (set by server/team.py)."""
+
+    position: int
+    wait_ms: float
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Per-call facts from the HTTP edge that routing and the ledger need."""
@@ -200,4 +208,4 @@ class RequestContext:
     key_id: str | None = None
     forced_tier: str | None = None
     cache_mode: Literal["default", "bypass", "refresh"] = "default"
-    headers: dict[str, str] = field(default_factory=dict)
+    queue: QueueStats | None = None  # team mode: the fair queue's position and wait

@@ -440,18 +440,18 @@ async def section_ledger(args: argparse.Namespace, work: Path, stub: Target) -> 
     def record(i: int):  # type: ignore[no-untyped-def]
         ctx = RequestContext(request_id=f"ledger-{i}", endpoint="chat", protocol="openai")
         prep = Prepared(req, ctx, decision, None, "miss", time.perf_counter())
-        return gw._record(prep, "shared", "openai", "stub-model", decision.reason, "miss", usage,
-                          0.0, 0.0001)
+        return gw.meter.record(prep, "shared", "openai", "stub-model", decision.reason, "miss",
+                               usage, 0.0, 0.0001)
 
     out: dict = {}
     try:
         for i in range(200):  # warm: statement cache, WAL file
-            await gw._write(record(i), None)
+            await gw.meter.write(record(i), None)
         seq: list[float] = []
         start = time.perf_counter()
         for i in range(args.ledger_seq):
             t = time.perf_counter()
-            await gw._write(record(i), None)
+            await gw.meter.write(record(i), None)
             seq.append((time.perf_counter() - t) * 1000)
         out["one at a time"] = {**pcts(seq), "rows_per_s": len(seq) / (time.perf_counter() - start)}
         recs = [record(i) for i in range(args.ledger_rows)]
@@ -459,7 +459,7 @@ async def section_ledger(args: argparse.Namespace, work: Path, stub: Target) -> 
 
         async def one(rec) -> None:  # type: ignore[no-untyped-def]
             async with sem:
-                await gw._write(rec, None)
+                await gw.meter.write(rec, None)
 
         start = time.perf_counter()
         await asyncio.gather(*(one(r) for r in recs))

@@ -176,7 +176,7 @@ def breakdown(gw: Any) -> None:
     prep = gw.prepare(req, ctx)
     backend = gw.router.backends["shared"]
     done = Completion("Hello from the stub.", "stub-model", "stop", Usage(12, 5))
-    rec = gw._record(prep, "shared", "openai", "stub-model", "r", "miss", done.usage, 0.0, 0.001)
+    rec = gw.meter.record(prep, "shared", "openai", "stub-model", "r", "miss", done.usage, 0.0, 0.001)
     result = CallResult("x", prep.decision, "shared", "openai", "stub-model", "r", "miss", done,
                         None, 0.0, 0.001, 0.001, 0.5)
     prompt = req.prompt_text()
@@ -195,9 +195,9 @@ def breakdown(gw: Any) -> None:
         "upstream body (model_dump + orjson)": lambda: orjson.dumps(
             backend._body(req, "stub-model", False)),
         "cache row encode": lambda: encode_completion(done),
-        "ledger CallRecord": lambda: gw._record(prep, "shared", "openai", "stub-model", "r",
-                                                "miss", done.usage, 0.0, 0.001),
-        "metrics (_observe)": lambda: gw._observe(rec),
+        "ledger CallRecord": lambda: gw.meter.record(prep, "shared", "openai", "stub-model", "r",
+                                                    "miss", done.usage, 0.0, 0.001),
+        "metrics (Meter.observe)": lambda: gw.meter.observe(rec),
         "response body + headers": lambda: (orjson.dumps(chat_body("x", done)),
                                             result_headers(result)),
     }

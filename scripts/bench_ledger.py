@@ -27,7 +27,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from devloop.config import Profile, Settings  # noqa: E402
 from devloop.gateway import Gateway  # noqa: E402
-from devloop.store.ledger import CallRecord  # noqa: E402
+from devloop.store.calls import CallRecord  # noqa: E402
 from devloop.store.writer import DbWriter  # noqa: E402
 from devloop.types import ChatRequest, RequestContext  # noqa: E402
 
@@ -96,13 +96,13 @@ async def main(quick: bool) -> None:
 
     gw = Gateway(Settings(home=folder / "gw"), Profile.model_validate(PROFILE))
     await gw.start(probe=False)
-    real_write = gw._write
+    real_write = gw.meter.write
     n = 1000 if quick else 4000
     try:
         await request_latency(gw, 1, 1, warm=True)  # loads the model, fills the cache entry
 
         async def no_write(rec: CallRecord, *rest: object) -> None:
-            gw._observe(rec)
+            gw.meter.observe(rec)
 
         print(f"\n2. latency of a cache-hit request in process ({n} requests per cell, "
               "interleaved rounds)")
@@ -113,7 +113,7 @@ async def main(quick: bool) -> None:
             seconds = {"off": 0.0, "on": 0.0}
             for _ in range(4):  # alternate so drift hits both alike
                 for mode in ("off", "on"):
-                    gw._write = no_write if mode == "off" else real_write  # type: ignore[method-assign]
+                    gw.meter.write = no_write if mode == "off" else real_write  # type: ignore[method-assign]
                     t = time.perf_counter()
                     cells[mode] += await request_latency(gw, n // 4, concurrency)
                     seconds[mode] += time.perf_counter() - t
@@ -125,7 +125,7 @@ async def main(quick: bool) -> None:
             added = statistics.median(cells["on"]) - statistics.median(cells["off"])
             print(f"   {'':<13}{'added':<9}{added:>9.3f}  (median, ms per request)")
     finally:
-        gw._write = real_write  # type: ignore[method-assign]
+        gw.meter.write = real_write  # type: ignore[method-assign]
         await gw.close()
 
 

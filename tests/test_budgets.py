@@ -15,15 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devloop.budgets import (
+from devloop.config import Profile
+from devloop.gateway.admission import (
     RESERVATION_TTL_S,
     BudgetExceeded,
     Budgets,
-    period_bounds,
     scope_applies,
     worst_case_prompt_tokens,
 )
-from devloop.config import Profile
+from devloop.store.budgets import period_bounds
 from devloop.store.writer import DbWriter
 from devloop.tokens import count_tokens
 from devloop.types import ChatRequest
@@ -174,13 +174,13 @@ async def test_reservations_stop_at_the_budget(tmp_path: Path) -> None:
         assert 1 <= err.value.retry_after <= end - start
         assert await b.reserve("local", None, None, 5.0) is None  # no budget on that tier
         # settling the first at its actual cost frees the rest of its reservation
-        settle = Budgets.settle_sql(first)
+        settle = Budgets.settle_job(first)
         assert settle is not None
 
         def job(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO calls (ts, request_id, tier, cost_usd) VALUES (?, 'a', "
                          "'frontier', 0.1)", (time.time(),))
-            conn.execute(*settle)
+            settle(conn)
 
         await b.writer.run(job)
         assert await b.reserve("frontier", None, None, 0.4) is not None

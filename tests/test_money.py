@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from devloop.money import format_usd, round_usd, short_usd, sum_usd, total_usd
+from devloop.store.calls import CallRecord
 from devloop.store.db import open_db
-from devloop.store.ledger import CallRecord
 from devloop.store.reports import LedgerReader
 from devloop.store.spend import spend_report
 

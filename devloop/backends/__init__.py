@@ -8,7 +8,8 @@ from devloop.config import Settings, TierConfig
 __all__ = ["Backend", "BackendError", "UpstreamTimeout", "UpstreamUnavailable", "make_backend"]
 
 
-def make_backend(tier: str, config: TierConfig, settings: Settings | None = None) -> Backend:
+def make_backend(tier: str, config: TierConfig, ollama_probe_timeout: float = 2.0,
+                 settings: Settings | None = None) -> Backend:
     """Build a tier's backend; modules are imported only for the kinds a profile uses."""
     if config.backend == "embedded":
         from devloop.backends.embedded import EmbeddedBackend
@@ -17,7 +18,7 @@ def make_backend(tier: str, config: TierConfig, settings: Settings | None = None
     if config.backend == "ollama":
         from devloop.backends.ollama import OllamaBackend
 
-        return OllamaBackend(tier, config)
+        return OllamaBackend(tier, config, ollama_probe_timeout)
     if config.backend == "openai":
         from devloop.backends.openai_compat import OpenAICompatBackend
 

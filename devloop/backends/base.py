@@ -31,6 +31,10 @@ class UpstreamTimeout(BackendError):
 
 
 class Backend(ABC):
+    """One upstream. ``forward_headers`` are per-call headers for an upstream that speaks
+    HTTP and books calls (a team devloop): the request id and feature. Backends that have
+    no use for them ignore them."""
+
     kind: str = "base"
 
     def __init__(self, tier: str, config: TierConfig) -> None:
@@ -48,22 +52,24 @@ class Backend(ABC):
         """Release clients and threads."""
 
     @abstractmethod
-    async def chat(self, req: ChatRequest, model: str) -> Completion: ...
+    async def chat(self, req: ChatRequest, model: str,
+            forward_headers: dict[str, str] | None = None) -> Completion: ...
 
     @abstractmethod
-    def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]: ...
+    def chat_stream(self, req: ChatRequest, model: str,
+            forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]: ...
 
     @abstractmethod
-    async def complete(self, req: CompletionRequest, model: str) -> Completion: ...
+    async def complete(self, req: CompletionRequest, model: str,
+            forward_headers: dict[str, str] | None = None) -> Completion: ...
 
     @abstractmethod
-    def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]: ...
+    def complete_stream(self, req: CompletionRequest, model: str,
+            forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]: ...
 
     @abstractmethod
-    async def embed(self, texts: list[str], model: str) -> Embeddings: ...
-
-    @abstractmethod
-    async def list_models(self) -> list[str]: ...
+    async def embed(self, texts: list[str], model: str,
+            forward_headers: dict[str, str] | None = None) -> Embeddings: ...
 
     @abstractmethod
     async def health(self) -> Health: ...

@@ -269,22 +269,26 @@ class EmbeddedBackend(Backend):
         users = [m for m in req.messages if m.role == "user"]
         return chat_kind(users[-1].text()) if users else "chat"
 
-    async def chat(self, req: ChatRequest, model: str) -> Completion:
+    async def chat(self, req: ChatRequest, model: str,
+                   forward_headers: dict[str, str] | None = None) -> Completion:
         prompt, kwargs = await self._chat_prompt(req)
         result = await self.runner.call(self.runner.generate, prompt, kwargs, self._kind(req))
         return self._completion(result, model)
 
-    async def complete(self, req: CompletionRequest, model: str) -> Completion:
+    async def complete(self, req: CompletionRequest, model: str,
+                       forward_headers: dict[str, str] | None = None) -> Completion:
         prompt, kwargs = await self._completion_prompt(req)
         result = await self.runner.call(self.runner.generate, prompt, kwargs, self._kind(req))
         return self._completion(result, model)
 
-    async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
+    async def chat_stream(self, req: ChatRequest, model: str,
+                          forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._chat_prompt(req)
         async for delta in self._stream(prompt, kwargs, self._kind(req)):
             yield delta
 
-    async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
+    async def complete_stream(self, req: CompletionRequest, model: str,
+                              forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._completion_prompt(req)
         async for delta in self._stream(prompt, kwargs, self._kind(req)):
             yield delta
@@ -325,12 +329,10 @@ class EmbeddedBackend(Backend):
                         usage.get("cached_tokens", 0)),
         )
 
-    async def embed(self, texts: list[str], model: str) -> Embeddings:
+    async def embed(self, texts: list[str], model: str,
+                    forward_headers: dict[str, str] | None = None) -> Embeddings:
         vectors, tokens = await self.embedder.call(self.embedder.embed, texts)
         return Embeddings(vectors, model, Usage(tokens, 0))
-
-    async def list_models(self) -> list[str]:
-        return self.config.all_models()
 
     async def health(self) -> Health:
         path = self.runner.path

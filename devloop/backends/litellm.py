@@ -80,7 +80,8 @@ class LiteLLMBackend(Backend):
     def _messages(req: ChatRequest) -> list[dict[str, Any]]:
         return [m.model_dump(exclude_none=True) for m in req.messages]
 
-    async def chat(self, req: ChatRequest, model: str) -> Completion:
+    async def chat(self, req: ChatRequest, model: str,
+                   forward_headers: dict[str, str] | None = None) -> Completion:
         litellm = import_litellm()
         try:
             resp = await litellm.acompletion(messages=self._messages(req), **self._kwargs(req, model))
@@ -94,7 +95,8 @@ class LiteLLMBackend(Backend):
             [c.model_dump() for c in calls] if calls else None,
         )
 
-    async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
+    async def chat_stream(self, req: ChatRequest, model: str,
+                          forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         litellm = import_litellm()
         finish: str | None = None
         try:
@@ -116,7 +118,8 @@ class LiteLLMBackend(Backend):
             raise self._error(exc) from None
         yield Delta(finish_reason=finish or "stop")
 
-    async def complete(self, req: CompletionRequest, model: str) -> Completion:
+    async def complete(self, req: CompletionRequest, model: str,
+                       forward_headers: dict[str, str] | None = None) -> Completion:
         litellm = import_litellm()
         try:
             resp = await litellm.atext_completion(prompt=req.prompt_text(), **self._kwargs(req, model))
@@ -126,12 +129,14 @@ class LiteLLMBackend(Backend):
         return Completion(choice.text or "", model, choice.finish_reason or "stop",
                           _usage(getattr(resp, "usage", None)) or Usage(reported=False))
 
-    async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
+    async def complete_stream(self, req: CompletionRequest, model: str,
+                              forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         done = await self.complete(req, model)  # providers rarely stream legacy completions
         yield Delta(text=done.text)
         yield Delta(finish_reason=done.finish_reason, usage=done.usage)
 
-    async def embed(self, texts: list[str], model: str) -> Embeddings:
+    async def embed(self, texts: list[str], model: str,
+                    forward_headers: dict[str, str] | None = None) -> Embeddings:
         litellm = import_litellm()
         kw: dict[str, Any] = {"model": self.config.embedding_model or model, "input": texts}
         if self.api_base:
@@ -143,9 +148,6 @@ class LiteLLMBackend(Backend):
             raise self._error(exc) from None
         vectors = [item["embedding"] for item in resp.data]
         return Embeddings(vectors, model, _usage(getattr(resp, "usage", None)) or Usage())
-
-    async def list_models(self) -> list[str]:
-        return self.config.all_models()
 
     async def health(self) -> Health:
         # A paid provider is not probed (that could cost money); a key is checked for.

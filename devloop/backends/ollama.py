@@ -46,8 +46,9 @@ def usage_of(resp: Any) -> Usage:
 class OllamaBackend(Backend):
     kind = "ollama"
 
-    def __init__(self, tier: str, config: TierConfig) -> None:
+    def __init__(self, tier: str, config: TierConfig, probe_timeout: float = 2.0) -> None:
         super().__init__(tier, config)
+        self.probe_timeout = probe_timeout  # Settings.ollama_probe_timeout
         self.base_url = (config.base_url or "http://127.0.0.1:11434").rstrip("/")
         self._client: ollama.AsyncClient | None = None
 
@@ -92,7 +93,8 @@ class OllamaBackend(Backend):
             out.append(msg)
         return out
 
-    async def chat(self, req: ChatRequest, model: str) -> Completion:
+    async def chat(self, req: ChatRequest, model: str,
+                   forward_headers: dict[str, str] | None = None) -> Completion:
         try:
             resp = await self.client.chat(
                 model=model, messages=self._messages(req), tools=req.tools, stream=False,
@@ -106,7 +108,8 @@ class OllamaBackend(Backend):
                           "tool_calls" if calls else _finish(resp.done_reason),
                           usage_of(resp), calls)
 
-    async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
+    async def chat_stream(self, req: ChatRequest, model: str,
+                          forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         try:
             stream = await self.client.chat(
                 model=model, messages=self._messages(req), tools=req.tools, stream=True,
@@ -124,7 +127,8 @@ class OllamaBackend(Backend):
             raise self._error(exc) from None
         raise BackendError(f"{self.tier}: Ollama stream ended without done")
 
-    async def complete(self, req: CompletionRequest, model: str) -> Completion:
+    async def complete(self, req: CompletionRequest, model: str,
+                       forward_headers: dict[str, str] | None = None) -> Completion:
         try:
             resp = await self.client.generate(
                 model=model, prompt=req.prompt_text(), suffix=req.suffix or None, raw=False,
@@ -134,7 +138,8 @@ class OllamaBackend(Backend):
             raise self._error(exc) from None
         return Completion(resp.response or "", model, _finish(resp.done_reason), usage_of(resp))
 
-    async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
+    async def complete_stream(self, req: CompletionRequest, model: str,
+                              forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         try:
             stream = await self.client.generate(
                 model=model, prompt=req.prompt_text(), suffix=req.suffix or None, stream=True,
@@ -150,7 +155,8 @@ class OllamaBackend(Backend):
             raise self._error(exc) from None
         raise BackendError(f"{self.tier}: Ollama stream ended without done")
 
-    async def embed(self, texts: list[str], model: str) -> Embeddings:
+    async def embed(self, texts: list[str], model: str,
+                    forward_headers: dict[str, str] | None = None) -> Embeddings:
         try:
             resp = await self.client.embed(model=self.config.embedding_model or model, input=texts)
         except Exception as exc:  # noqa: BLE001
@@ -158,17 +164,10 @@ class OllamaBackend(Backend):
         vectors = [list(v) for v in resp.embeddings]
         return Embeddings(vectors, model, Usage(int(resp.prompt_eval_count or 0), 0))
 
-    async def list_models(self) -> list[str]:
-        try:
-            resp = await self.client.list()
-        except Exception:  # noqa: BLE001 - listing is best effort
-            return self.config.all_models()
-        return [m.model for m in resp.models if m.model]
-
     async def health(self) -> Health:
         start = time.perf_counter()
         try:
-            async with httpx.AsyncClient(timeout=2.0) as probe:
+            async with httpx.AsyncClient(timeout=self.probe_timeout) as probe:
                 resp = await probe.get(self.base_url + "/api/tags")
             models = [m.get("model") or m.get("name") for m in resp.json().get("models", [])]
         except (httpx.HTTPError, ValueError) as exc:

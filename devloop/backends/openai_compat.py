@@ -12,7 +12,6 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -29,11 +28,6 @@ from devloop.types import (
     Health,
     Usage,
 )
-
-# Per-call headers for the upstream, set by the gateway for each request (its task's copy):
-# a team devloop upstream then books the call under the same feature and request id.
-FORWARD_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("devloop_forward_headers",
-                                                                default=None)
 
 
 def usage_from(data: dict[str, Any] | None) -> Usage | None:
@@ -74,28 +68,27 @@ class OpenAICompatBackend(Backend):
         if self._session is not None:
             await self._session.close()
 
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **self.extra_headers,
-                   **(FORWARD_HEADERS.get() or {})}
+    def _headers(self, forward: dict[str, str] | None = None) -> dict[str, str]:
+        """Ours, then the call's forwarded ones (a team devloop books the call under the same
+        request id and feature), then the key."""
+        headers = {"Content-Type": "application/json", **self.extra_headers, **(forward or {})}
         if self.config.api_key_env:
             key = os.environ.get(self.config.api_key_env)
             if key:
                 headers["Authorization"] = f"Bearer {key}"
-        if extra:
-            headers.update(extra)
         return headers
 
     def _pick(self) -> str:
         """Fewest requests in flight wins (replicas of one vLLM deployment)."""
         return min(self.urls, key=self.in_flight.__getitem__)
 
-    async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    async def _post(self, path: str, body: dict[str, Any], forward: dict[str, str] | None
                     ) -> aiohttp.ClientResponse:
         url = self._pick()
         self.in_flight[url] += 1
         try:
             resp = await self.session.post(
-                url + path, data=orjson.dumps(body), headers=self._headers(headers),
+                url + path, data=orjson.dumps(body), headers=self._headers(forward),
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=5),
             )
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
@@ -115,8 +108,9 @@ class OpenAICompatBackend(Backend):
             raise upstream_error(self.tier, resp.status, text)
         return resp
 
-    async def _json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        resp = await self._post(path, body)
+    async def _json(self, path: str, body: dict[str, Any], forward: dict[str, str] | None
+                    ) -> dict[str, Any]:
+        resp = await self._post(path, body, forward)
         try:
             return orjson.loads(await resp.read())
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
@@ -125,8 +119,9 @@ class OpenAICompatBackend(Backend):
             resp.release_slot()  # type: ignore[attr-defined]
             resp.release()
 
-    async def _sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        resp = await self._post(path, body)
+    async def _sse(self, path: str, body: dict[str, Any], forward: dict[str, str] | None
+                   ) -> AsyncIterator[dict[str, Any]]:
+        resp = await self._post(path, body, forward)
         try:
             async for raw in resp.content:
                 line = raw.strip()
@@ -160,8 +155,10 @@ class OpenAICompatBackend(Backend):
             body.pop("stream_options", None)
         return body
 
-    async def chat(self, req: ChatRequest, model: str) -> Completion:
-        data = await self._json("/chat/completions", self._body(req, model, False))
+    async def chat(self, req: ChatRequest, model: str,
+                   forward_headers: dict[str, str] | None = None) -> Completion:
+        data = await self._json("/chat/completions", self._body(req, model, False),
+                               forward_headers)
         try:
             choice = data["choices"][0]
             msg = choice.get("message") or {}
@@ -175,8 +172,10 @@ class OpenAICompatBackend(Backend):
             tool_calls=msg.get("tool_calls"),
         )
 
-    async def complete(self, req: CompletionRequest, model: str) -> Completion:
-        data = await self._json("/completions", self._body(req, model, False))
+    async def complete(self, req: CompletionRequest, model: str,
+                       forward_headers: dict[str, str] | None = None) -> Completion:
+        data = await self._json("/completions", self._body(req, model, False),
+                               forward_headers)
         choice = (data.get("choices") or [{}])[0]
         return Completion(
             text=choice.get("text") or "",
@@ -185,17 +184,22 @@ class OpenAICompatBackend(Backend):
             usage=usage_from(data.get("usage")) or Usage(reported=False),
         )
 
-    async def chat_stream(self, req: ChatRequest, model: str) -> AsyncIterator[Delta]:
-        async for delta in self._deltas("/chat/completions", self._body(req, model, True), True):
+    async def chat_stream(self, req: ChatRequest, model: str,
+                          forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
+        async for delta in self._deltas("/chat/completions", self._body(req, model, True), True,
+                                        forward_headers):
             yield delta
 
-    async def complete_stream(self, req: CompletionRequest, model: str) -> AsyncIterator[Delta]:
-        async for delta in self._deltas("/completions", self._body(req, model, True), False):
+    async def complete_stream(self, req: CompletionRequest, model: str,
+                              forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
+        async for delta in self._deltas("/completions", self._body(req, model, True), False,
+                                        forward_headers):
             yield delta
 
-    async def _deltas(self, path: str, body: dict[str, Any], chat: bool) -> AsyncIterator[Delta]:
+    async def _deltas(self, path: str, body: dict[str, Any], chat: bool,
+                      forward: dict[str, str] | None) -> AsyncIterator[Delta]:
         finish: str | None = None
-        events = self._sse(path, body)
+        events = self._sse(path, body, forward)
         async for event in events:
             usage = usage_from(event.get("usage"))
             for choice in event.get("choices") or ():
@@ -213,21 +217,12 @@ class OpenAICompatBackend(Backend):
                 return
         yield Delta(finish_reason=finish or "stop")
 
-    async def embed(self, texts: list[str], model: str) -> Embeddings:
-        data = await self._json("/embeddings", {"model": model, "input": texts})
+    async def embed(self, texts: list[str], model: str,
+                    forward_headers: dict[str, str] | None = None) -> Embeddings:
+        data = await self._json("/embeddings", {"model": model, "input": texts},
+                               forward_headers)
         vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d["index"])]
         return Embeddings(vectors, model, usage_from(data.get("usage")) or Usage(reported=False))
-
-    async def list_models(self) -> list[str]:
-        try:
-            async with self.session.get(
-                self._pick() + "/models", headers=self._headers(),
-                timeout=aiohttp.ClientTimeout(total=3),
-            ) as resp:
-                data = await resp.json(loads=orjson.loads)
-            return [m["id"] for m in data.get("data", [])]
-        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
-            return self.config.all_models()
 
     async def health(self) -> Health:
         start = time.perf_counter()

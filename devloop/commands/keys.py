@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-from devloop.budgets import period_bounds
 from devloop.commands._common import fail, load_settings
 from devloop.money import format_usd
+from devloop.store.budgets import period_bounds
 from devloop.store.db import Database
 
 REFRESH_NOTE = "a running team server picks this up within a few seconds"

@@ -36,7 +36,7 @@ def parse_verdict(text: str) -> str | None:
     return LEVELS[m.group(1).lower()] if m else None
 
 
-def needs_verdict(profile: Profile, model: str, forced_tier: str | None) -> bool:
+def needs_model_verdict(profile: Profile, model: str, forced_tier: str | None) -> bool:
     if profile.classifier != "model" or forced_tier:
         return False
     if not any(r.match.complexity for r in profile.routes):
@@ -56,18 +56,19 @@ class ModelClassifier:
         self._memory = memory
         self.calls = 0
 
-    async def verdict(self, prompt: str) -> str | None:
+    async def complexity(self, prompt: str) -> str | None:
+        """"low" | "high" from the local model (remembered per prompt head), else None."""
         head = prompt[:MAX_PROMPT_CHARS]
         if head in self._seen:
             self._seen.move_to_end(head)
             return self._seen[head]
-        level = await self._ask(head)
+        level = await self._ask_model(head)
         self._seen[head] = level
         while len(self._seen) > self._memory:
             self._seen.popitem(last=False)
         return level
 
-    async def _ask(self, prompt: str) -> str | None:
+    async def _ask_model(self, prompt: str) -> str | None:
         for tier in VERDICT_TIERS:
             if tier not in self.router.backends or self.router.is_down(tier):
                 continue

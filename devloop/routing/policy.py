@@ -6,19 +6,11 @@ No I/O here, so every rule is tested with a table of cases.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
 
 from devloop.config import Profile, Route
-from devloop.types import TIERS, RouteDecision
-
-TASK_VERBS = re.compile(
-    r"\b(refactor|redesign|design|architect|explain why|prove|migrate|optimi[sz]e|debug|"
-    r"review|analy[sz]e|rewrite|plan)\b",
-    re.IGNORECASE,
-)
-CODE_SIGNALS = re.compile(r"```|\bdef |\bclass |\bfunction\b|#include|=>|\bimport \w|;\s*$", re.M)
-FILE_SIGNALS = re.compile(r"(?:^|\s)[\w./-]+\.(?:py|ts|js|go|rs|java|c|cpp|h|rb|md|toml|yaml)\b")
+from devloop.prompt_signals import CODE_SIGNALS, FILE_SIGNALS, TASK_VERBS
+from devloop.types import RouteDecision
 
 
 class ModelNotFound(LookupError):
@@ -170,7 +162,3 @@ def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -
         max_tokens_cap=route.max_tokens if route else None,
         default_max_tokens=route.default_max_tokens if route else None,
     )
-
-
-def known_tier(name: str) -> bool:
-    return name in TIERS

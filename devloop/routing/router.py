@@ -35,10 +35,12 @@ class TierHealth:
 
 
 class Router:
-    def __init__(self, profile: Profile, settings: Settings | None = None) -> None:
+    def __init__(self, profile: Profile, ollama_probe_timeout: float = 2.0,
+                 settings: Settings | None = None) -> None:
         self.profile = profile
         self.backends: dict[str, Backend] = {
-            name: make_backend(name, cfg, settings) for name, cfg in profile.tiers.items()
+            name: make_backend(name, cfg, ollama_probe_timeout, settings)
+            for name, cfg in profile.tiers.items()
         }
         self.health = {name: TierHealth() for name in profile.tiers}
         self._probe_task: asyncio.Task[None] | None = None

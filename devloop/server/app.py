@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from devloop import __version__
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
+from devloop.gateway.metering import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from devloop.server import ollama_api, openai_api
 from devloop.server.errors import APIError, error_response
 from devloop.store.batches import has_pending_batches
@@ -41,8 +42,7 @@ async def health(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    gw.metrics.set("devloop_in_flight", gw.in_flight)
-    return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+    return Response(gw.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
-from devloop.store.ledger import CallRecord
+from devloop.store.calls import CallRecord
 
 log = logging.getLogger("devloop.hosting")
 State = Literal["starting", "serving", "stopping", "stopped", "failed"]

@@ -12,8 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from devloop.backends import BackendError
-from devloop.budgets import BudgetExceeded
-from devloop.gateway import CallResult, Gateway, StreamCall
+from devloop.gateway import BudgetExceeded, CallResult, Gateway, StreamCall
 from devloop.routing.policy import InvalidTier, ModelNotFound
 from devloop.server.errors import APIError, error_response, from_validation
 from devloop.types import Endpoint, RequestContext
@@ -79,7 +78,7 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         key_id=auth["name"] if auth else None,
         forced_tier=h.get("x-devloop-tier") or None,
         cache_mode=cache or "default",  # type: ignore[arg-type]
-        headers=dict(request.scope.get("devloop.queue", {})),
+        queue=request.scope.get("devloop.queue"),  # QueueStats, set by team mode's queue
     )
 
 

@@ -27,11 +27,12 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from devloop.budgets import Budgets
 from devloop.config import Budget, Settings
+from devloop.gateway.admission import Budgets
 from devloop.server.errors import APIError, error_response
 from devloop.server.fair_queue import FairQueue, QueueFull
 from devloop.store.keys import KeyRing, KeyRow, touch_job
+from devloop.types import QueueStats
 
 log = logging.getLogger("devloop.team")
 
@@ -65,13 +66,11 @@ class TeamOptions:
         return cls(**{f.name: getattr(settings, f"team_{f.name}") for f in fields(cls)})
 
 
-def apply_key_limits(budgets: Budgets, keys: list[KeyRow], base: tuple[dict[str, int], ...]
-                     ) -> None:
-    """Each key's budget, rpm and concurrency into the gateway's hard-stop machinery.
-
-    ``base`` holds the profile's own rate limits, which a key's own settings override.
-    """
-    rpm, concurrency = dict(base[0]), dict(base[1])
+def apply_key_limits(budgets: Budgets, keys: list[KeyRow]) -> None:
+    """Each key's budget, rpm and concurrency into the gateway's hard-stop machinery (a key's
+    own rate limits override the profile's for its scope)."""
+    rpm: dict[str, int] = {}
+    concurrency: dict[str, int] = {}
     key_budgets: dict[str, Budget] = {}
     for row in keys:
         scope = f"key:{row.name}"
@@ -85,10 +84,7 @@ def apply_key_limits(budgets: Budgets, keys: list[KeyRow], base: tuple[dict[str,
                                                period=row.budget_period or "day")  # type: ignore[arg-type]
             except ValidationError as exc:
                 log.warning("key %s: ignoring its budget: %s", row.name, exc.errors()[0]["msg"])
-    for target, new in ((budgets.rpm, rpm), (budgets.concurrency, concurrency),
-                        (budgets.key_budgets, key_budgets)):
-        target.clear()
-        target.update(new)  # type: ignore[attr-defined]
+    budgets.set_key_limits(rpm, concurrency, key_budgets)
 
 
 # -- the middleware ------------------------------------------------------------------------------
@@ -101,7 +97,6 @@ class TeamMiddleware:
         self.queue = FairQueue(self.options.max_in_flight, self.options.reserved_slots,
                                self.options.max_queued_per_key)
         self._limits_version = -1
-        self._base_limits: tuple[dict[str, int], dict[str, int]] | None = None
         self._last_used: dict[str, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -149,7 +144,7 @@ class TeamMiddleware:
             return
         if body is None:
             return  # the client left before sending its request
-        cap = gw.budgets.concurrency.get(f"key:{name}")
+        cap = gw.budgets.concurrency_limit(f"key:{name}")
         if cap and self.queue.holding(name) >= cap:
             gw.metrics.inc("devloop_queue_rejected_total", key=name, reason="max_concurrent")
             await respond(scope, receive, send, APIError(
@@ -171,8 +166,7 @@ class TeamMiddleware:
                     gw.metrics.inc("devloop_queue_abandoned_total", key=name)
                     return
             gw.metrics.observe("devloop_queue_wait_seconds", ticket.wait_ms / 1000, key=name)
-            scope["devloop.queue"] = {"queue_position": ticket.position,
-                                      "queue_wait_ms": round(ticket.wait_ms, 3)}
+            scope["devloop.queue"] = QueueStats(ticket.position, round(ticket.wait_ms, 3))
             await self.app(scope, replay(body, receive), send)
         finally:
             self.queue.release(ticket)
@@ -182,10 +176,7 @@ class TeamMiddleware:
         self.keys.refresh()
         if self._limits_version == self.keys.version:
             return
-        budgets: Budgets = gw.budgets
-        if self._base_limits is None:
-            self._base_limits = (dict(budgets.rpm), dict(budgets.concurrency))
-        apply_key_limits(budgets, self.keys.active(), self._base_limits)
+        apply_key_limits(gw.budgets, self.keys.active())
         self._limits_version = self.keys.version
 
     def _touch(self, gw: Any, name: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from devloop.store.ledger import CallRecord
+from devloop.store.calls import CallRecord
 from devloop.types import ChatRequest, Completion
 
 WriteJob = Callable[[sqlite3.Connection], Any]

@@ -242,3 +242,25 @@ def m009_call_bodies(db: sqlite_utils.Database) -> None:
         pk="request_id",
     )
     db["call_bodies"].create_index(["ts"])
+
+
+@migration
+def m010_ledger_contract_columns(db: sqlite_utils.Database) -> None:
+    """The ledger columns DESIGN.md names: provider cache reads/writes (and the write TTL),
+    reasoning tokens, input/output cost, the agent session, batch, cascade parent,
+    semantic-cache similarity and whether the audit sampled the call."""
+    calls = db["calls"]
+    for column, kind in [
+        ("cache_read_tokens", int),
+        ("cache_write_tokens", int),
+        ("cache_write_ttl", str),  # '5m' | '1h'
+        ("reasoning_tokens", int),
+        ("input_cost_usd", float),
+        ("output_cost_usd", float),
+        ("session", str),
+        ("batch_id", str),
+        ("parent_request_id", str),
+        ("semantic_similarity", float),
+    ]:
+        calls.add_column(column, kind)  # type: ignore[arg-type]
+    calls.add_column("audit_sampled", int, not_null_default=0)

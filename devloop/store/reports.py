@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devloop.budgets import SCOPE_SQL, period_bounds
 from devloop.config import Budget
 from devloop.money import sum_usd, total_usd
+from devloop.store.budgets import SCOPE_SQL, period_bounds
 from devloop.store.db import connect, open_db
 from devloop.store.spend import LOCAL_TIERS, unknown_sql
 

@@ -22,7 +22,7 @@ from textual.screen import Screen
 
 from devloop.config import Profile, Settings
 from devloop.server.hosting import EndpointHost, HostStatus
-from devloop.store.ledger import CallRecord
+from devloop.store.calls import CallRecord
 from devloop.store.reports import LedgerReader
 from devloop.tui.jobs import CliJob
 from devloop.tui.messages import CallLogged, CheckProgress, EndpointStatus, EvalsetChanged

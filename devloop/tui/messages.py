@@ -11,7 +11,7 @@ from pathlib import Path
 from textual.message import Message
 
 from devloop.server.hosting import HostStatus
-from devloop.store.ledger import CallRecord
+from devloop.store.calls import CallRecord
 
 
 class CallLogged(Message, bubble=False):

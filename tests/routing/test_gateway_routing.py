@@ -12,7 +12,7 @@ import pytest
 
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
-from devloop.routing.classifier import needs_verdict, parse_verdict
+from devloop.routing.classifier import needs_model_verdict, parse_verdict
 from devloop.types import ChatRequest, CompletionRequest, RequestContext
 
 BASE: dict[str, Any] = {
@@ -84,12 +84,12 @@ def test_verdict_only_when_routing_needs_it() -> None:
     model_cls = Profile.model_validate({**BASE, "routes": routes, "classifier": "model"})
     heuristic = Profile.model_validate({**BASE, "routes": routes})
     no_complexity = Profile.model_validate({**BASE, "classifier": "model"})
-    assert needs_verdict(model_cls, "auto", None)
-    assert not needs_verdict(model_cls, "local", None)  # a named tier is not routed
-    assert not needs_verdict(model_cls, "auto", "local")  # nor a forced one
-    assert not needs_verdict(model_cls, "no-such-model", None)
-    assert not needs_verdict(heuristic, "auto", None)
-    assert not needs_verdict(no_complexity, "auto", None)
+    assert needs_model_verdict(model_cls, "auto", None)
+    assert not needs_model_verdict(model_cls, "local", None)  # a named tier is not routed
+    assert not needs_model_verdict(model_cls, "auto", "local")  # nor a forced one
+    assert not needs_model_verdict(model_cls, "no-such-model", None)
+    assert not needs_model_verdict(heuristic, "auto", None)
+    assert not needs_model_verdict(no_complexity, "auto", None)
 
 
 @pytest.mark.slow
@@ -99,7 +99,7 @@ async def test_model_classifier_routes_on_the_local_verdict(tmp_path: Path) -> N
         {"match": {"complexity": "low"}, "tier": "local"}])
     try:
         prompt = "Refactor the payment module across app/pay.py, app/db.py and app/api.py."
-        verdict = await gw.classifier.verdict(prompt)
+        verdict = await gw.classifier.complexity(prompt)
         assert verdict in ("low", "high", None)
         assert gw.classifier.calls == 1
         result = await gw.call(chat(prompt, max_tokens=2), ctx())

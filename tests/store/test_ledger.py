@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from devloop.money import format_usd
+from devloop.store.calls import CallRecord, saved
 from devloop.store.db import open_db
-from devloop.store.ledger import CallRecord, saved
 from devloop.store.spend import GROUPINGS, spend_report
 from devloop.store.writer import DbWriter
 from tests.helpers import ROOT, base_env

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devloop.budgets import Budgets
 from devloop.config import Profile, RateLimit
+from devloop.gateway.admission import Budgets
 from devloop.server.fair_queue import FairQueue, QueueFull, Ticket
 from devloop.server.team import apply_key_limits
 from devloop.store.db import open_db
@@ -126,15 +126,14 @@ def test_key_limits_load_into_budgets_and_keep_the_profile_limits(tmp_path: Path
                       rate_limits=[RateLimit(scope="key:bob", rpm=5),
                                    RateLimit(scope="global", max_concurrent=9)])
     budgets = Budgets(profile, writer=None)  # type: ignore[arg-type]
-    base = (dict(budgets.rpm), dict(budgets.concurrency))
-    apply_key_limits(budgets, ring.active(), base)
+    apply_key_limits(budgets, ring.active())
     assert budgets.rpm == {"key:bob": 5, "key:alice": 30}
     assert budgets.concurrency == {"global": 9, "key:alice": 3}
     assert budgets.key_budgets["alice"].usd == 2.0 and budgets.key_budgets["alice"].period == "week"
     assert budgets.applicable("shared", None, "alice")[-1].scope == "key:alice"
     revoke_key(db, "alice")
     ring.refresh()
-    apply_key_limits(budgets, ring.active(), base)
+    apply_key_limits(budgets, ring.active())
     assert "alice" not in budgets.key_budgets and "key:alice" not in budgets.rpm
     ring.close()
     db.close()

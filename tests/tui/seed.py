@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from devloop.store.calls import CallRecord
 from devloop.store.db import open_db
-from devloop.store.ledger import CallRecord
 
 # Wednesday 2025-11-19 12:00 UTC: "today" and "this week" both hold seeded calls.
 FIXED_NOW = 1763553600.0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from devloop.budgets import period_bounds
 from devloop.config import Budget
+from devloop.store.budgets import period_bounds
+from devloop.store.calls import CallRecord
 from devloop.store.db import open_db
-from devloop.store.ledger import CallRecord
 from devloop.store.reports import CallFilter, LedgerReader
 from devloop.tui.ladder import NOT_RUN, list_runs, load_ladder, run_cases
 from tests.tui.seed import FIXED_NOW, seed_ladder

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 from textual.worker import get_current_worker
 
-from devloop.store.ledger import CallRecord
+from devloop.store.calls import CallRecord
 from devloop.store.reports import RECENT_LIMIT, BudgetUse, Summary, TierLatency
 from devloop.tui.formatting import calls, clip, clock, millis, percent, short_usd, tokens, usd
 from devloop.tui.health import tier_states

@@ -1,0 +1,274 @@
+"""The gateway: prepare (route + cache key), admit, call, meter. HTTP and the CLI use it.
+
+One ``Gateway`` per process holds the shared pieces (router and its backend clients, the
+DB writer, the cache, admission, metering); every call goes through ``call``, ``stream``
+or ``embed``. A call passes the stages in order:
+
+1. ``prepare``: routing decision, per-route token limits, cache key (this module);
+2. the exact cache, then the semantic cache (devloop/cache.py, devloop/semantic_cache.py);
+3. admission: rate limits and budget reservations (admission.py);
+4. the upstream, with fallbacks (devloop/routing/router.py, devloop/backends/);
+5. metering: cost, the ledger row, metrics (metering.py); streams through stream.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from devloop.backends import Backend, BackendError
+from devloop.cache import ResponseCache, cache_key
+from devloop.config import Profile, Settings
+from devloop.gateway.admission import Admission, Budgets
+from devloop.gateway.metering import Meter, Metrics
+from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
+from devloop.gateway.stream import StreamCall
+from devloop.pricing import Pricing
+from devloop.routing.classifier import ModelClassifier, needs_model_verdict
+from devloop.routing.policy import PolicyInput, decide
+from devloop.routing.router import Router
+from devloop.store.db import connect
+from devloop.store.writer import DbWriter
+from devloop.tokens import count_tokens, estimate_tokens
+from devloop.types import (
+    ChatRequest,
+    Completion,
+    Delta,
+    EmbeddingRequest,
+    Embeddings,
+    RequestContext,
+    RouteDecision,
+    Usage,
+)
+
+log = logging.getLogger("devloop.gateway")
+
+
+class Gateway:
+    def __init__(self, settings: Settings, profile: Profile) -> None:
+        self.settings = settings
+        self.profile = profile
+        settings.ensure_home()
+        self.writer = DbWriter(settings.db_path)
+        self.read_conn = connect(settings.db_path)
+        self.router = Router(profile, settings.ollama_probe_timeout, settings)
+        self.pricing = Pricing(profile)
+        self.cache = ResponseCache(profile.cache, self.writer, self.read_conn)
+        self.budgets = Budgets(profile, self.writer)
+        self.admission = Admission(profile, self.pricing, self.budgets)
+        self.meter = Meter(profile, self.pricing, self.writer, self.budgets)
+        self.classifier = ModelClassifier(profile, self.router)
+        if profile.cache.enabled and profile.cache.semantic:
+            from devloop.semantic_cache import SemanticCache  # numpy only when asked for
+
+            self.cache.semantic = SemanticCache(profile.cache, self.embed_for_cache)
+        self.in_flight = 0
+        self.meter.metrics.track("devloop_in_flight", lambda: self.in_flight)
+        # An OpenAI-compatible upstream (often a team devloop) gets the request id and feature.
+        self._forwards = any(b.kind == "openai" for b in self.router.backends.values())
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.meter.metrics
+
+    @property
+    def listeners(self) -> list[Any]:
+        """Callables(CallRecord), called after each ledger row is committed (the TUI)."""
+        return self.meter.listeners
+
+    async def start(self, probe: bool = True) -> None:
+        await self.router.start(probe=probe)
+
+    async def close(self) -> None:
+        await self.router.close()
+        self.writer.close()
+        self.read_conn.close()
+
+    # -- deciding ---------------------------------------------------------------------------
+    async def model_complexity(self, req: TextRequest, ctx: RequestContext) -> str | None:
+        """`classifier: model`: the local model's low/high call, when routing needs it."""
+        if not needs_model_verdict(self.profile, req.model, ctx.forced_tier):
+            return None
+        return await self.classifier.complexity(req.prompt_text())
+
+    def prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext,
+                complexity: str | None = None) -> Prepared:
+        started = time.perf_counter()
+        prompt = req.prompt_text()
+        decision = decide(
+            PolicyInput(ctx.endpoint, req.model, prompt, estimate_tokens(prompt), ctx.feature,
+                        ctx.forced_tier, complexity),
+            self.profile, self.router.state(),
+        )
+        if not isinstance(req, EmbeddingRequest):
+            req = apply_token_limits(req, decision)
+        status: CacheStatus = "off"
+        key = None
+        if ctx.cache_mode in ("bypass",):
+            status = "bypass"
+        elif isinstance(req, EmbeddingRequest) or self.cache.eligible(req.temperature):
+            key = cache_key(self.profile.cache.namespace, ctx.endpoint, decision.tier,
+                            decision.model, req,
+                            None if isinstance(req, EmbeddingRequest) else req.token_limit())
+            status = "bypass" if ctx.cache_mode == "refresh" else "miss"
+        forward = None
+        if self._forwards:  # an upstream devloop books the call under the same names
+            forward = {"X-Request-Id": ctx.request_id}
+            if ctx.feature:
+                forward["X-Devloop-Feature"] = ctx.feature
+        return Prepared(req, ctx, decision, key, status, started, forward_headers=forward)
+
+    def release(self, prep: Prepared) -> None:
+        """A call that was admitted has ended: it no longer counts in flight or in rate limits."""
+        self.in_flight -= 1
+        self.admission.release_rate(prep)
+
+    # -- the caches -------------------------------------------------------------------------
+    async def _cached(self, prep: Prepared) -> CallResult | None:
+        """An earlier answer (exact, else semantic when configured), metered as a hit."""
+        if not prep.key or prep.cache != "miss":
+            return None
+        hit = self.cache.get(prep.key, count_hit=False)
+        if hit is not None:
+            return await self.meter.cache_hit(prep, hit.completion, self.cache.hit_job(prep.key))
+        if self.cache.semantic is None:
+            return None
+        similar = await self.cache.semantic.get(prep.key, prep.ctx.endpoint, prep.decision.tier,
+                                                prep.decision.model, prep.req)
+        if similar is None:
+            return None
+        return await self.meter.cache_hit(prep, similar.completion, self.cache.hit_job(prep.key),
+                                          similar.similarity)
+
+    async def embed_for_cache(self, text: str) -> list[float] | None:
+        """The semantic cache's embedder: the local tier, else the embedded one."""
+        for tier in ("local", "embedded"):
+            backend = self.router.backends.get(tier)
+            if backend is None or self.router.is_down(tier):
+                continue
+            try:
+                result = await backend.embed([text], backend.default_model)
+            except BackendError as exc:
+                log.info("semantic cache: %s cannot embed (%s)", tier, exc)
+                continue
+            return result.vectors[0]
+        return None
+
+    # -- unary calls ------------------------------------------------------------------------
+    async def call(self, req: TextRequest, ctx: RequestContext) -> CallResult:
+        prep = self.prepare(req, ctx, await self.model_complexity(req, ctx))
+        cached = await self._cached(prep)
+        if cached is not None:
+            return cached
+        chat = isinstance(prep.req, ChatRequest)
+        await self.admission.admit(prep, prep.decision.tier)
+        upstream_ms = 0.0
+
+        async def attempt(backend: Backend, model: str) -> Completion:
+            nonlocal upstream_ms
+            await self.admission.admit_fallback(prep, backend.tier)
+            t = time.perf_counter()
+            try:
+                return await (backend.chat(prep.req, model, prep.forward_headers) if chat
+                              else backend.complete(prep.req, model, prep.forward_headers))
+            finally:
+                upstream_ms += (time.perf_counter() - t) * 1000
+
+        self.in_flight += 1
+        try:
+            completion, tier, note = await self.router.run(prep.decision, attempt)
+        except BackendError as exc:
+            await self._failed(prep, exc)
+            raise
+        finally:
+            self.release(prep)
+        if not completion.usage.reported or not completion.usage.total_tokens:
+            completion.usage = self.meter.count(prep.req, completion.text)
+        cache_row = self.cache.put(prep.key, completion, defer=True) if prep.key else None
+        return await self.meter.finish(prep, tier, self.router.backends[tier].kind,
+                                       self.router.model_for(tier, prep.decision),
+                                       prep.decision.reason + note, completion, upstream_ms,
+                                       also=cache_row)
+
+    async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
+        prep = self.prepare(req, ctx)
+        texts = req.texts()
+        await self.admission.admit(prep, prep.decision.tier)
+        upstream_ms = 0.0
+
+        async def attempt(backend: Backend, model: str) -> Embeddings:
+            nonlocal upstream_ms
+            t = time.perf_counter()
+            try:
+                return await backend.embed(texts, model, prep.forward_headers)
+            finally:
+                upstream_ms += (time.perf_counter() - t) * 1000
+
+        try:
+            emb, tier, note = await self.router.run(prep.decision, attempt)
+        except BackendError as exc:
+            await self._failed(prep, exc)
+            raise
+        finally:
+            self.admission.release_rate(prep)
+        if not emb.usage.prompt_tokens:
+            emb.usage = Usage(sum(count_tokens(t) for t in texts), 0, reported=False)
+        fake = Completion("", emb.model, "stop", emb.usage)
+        result = await self.meter.finish(prep, tier, self.router.backends[tier].kind,
+                                         self.router.model_for(tier, prep.decision),
+                                         prep.decision.reason + note, fake, upstream_ms)
+        result.embeddings, result.completion = emb, None
+        return result
+
+    # -- streams --------------------------------------------------------------------------------
+    async def stream(self, req: TextRequest, ctx: RequestContext) -> StreamCall:
+        """Route and open the stream; fallbacks happen before the first piece is sent."""
+        prep = self.prepare(req, ctx, await self.model_complexity(req, ctx))
+        cached = await self._cached(prep)
+        if cached is not None:
+            return StreamCall(self, prep, cached.tier, "cache", cached.reason, replay=cached)
+        await self.admission.admit(prep, prep.decision.tier)
+        chat = isinstance(prep.req, ChatRequest)
+        self.in_flight += 1
+
+        async def attempt(backend: Backend, model: str) -> tuple[AsyncIterator[Delta], Delta]:
+            await self.admission.admit_fallback(prep, backend.tier)
+            it = (backend.chat_stream(prep.req, model, prep.forward_headers) if chat
+                  else backend.complete_stream(prep.req, model, prep.forward_headers)
+                  ).__aiter__()
+            first = await it.__anext__()  # connection errors surface here, before headers
+            return it, first
+
+        try:
+            (it, first), tier, note = await self.router.run(prep.decision, attempt)
+        except BackendError as exc:
+            self.release(prep)
+            await self._failed(prep, exc)
+            raise
+        except StopAsyncIteration:
+            self.release(prep)
+            raise BackendError("upstream stream was empty") from None
+        return StreamCall(self, prep, tier, self.router.backends[tier].kind,
+                          prep.decision.reason + note, it=it, first=first)
+
+    async def _failed(self, prep: Prepared, exc: BackendError) -> None:
+        self.admission.release_reservation(prep)
+        await self.meter.failure(prep, self.router.backends[prep.decision.tier].kind, exc)
+
+
+def apply_token_limits(req: TextRequest, decision: RouteDecision) -> TextRequest:
+    """Per-route output limits: a default for requests that set none, and a cap."""
+    limit = req.token_limit()
+    new = limit if limit is not None else decision.default_max_tokens
+    if decision.max_tokens_cap is not None and new is not None:
+        new = min(new, decision.max_tokens_cap)
+    elif decision.max_tokens_cap is not None:
+        new = decision.max_tokens_cap
+    if new == limit:
+        return req
+    update: dict[str, Any] = {"max_tokens": new}
+    if isinstance(req, ChatRequest) and req.max_completion_tokens is not None:
+        update["max_completion_tokens"] = new
+    return req.model_copy(update=update)

@@ -1,0 +1,55 @@
+"""What one call carries between the gateway's stages: ``Prepared`` in, ``CallResult`` out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from devloop.types import (
+    ChatRequest,
+    Completion,
+    CompletionRequest,
+    Embeddings,
+    RequestContext,
+    RouteDecision,
+)
+
+if TYPE_CHECKING:
+    from devloop.gateway.admission import Reservation
+
+TextRequest = ChatRequest | CompletionRequest
+CacheStatus = Literal["hit", "miss", "bypass", "off"]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A routed request: its decision, cache key and status, and what admission holds."""
+
+    req: Any
+    ctx: RequestContext
+    decision: RouteDecision
+    key: str | None
+    cache: CacheStatus
+    started: float
+    reservation: Reservation | None = None
+    rate_scopes: list[str] = field(default_factory=list)
+    # Headers for an OpenAI-compatible upstream (a team devloop books the call under the
+    # same request id and feature); None when no tier speaks that protocol.
+    forward_headers: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class CallResult:
+    request_id: str
+    decision: RouteDecision
+    tier: str
+    backend: str
+    model: str
+    reason: str
+    cache: CacheStatus
+    completion: Completion | None = None
+    embeddings: Embeddings | None = None
+    cost_usd: float | None = 0.0
+    counterfactual_usd: float | None = None
+    saved_usd: float | None = None
+    overhead_ms: float = 0.0
