@@ -8,11 +8,12 @@ One run prints:
      (DEVLOOP_EMBEDDED_PREFIX_CACHE_MB=0) for the A/B in the same run. Each is a new
      `devloop check` process, as on the command line (model load included).
   2. `devloop serve` with the embedded tier: a first and a second turn of a conversation
-     with a ~3,000-token system prompt; then two ~3,000-token prefixes interleaved A, B, A,
-     with the prefix cache on and (A/B) off, and the cached_tokens each call reported.
+     with a ~3,000-token system prompt A, then a ~3,000-token prompt B, then A again with a
+     new question (A, B, A), with the prefix cache on and (A/B) off, and the cached_tokens
+     each call reported.
 The compression stage is left out: it is timed by its own benchmark.
 
-    .venv/bin/python scripts/bench_ladder.py [--quick] [--json FILE]
+    .venv/bin/python scripts/bench_ladder.py [--quick] [--only ladder|embedded] [--json FILE]
 """
 
 from __future__ import annotations
@@ -155,26 +156,20 @@ async def with_server(work: Path, name: str, env: dict[str, str], body) -> dict:
         p.stop()
 
 
-async def turns(conn: Conn) -> dict:
-    system = prefix_text(list(range(12)), 2300)
-    first = [{"role": "system", "content": system},
+async def sequence(conn: Conn) -> dict:
+    """A's first turn, its second turn, then B, then back to A with a new question."""
+    a = prefix_text(list(range(12)), 2300)
+    b = prefix_text(list(range(11, -1, -1)), 2300)
+    first = [{"role": "system", "content": a},
              {"role": "user", "content": "Review: def f(x): return eval(x)"}]
     one = await chat(conn, first)
     second = [*first, {"role": "assistant", "content": one["text"]},
               {"role": "user", "content": "And which rule covers logging secrets?"}]
-    two = await chat(conn, second)
-    return {"first_turn": one, "second_turn": two}
-
-
-async def interleaved(conn: Conn) -> dict:
-    a = prefix_text(list(range(12)), 2300)
-    b = prefix_text(list(range(11, -1, -1)), 2300)
-    q = {"role": "user", "content": "Review: password = 'hunter2'"}
-    out = {"A": await chat(conn, [{"role": "system", "content": a}, q]),
-           "B": await chat(conn, [{"role": "system", "content": b}, q]),
-           "A again": await chat(conn, [{"role": "system", "content": a},
-                                        {"role": "user", "content": "Review: print(secret)"}])}
-    return out
+    return {"A first turn": one, "A second turn": await chat(conn, second),
+            "B": await chat(conn, [{"role": "system", "content": b},
+                                   {"role": "user", "content": "Review: password = 'hunter2'"}]),
+            "A again": await chat(conn, [{"role": "system", "content": a},
+                                         {"role": "user", "content": "Review: print(secret)"}])}
 
 
 def show(title: str, calls: dict[str, dict]) -> None:
@@ -184,16 +179,12 @@ def show(title: str, calls: dict[str, dict]) -> None:
 
 
 async def section_embedded(args: argparse.Namespace, work: Path) -> dict:
-    async def on(conn: Conn) -> dict:
-        return {"turns": await turns(conn), "interleaved": await interleaved(conn)}
-
-    out = {"on": await with_server(work, "cache-on", {}, on)}
-    show("turns", out["on"]["turns"])
-    show("A, B, A (prefix cache on)", out["on"]["interleaved"])
+    out = {"on": await with_server(work, "cache-on", {}, sequence)}
+    show("prefix cache on", out["on"])
     if not args.quick:
-        out["off"] = {"interleaved": await with_server(
-            work, "cache-off", {"DEVLOOP_EMBEDDED_PREFIX_CACHE_MB": "0"}, interleaved)}
-        show("A, B, A (prefix cache off)", out["off"]["interleaved"])
+        out["off"] = await with_server(
+            work, "cache-off", {"DEVLOOP_EMBEDDED_PREFIX_CACHE_MB": "0"}, sequence)
+        show("prefix cache off", out["off"])
     return out
 
 
@@ -203,16 +194,17 @@ def summary(ladder: dict, emb: dict) -> list[str]:
         target = "<= 15 s" if name == "after editing a case's tail" else ""
         met = ("yes" if row["seconds"] <= 15 else "no") if target else ""
         lines.append(f"| ladder {name} | {row['seconds']:.1f} s | {target} | {met} |")
-    t = emb["on"]["turns"]
-    lines.append(f"| embedded first turn, 3,000-token system prompt | "
-                 f"{t['first_turn']['seconds']:.1f} s | | |")
-    lines.append(f"| embedded second turn (cached {t['second_turn']['cached_tokens']:,}) | "
-                 f"{t['second_turn']['seconds']:.1f} s | | |")
     for mode in ("on", "off"):
         if mode not in emb:
             continue
-        i = emb[mode]["interleaved"]
-        ratio = i["A again"]["seconds"] / i["A"]["seconds"]
+        i = emb[mode]
+        lines.append(f"| embedded, prefix cache {mode}: first turn, "
+                     f"{i['A first turn']['prompt_tokens']:,}-token prompt | "
+                     f"{i['A first turn']['seconds']:.1f} s | | |")
+        lines.append(f"| embedded, prefix cache {mode}: second turn (cached "
+                     f"{i['A second turn']['cached_tokens']:,}) | "
+                     f"{i['A second turn']['seconds']:.1f} s | | |")
+        ratio = i["A again"]["seconds"] / i["A first turn"]["seconds"]
         ok = ratio <= 0.25 and i["A again"]["cached_tokens"] > 2000
         lines.append(f"| A, B, A with prefix cache {mode}: return to A / first A "
                      f"(cached {i['A again']['cached_tokens']:,}) | {ratio:.0%} | <= 25%, "
@@ -223,11 +215,16 @@ def summary(ladder: dict, emb: dict) -> list[str]:
 async def main_async(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="devloop-bench-ladder-") as tmp:
         work = Path(tmp)
-        print("## ladder: devloop check --stage draft --stage cache_order "
-              f"({EVALSET.name})", flush=True)
-        ladder = section_ladder(args, work)
-        print("## embedded model over HTTP (devloop serve)", flush=True)
-        emb = await section_embedded(args, work)
+        ladder: dict = {}
+        emb: dict = {}
+        if args.only in (None, "ladder"):
+            print("## ladder: devloop check --stage draft --stage cache_order "
+                  f"({EVALSET.name})", flush=True)
+            ladder = section_ladder(args, work)
+        if args.only in (None, "embedded"):
+            print("## embedded model over HTTP (devloop serve): A, A's second turn, B, A",
+                  flush=True)
+            emb = await section_embedded(args, work)
     print()
     for line in summary(ladder, emb):
         print(line)
@@ -237,6 +234,7 @@ async def main_async(args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--quick", action="store_true", help="skip the prefix-cache-off A/B runs")
+    ap.add_argument("--only", choices=("ladder", "embedded"), default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
     out = {"machine": machine_info(), **asyncio.run(main_async(args))}
