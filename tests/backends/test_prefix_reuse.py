@@ -118,8 +118,8 @@ def test_speculation_is_on_for_one_request_only(tmp_path: Path) -> None:
     next ordinary answer is the one a runner that never speculated gives."""
     spec = runner(tmp_path / "a", embedded_speculative="edit", embedded_prefix_cache_mb=0)
     plain = runner(tmp_path / "b", embedded_speculative="", embedded_prefix_cache_mb=0)
-    edited = chat(spec, "You are a careful programmer.", EDIT, 40, "edit")
-    chat(plain, "You are a careful programmer.", EDIT, 40, "edit")
+    edited = chat(spec, "You are a careful programmer.", EDIT, 16, "edit")
+    chat(plain, "You are a careful programmer.", EDIT, 16, "edit")
     assert text(edited).strip() and edited["usage"]["completion_tokens"] > 0
     llm = spec._llm
     assert llm.draft_model is None and llm._logits_all is False and llm.scores.strides[0] > 0
