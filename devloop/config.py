@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +64,21 @@ def ollama_host_url(value: str | None) -> str:
     return f"{scheme}://{host}:{port}" + (f"/{path.rstrip('/')}" if path.strip("/") else "")
 
 
+class CapabilityOverrides(Strict):
+    """What a tier can do, where the backend cannot tell (e.g. a vision model on Ollama)."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    vision: bool | None = None
+    json_object: bool | None = None
+    json_schema: bool | None = None
+    fim: bool | None = None
+    logprobs: bool | None = None
+    n: int | None = Field(default=None, ge=1)
+    context_length: int | None = Field(default=None, ge=1)
+    embeddings: bool | None = None
+
+
 class TierConfig(Strict):
     backend: Literal["ollama", "embedded", "openai", "litellm"]
     model: str
@@ -77,6 +93,7 @@ class TierConfig(Strict):
     n_ctx: int = 8192  # SmolLM2's trained context; llama.cpp allocates the KV cache for it
     timeout: float = 120.0
     embedding_model: str | None = None
+    capabilities: CapabilityOverrides = Field(default_factory=CapabilityOverrides)
 
     @model_validator(mode="after")
     def _ollama_host(self) -> TierConfig:
@@ -93,7 +110,7 @@ class TierConfig(Strict):
 
 
 class RouteMatch(Strict):
-    endpoint: Literal["chat", "completions", "embeddings"] | None = None
+    endpoint: Literal["chat", "completions", "embeddings", "messages", "responses"] | None = None
     feature: str | None = None
     model: str | None = None
     complexity: Literal["low", "high"] | None = None
@@ -132,8 +149,9 @@ class Budget(Strict):
     @field_validator("scope")
     @classmethod
     def _scope(cls, v: str) -> str:
-        if v != "global" and not re.fullmatch(r"(tier|feature|key):[^\s]+", v):
-            raise ValueError("scope must be global, tier:NAME, feature:NAME or key:NAME")
+        if v != "global" and not re.fullmatch(r"(tier|feature|key|user):[^\s]+", v):
+            raise ValueError("scope must be global, tier:NAME, feature:NAME, key:NAME or "
+                             "user:NAME")
         return v
 
 
@@ -167,6 +185,12 @@ class Profile(Strict):
     classifier: Literal["heuristic", "model"] = "heuristic"
     store_bodies: bool = False
     prompt_cache_min_tokens: int | None = None
+    # Add cache_control breakpoints on the static prefix for providers that need markers
+    # (Anthropic) when the client marked none; "off" sends requests as they came.
+    prompt_caching: Literal["auto", "off"] = "auto"
+    # The output limit of a paid call whose client and route set none: sent upstream and
+    # reserved against the budget, so a hard stop holds.
+    default_max_tokens: int = Field(default=4096, ge=1)
     health_interval: float = 15.0
     cooldown: float = 30.0
     failure_threshold: int = 2
@@ -193,6 +217,16 @@ class Profile(Strict):
         return self
 
 
+DEFAULT_CORS_ORIGINS = (
+    "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
+    "http://127.0.0.1", "https://127.0.0.1", "http://127.0.0.1:*", "https://127.0.0.1:*",
+    "http://[::1]", "http://[::1]:*", "app://*", "file://*", "tauri://*",
+    "vscode-webview://*", "vscode-file://*")
+
+# Request kinds of the embedded model's speculative decoding (backends/speculative.py).
+SPECULATIVE_KINDS = ("fim", "edit", "chat", "completion")
+
+
 class Settings(BaseSettings):
     """Process-wide settings from the environment (``DEVLOOP_`` prefix)."""
 
@@ -212,6 +246,43 @@ class Settings(BaseSettings):
     team_reserved_slots: int = Field(default=1, ge=0)
     team_max_queued_per_key: int = Field(default=256, ge=0)
     team_key_refresh_s: float = Field(default=1.0, gt=0)
+    # Browser origins allowed by CORS (globs, like OLLAMA_ORIGINS); preflights need no key.
+    cors_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+    # Budget periods, `spend --by day` and Retry-After: an IANA zone, UTC, or local (default).
+    timezone: str = "local"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from devloop.periods import zone
+
+        zone(v)  # raises ValueError naming the setting
+        return v
+
+    def zone(self) -> tzinfo | None:
+        """The zone for calendar periods (None: the machine's local zone)."""
+        from devloop.periods import zone
+
+        return zone(self.timezone)
+    # The embedded model's KV prefix cache: states of recent prompts kept in RAM (MB, LRU;
+    # 0 turns reuse beyond the last prompt off) and on disk under home/kv-prefix (MB; 0: RAM only).
+    embedded_prefix_cache_mb: int = Field(default=512, ge=0)
+    embedded_prefix_cache_disk_mb: int = Field(default=2048, ge=0)
+    # Request kinds the embedded model decodes speculatively with prompt lookup (any of fim,
+    # edit, chat, completion). Off by default: on this CPU, checking the guessed tokens in a
+    # batch costs more than it saves, and batched logits can flip near-ties at temperature 0
+    # (docs/benchmarks.md, "Speculative decoding").
+    embedded_speculative: str = ""
+
+    @field_validator("embedded_speculative")
+    @classmethod
+    def _speculative_kinds(cls, value: str) -> str:
+        unknown = sorted({k.strip() for k in value.split(",") if k.strip()}
+                         - set(SPECULATIVE_KINDS))
+        if unknown:
+            raise ValueError(f"unknown request kind {unknown[0]!r} "
+                             f"(use any of {', '.join(SPECULATIVE_KINDS)})")
+        return value
     # Team mode: /metrics (per-user requests and spend) without an admin key.
     metrics_public: bool = False
 
