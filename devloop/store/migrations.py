@@ -341,6 +341,6 @@ def m014_content_promotions(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m100_ui_admin_keys(db: sqlite_utils.Database) -> None:
+def m015_admin_keys(db: sqlite_utils.Database) -> None:
     """Admin keys (`devloop keys create --admin`): only they read /metrics in team mode."""
     db["keys"].add_column("admin", int, not_null_default=0)
