@@ -186,6 +186,9 @@ class RouteDecision:
     fallback_chain: list[str] = field(default_factory=list)
     max_tokens_cap: int | None = None
     default_max_tokens: int | None = None
+    route: str | None = None  # "routes.N" of the route that matched, if one did
+    escalate_to: str | None = None  # a cascade route's second tier
+    checks: tuple[Any, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from devloop.audit.sampler import Auditor
 from devloop.backends import Backend, BackendError
 from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
@@ -26,6 +27,7 @@ from devloop.gateway.metering import Meter, Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
 from devloop.gateway.stream import StreamCall
 from devloop.pricing import Pricing
+from devloop.routing.cascade import AnswerCheck, run_cascade
 from devloop.routing.classifier import ModelClassifier, needs_model_verdict
 from devloop.routing.policy import PolicyInput, decide
 from devloop.routing.router import Router
@@ -60,6 +62,8 @@ class Gateway:
         self.admission = Admission(profile, self.pricing, self.budgets)
         self.meter = Meter(profile, self.pricing, self.writer, self.budgets)
         self.classifier = ModelClassifier(profile, self.router)
+        self.auditor = Auditor(self)  # judge sampling (devloop/audit/); inert without `audit:`
+        self.alerts: Any = None  # the AlertScheduler, when a server runs one (its gauges)
         if profile.cache.enabled and profile.cache.semantic:
             from devloop.semantic_cache import SemanticCache  # numpy only when asked for
 
@@ -139,8 +143,10 @@ class Gateway:
                                                 prep.decision.model, prep.req)
         if similar is None:
             return None
-        return await self.meter.cache_hit(prep, similar.completion, self.cache.hit_job(prep.key),
-                                          similar.similarity)
+        served = await self.meter.cache_hit(prep, similar.completion, self.cache.hit_job(prep.key),
+                                            similar.similarity)
+        await self.auditor.after_call(prep, served, semantic=True)  # its false-positive rate
+        return served
 
     async def embed_for_cache(self, text: str) -> list[float] | None:
         """The semantic cache's embedder: the local tier, else the embedded one."""
@@ -162,6 +168,13 @@ class Gateway:
         cached = await self._cached(prep)
         if cached is not None:
             return cached
+        if prep.decision.escalate_to:  # a cascade route: check, escalate when a check fails
+            return await run_cascade(self, prep)
+        return await self.answer(prep)
+
+    async def answer(self, prep: Prepared, check: AnswerCheck | None = None) -> CallResult:
+        """Admit, call upstream (with fallbacks), meter. ``check`` (a cascade's) sees the
+        answer before it is cached; a failure is kept on the row and not cached."""
         chat = isinstance(prep.req, ChatRequest)
         await self.admission.admit(prep, prep.decision.tier)
         upstream_ms = 0.0
@@ -186,11 +199,15 @@ class Gateway:
             self.release(prep)
         if not completion.usage.reported or not completion.usage.total_tokens:
             completion.usage = self.meter.count(prep.req, completion.text)
-        cache_row = self.cache.put(prep.key, completion, defer=True) if prep.key else None
-        return await self.meter.finish(prep, tier, self.router.backends[tier].kind,
-                                       self.router.model_for(tier, prep.decision),
-                                       prep.decision.reason + note, completion, upstream_ms,
-                                       also=cache_row)
+        failed = await check(prep, tier, completion) if check is not None else None
+        cache_row = (self.cache.put(prep.key, completion, defer=True)
+                     if prep.key and failed is None else None)
+        result = await self.meter.finish(prep, tier, self.router.backends[tier].kind,
+                                         self.router.model_for(tier, prep.decision),
+                                         prep.decision.reason + note, completion, upstream_ms,
+                                         also=cache_row, error=failed)
+        await self.auditor.after_call(prep, result)
+        return result
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
         prep = self.prepare(req, ctx)
@@ -229,6 +246,9 @@ class Gateway:
         cached = await self._cached(prep)
         if cached is not None:
             return StreamCall(self, prep, cached.tier, "cache", cached.reason, replay=cached)
+        if prep.decision.escalate_to:  # checked before the first byte: the answer is replayed
+            done = await run_cascade(self, prep)
+            return StreamCall(self, prep, done.tier, done.backend, done.reason, replay=done)
         await self.admission.admit(prep, prep.decision.tier)
         chat = isinstance(prep.req, ChatRequest)
         self.in_flight += 1

@@ -182,6 +182,7 @@ class Meter:
             prefix_hash=prefix_hash(prep.req),
             queue_position=queue.position if queue is not None else None,
             queue_wait_ms=queue.wait_ms if queue is not None else None,
+            parent_request_id=prep.parent_request_id,
         )
 
     async def write(self, rec: CallRecord, reservation: Any = None,

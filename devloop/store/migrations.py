@@ -264,3 +264,53 @@ def m010_ledger_contract_columns(db: sqlite_utils.Database) -> None:
     ]:
         calls.add_column(column, kind)  # type: ignore[arg-type]
     calls.add_column("audit_sampled", int, not_null_default=0)
+
+
+@migration
+def m101_trust_audit(db: sqlite_utils.Database) -> None:
+    """Judge sampling: the sampled calls (bodies kept only for these, redacted), their
+    replay on the production tier and the judge's verdict (agree 1/0; NULL with an error)."""
+    db["audit_samples"].create(
+        {
+            "request_id": str,
+            "ts": float,
+            "kind": str,  # call | semantic (a semantic-cache hit)
+            "route": str,
+            "feature": str,
+            "tier": str,
+            "model": str,
+            "request_json": str,
+            "response_text": str,
+            "status": str,  # pending | judged | error
+            "agree": int,
+            "error": str,
+            "replay_text": str,
+            "judge_text": str,
+            "cost_usd": float,
+            "judged_ts": float,
+        },
+        pk="request_id",
+    )
+    db["audit_samples"].create_index(["status", "ts"])
+
+
+@migration
+def m102_trust_semantic_index(db: sqlite_utils.Database) -> None:
+    """The semantic cache's index (vectors, the prompt text the guard compares, the answer),
+    so that it survives restarts."""
+    db["semantic_entries"].create(
+        {"key": str, "bucket": str, "created": float, "vector": bytes, "prompt": str,
+         "completion_json": str},
+        pk="key",
+    )
+    db["semantic_entries"].create_index(["created"])
+
+
+@migration
+def m103_trust_alerts(db: sqlite_utils.Database) -> None:
+    """Alerts that fired (rule + scope), when, and whether the webhook got them."""
+    db["alerts_fired"].create(
+        {"rule": str, "scope": str, "since": float, "value": float, "threshold": float,
+         "message": str, "fired_ts": float, "sent": int},
+        pk=("rule", "scope", "since"),
+    )
