@@ -13,13 +13,12 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from devloop.config import Profile
 from devloop.store import alerts as q
 
-if TYPE_CHECKING:
-    from devloop.config import Profile
-    from devloop.gateway.core import Gateway
+Gateway = Any  # devloop.gateway.core.Gateway (it never imports this module)
 
 log = logging.getLogger("devloop.alerts")
 DAY = 86400.0
@@ -35,7 +34,7 @@ class RuleDefaults:
     min_calls: int = 20
 
 
-# rule -> its defaults (the profile's `alerts.rules` entries override these figures)
+# rule (names: config.ALERT_RULES) -> its defaults; the profile's `alerts.rules` override them
 RULES: dict[str, RuleDefaults] = {
     "spend_spike": RuleDefaults(factor=2.0, min_calls=1),
     "user_spend": RuleDefaults(usd=10.0, min_calls=1),

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from devloop.gateway.core import Gateway
+Gateway = Any  # devloop.gateway.core.Gateway
 
 
 class TrustTasks:

@@ -70,6 +70,26 @@ class RouteMatch(Strict):
     max_prompt_tokens: int | None = None
 
 
+# Cascade checks (devloop/routing/checks.py implements them) and alert rules (devloop/alerts.py).
+CHECK_NAMES = ("json", "json_schema", "tool_call", "non_empty", "complete", "max_chars",
+               "no_refusal", "judge")
+ALERT_RULES = ("spend_spike", "user_spend", "feature_spend", "provider_cache_hit_rate",
+               "response_cache_hit_rate", "error_rate", "output_tokens_p95", "judge_agreement",
+               "escalation_rate")
+
+
+def validate_check(item: str | dict[str, int]) -> None:
+    """A profile's check entry: a name, or ``{max_chars: N}``; else ValueError."""
+    if isinstance(item, dict):
+        if list(item) != ["max_chars"] or not isinstance(item["max_chars"], int) \
+                or item["max_chars"] < 1:
+            raise ValueError(f"check {item!r}: only {{max_chars: N}} takes a value (N >= 1)")
+        return
+    if item not in CHECK_NAMES or item == "max_chars":
+        raise ValueError(f"unknown check {item!r} (use one of {', '.join(CHECK_NAMES)}; "
+                         "max_chars as {max_chars: N})")
+
+
 class Route(Strict):
     match: RouteMatch = Field(default_factory=RouteMatch)
     tier: str
@@ -83,8 +103,6 @@ class Route(Strict):
     @field_validator("checks")
     @classmethod
     def _checks(cls, v: list[str | dict[str, int]]) -> list[str | dict[str, int]]:
-        from devloop.routing.checks import validate_check
-
         for item in v:
             validate_check(item)
         return v
@@ -164,10 +182,8 @@ class AlertRule(Strict):
     @field_validator("rule")
     @classmethod
     def _rule(cls, v: str) -> str:
-        from devloop.alerts import RULES
-
-        if v not in RULES:
-            raise ValueError(f"unknown rule {v!r} (use one of {', '.join(RULES)})")
+        if v not in ALERT_RULES:
+            raise ValueError(f"unknown rule {v!r} (use one of {', '.join(ALERT_RULES)})")
         return v
 
 

@@ -12,15 +12,13 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from devloop.store.audit import Sample, sample_job, spent_since
 from devloop.store.bodies import response_text
 
-if TYPE_CHECKING:
-    from devloop.gateway.core import Gateway
-    from devloop.gateway.prepared import CallResult, Prepared
-
+# The gateway's types are Any here: the gateway imports this module (no import cycle).
+Gateway = Prepared = CallResult = Any
 SAMPLED_TIERS = ("local", "embedded", "shared")
 PERIOD_SECONDS = {"day": 86400, "week": 7 * 86400, "month": 30 * 86400}
 # API-key-like strings, redacted from stored bodies by default.
@@ -30,8 +28,8 @@ SECRET_PATTERNS = (
     r"\bgh[pousr]_[A-Za-z0-9]{30,}",
     r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",
     r"\bAIza[0-9A-Za-z_\-]{30,}",
-    r"(?i)\bbearer\s+[A-Za-z0-9._\-]{16,}",
-    r"(?i)\b(?:api[_-]?key|secret|token|password)\s*[:=]\s*['\"]?[^\s'\"]{8,}",
+    r"(?i:\bbearer\s+[A-Za-z0-9._\-]{16,})",
+    r"(?i:\b(?:api[_-]?key|secret|token|password)\s*[:=]\s*['\"]?[^\s'\"]{8,})",
 )
 Redactor = Callable[[str], str]
 

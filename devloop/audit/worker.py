@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 from devloop.audit.sampler import period_start
 from devloop.audit.verdict import parse_verdict
@@ -22,8 +22,7 @@ from devloop.backends import BackendError
 from devloop.store.audit import Sample, pending, spent_since, verdict_job
 from devloop.types import ChatRequest, Completion, Message
 
-if TYPE_CHECKING:
-    from devloop.gateway.core import Gateway
+Gateway = Any  # the gateway's type (it imports devloop.audit: no import cycle)
 
 log = logging.getLogger("devloop.audit")
 DEFAULT_RUBRIC = (

@@ -30,9 +30,9 @@ def alerts(as_json: bool, notify: bool, profile: str | None) -> None:
             found = evaluate(conn, prof)
         finally:
             conn.close()
-    if notify and found and prof.alerts.webhook:
-        if not asyncio.run(send_webhook(prof.alerts.webhook, found)):
-            fail(f"alerts.webhook: {prof.alerts.webhook} did not accept the alerts")
+    if notify and found and prof.alerts.webhook and \
+            not asyncio.run(send_webhook(prof.alerts.webhook, found)):
+        fail(f"alerts.webhook: {prof.alerts.webhook} did not accept the alerts")
     if as_json:
         click.echo(json.dumps({"alerts": [a.as_json() for a in found]}, indent=2))
         return

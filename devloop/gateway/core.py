@@ -13,6 +13,7 @@ or ``embed``. A call passes the stages in order:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -67,7 +68,8 @@ class Gateway:
         if profile.cache.enabled and profile.cache.semantic:
             from devloop.semantic_cache import SemanticCache  # numpy only when asked for
 
-            self.cache.semantic = SemanticCache(profile.cache, self.embed_for_cache)
+            self.cache.semantic = SemanticCache(profile.cache, self.embed_for_cache,
+                                                writer=self.writer, conn=self.read_conn)
         self.in_flight = 0
         self.meter.metrics.track("devloop_in_flight", lambda: self.in_flight)
         # An OpenAI-compatible upstream (often a team devloop) gets the request id and feature.
@@ -140,9 +142,12 @@ class Gateway:
         if self.cache.semantic is None:
             return None
         similar = await self.cache.semantic.get(prep.key, prep.ctx.endpoint, prep.decision.tier,
-                                                prep.decision.model, prep.req)
+                                                prep.decision.model, prep.req, prep.ctx.feature)
         if similar is None:
             return None
+        prep.decision = dataclasses.replace(  # the matched entry, for the ledger row
+            prep.decision, reason=f"{prep.decision.reason}; semantic match {similar.key[:16]} "
+                                  f"(similarity {similar.similarity:.3f})")
         served = await self.meter.cache_hit(prep, similar.completion, self.cache.hit_job(prep.key),
                                             similar.similarity)
         await self.auditor.after_call(prep, served, semantic=True)  # its false-positive rate

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from devloop.audit.verdict import parse_verdict
 from devloop.backends import BackendError
@@ -28,12 +28,11 @@ from devloop.routing.checks import CheckResult, first_failure
 from devloop.routing.policy import fallback_chain
 from devloop.types import ChatRequest, Completion, Message
 
-if TYPE_CHECKING:
-    from devloop.gateway.core import Gateway
-    from devloop.gateway.prepared import CallResult, Prepared
+# The gateway's types are Any here: the gateway imports this module (no import cycle).
+Gateway = Prepared = CallResult = Any
 
 # (prepared call, tier that answered, answer) -> None, or the failure text for the row
-AnswerCheck = Callable[["Prepared", str, Completion], Awaitable[str | None]]
+AnswerCheck = Callable[[Any, str, Completion], Awaitable[str | None]]
 JUDGE_PROMPT = (
     "You check an assistant's answer. Request:\n{request}\n\nAnswer:\n{answer}\n\n"
     "Is the answer correct, complete and responsive? Reply with one word: PASS or FAIL.")
@@ -56,8 +55,6 @@ async def local_judge(gw: Gateway, tier: str, req: object, c: Completion) -> Che
 
 
 async def run_cascade(gw: Gateway, prep: Prepared) -> CallResult:
-    from devloop.gateway.prepared import Prepared
-
     decision = prep.decision
     target = decision.escalate_to
     assert target is not None
@@ -85,6 +82,7 @@ async def run_cascade(gw: Gateway, prep: Prepared) -> CallResult:
     ctx = dataclasses.replace(prep.ctx, request_id=rid)
     forward = dict(prep.forward_headers, **{"X-Request-Id": rid}) \
         if prep.forward_headers is not None else None
-    second = Prepared(prep.req, ctx, escalated, prep.key, prep.cache, time.perf_counter(),
-                      forward_headers=forward, parent_request_id=prep.ctx.request_id)
+    second = dataclasses.replace(prep, ctx=ctx, decision=escalated, started=time.perf_counter(),
+                                 reservation=None, rate_scopes=[], forward_headers=forward,
+                                 parent_request_id=prep.ctx.request_id)
     return await gw.answer(second)

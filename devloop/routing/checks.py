@@ -16,11 +16,11 @@ from typing import Any
 
 import jsonschema
 
+from devloop.config import CHECK_NAMES, validate_check
 from devloop.types import ChatRequest, Completion, CompletionRequest
 
 Request = ChatRequest | CompletionRequest
-CHECK_NAMES = ("json", "json_schema", "tool_call", "non_empty", "complete", "max_chars",
-               "no_refusal", "judge")
+__all__ = ["CHECK_NAMES", "validate_check", "first_failure", "run_check", "CheckResult"]
 # Below this many tokens of room, `length` is what the client asked for, not a failure.
 MIN_ROOM = 64
 REFUSAL = re.compile(
@@ -34,18 +34,6 @@ class CheckResult:
     check: str
     ok: bool
     reason: str = ""
-
-
-def validate_check(item: str | dict[str, int]) -> None:
-    """A profile's check entry: a name, or ``{max_chars: N}``; else ValueError."""
-    if isinstance(item, dict):
-        if list(item) != ["max_chars"] or not isinstance(item["max_chars"], int) \
-                or item["max_chars"] < 1:
-            raise ValueError(f"check {item!r}: only {{max_chars: N}} takes a value (N >= 1)")
-        return
-    if item not in CHECK_NAMES or item == "max_chars":
-        raise ValueError(f"unknown check {item!r} (use one of {', '.join(CHECK_NAMES)}; "
-                         "max_chars as {max_chars: N})")
 
 
 def check_name(item: str | dict[str, int]) -> str:
