@@ -193,6 +193,14 @@ class AlertsConfig(Strict):
     rules: list[AlertRule] = Field(default_factory=list)  # overrides of the defaults
     disabled: list[str] = Field(default_factory=list)
 
+    @field_validator("disabled")
+    @classmethod
+    def _disabled(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in ALERT_RULES:
+                raise ValueError(f"unknown rule {name!r} (use one of {', '.join(ALERT_RULES)})")
+        return v
+
 
 class Profile(Strict):
     name: str
