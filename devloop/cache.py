@@ -38,6 +38,9 @@ def cache_key(
 ) -> str:
     """Every field that shapes the answer, content untouched (never lower-cased or trimmed)."""
     body = req.model_dump(exclude_none=True, exclude=DELIVERY_FIELDS)
+    native = getattr(req, "native", None)
+    if native:  # excluded from dumps (never forwarded as is) but shapes the answer
+        body["native"] = {k: v for k, v in native.items() if k != "keep_alive"}
     body.pop("max_completion_tokens", None)
     body["max_tokens"] = max_tokens
     canonical = orjson.dumps(
@@ -53,19 +56,37 @@ class CachedAnswer:
     created: float
 
 
-def encode_completion(c: Completion) -> bytes:
-    return orjson.dumps({
+def _as_dict(c: Completion) -> dict[str, Any]:
+    d: dict[str, Any] = {
         "text": c.text, "model": c.model, "finish_reason": c.finish_reason,
         "tool_calls": c.tool_calls,
         "usage": [c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.cached_tokens],
-    })
+    }
+    for name in ("logprobs", "message_extra", "extra", "tier"):
+        value = getattr(c, name)
+        if value is not None:
+            d[name] = value
+    if c.choices:
+        d["choices"] = [_as_dict(x) for x in c.choices]
+    return d
+
+
+def _from_dict(d: dict[str, Any]) -> Completion:
+    p, o, cached = d["usage"]
+    return Completion(d["text"], d["model"], d["finish_reason"], Usage(p, o, cached),
+                      d.get("tool_calls"), d.get("logprobs"), d.get("message_extra"),
+                      d.get("extra"), [_from_dict(x) for x in d["choices"]]
+                      if d.get("choices") else None, d.get("tier"))
+
+
+def encode_completion(c: Completion) -> bytes:
+    """Everything the answer carries: text, tool calls, finish reason, logprobs, usage,
+    the upstream's extra fields, further choices and the tier that produced it."""
+    return orjson.dumps(_as_dict(c))
 
 
 def decode_completion(raw: bytes | str) -> Completion:
-    d: dict[str, Any] = orjson.loads(raw)
-    p, o, cached = d["usage"]
-    return Completion(d["text"], d["model"], d["finish_reason"], Usage(p, o, cached),
-                      d.get("tool_calls"))
+    return _from_dict(orjson.loads(raw))
 
 
 class ResponseCache:

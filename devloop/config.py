@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CapabilityOverrides(Strict):
+    """What a tier can do, where the backend cannot tell (e.g. a vision model on Ollama)."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    vision: bool | None = None
+    json_object: bool | None = None
+    json_schema: bool | None = None
+    fim: bool | None = None
+    logprobs: bool | None = None
+    n: int | None = Field(default=None, ge=1)
+    context_length: int | None = Field(default=None, ge=1)
+    embeddings: bool | None = None
+
+
 class TierConfig(Strict):
     backend: Literal["ollama", "embedded", "openai", "litellm"]
     model: str
@@ -53,6 +69,7 @@ class TierConfig(Strict):
     n_ctx: int = 8192  # SmolLM2's trained context; llama.cpp allocates the KV cache for it
     timeout: float = 120.0
     embedding_model: str | None = None
+    capabilities: CapabilityOverrides = Field(default_factory=CapabilityOverrides)
 
     def urls(self) -> list[str]:
         return self.base_urls or ([self.base_url] if self.base_url else [])
@@ -62,7 +79,7 @@ class TierConfig(Strict):
 
 
 class RouteMatch(Strict):
-    endpoint: Literal["chat", "completions", "embeddings"] | None = None
+    endpoint: Literal["chat", "completions", "embeddings", "messages", "responses"] | None = None
     feature: str | None = None
     model: str | None = None
     complexity: Literal["low", "high"] | None = None
@@ -136,8 +153,9 @@ class Budget(Strict):
     @field_validator("scope")
     @classmethod
     def _scope(cls, v: str) -> str:
-        if v != "global" and not re.fullmatch(r"(tier|feature|key):[^\s]+", v):
-            raise ValueError("scope must be global, tier:NAME, feature:NAME or key:NAME")
+        if v != "global" and not re.fullmatch(r"(tier|feature|key|user):[^\s]+", v):
+            raise ValueError("scope must be global, tier:NAME, feature:NAME, key:NAME or "
+                             "user:NAME")
         return v
 
 
@@ -219,6 +237,12 @@ class Profile(Strict):
     classifier: Literal["heuristic", "model"] = "heuristic"
     store_bodies: bool = False
     prompt_cache_min_tokens: int | None = None
+    # Add cache_control breakpoints on the static prefix for providers that need markers
+    # (Anthropic) when the client marked none; "off" sends requests as they came.
+    prompt_caching: Literal["auto", "off"] = "auto"
+    # The output limit of a paid call whose client and route set none: sent upstream and
+    # reserved against the budget, so a hard stop holds.
+    default_max_tokens: int = Field(default=4096, ge=1)
     health_interval: float = 15.0
     cooldown: float = 30.0
     failure_threshold: int = 2
@@ -254,6 +278,13 @@ class Profile(Strict):
         return self
 
 
+DEFAULT_CORS_ORIGINS = (
+    "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
+    "http://127.0.0.1", "https://127.0.0.1", "http://127.0.0.1:*", "https://127.0.0.1:*",
+    "http://[::1]", "http://[::1]:*", "app://*", "file://*", "tauri://*",
+    "vscode-webview://*", "vscode-file://*")
+
+
 class Settings(BaseSettings):
     """Process-wide settings from the environment (``DEVLOOP_`` prefix)."""
 
@@ -273,6 +304,24 @@ class Settings(BaseSettings):
     team_reserved_slots: int = Field(default=1, ge=0)
     team_max_queued_per_key: int = Field(default=256, ge=0)
     team_key_refresh_s: float = Field(default=1.0, gt=0)
+    # Browser origins allowed by CORS (globs, like OLLAMA_ORIGINS); preflights need no key.
+    cors_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+    # Budget periods, `spend --by day` and Retry-After: an IANA zone, UTC, or local (default).
+    timezone: str = "local"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from devloop.periods import zone
+
+        zone(v)  # raises ValueError naming the setting
+        return v
+
+    def zone(self) -> tzinfo | None:
+        """The zone for calendar periods (None: the machine's local zone)."""
+        from devloop.periods import zone
+
+        return zone(self.timezone)
 
     @property
     def db_path(self) -> Path:

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
 from devloop.config import TierConfig
-from devloop.types import ChatRequest, Completion, CompletionRequest, Delta, Embeddings, Health
+from devloop.types import (
+    Capabilities,
+    ChatRequest,
+    Completion,
+    CompletionRequest,
+    Delta,
+    Embeddings,
+    Health,
+)
 
 
 class BackendError(Exception):
-    """An upstream failed. ``retryable`` errors let the router fall back to another tier."""
+    """An upstream failed. ``retryable`` errors let the router fall back to another tier.
 
-    def __init__(self, message: str, status: int = 502, retryable: bool = True) -> None:
+    ``code`` names a known kind (``context_length_exceeded``); ``tier`` is set by the router
+    to the tier that failed."""
+
+    def __init__(self, message: str, status: int = 502, retryable: bool = True,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.code = code
+        self.tier: str | None = None
 
 
 class UpstreamUnavailable(BackendError):
@@ -44,6 +59,26 @@ class Backend(ABC):
     @property
     def default_model(self) -> str:
         return self.config.model
+
+    def default_capabilities(self) -> Capabilities:
+        """What this kind of backend can do, before anything is read from the upstream."""
+        return Capabilities()
+
+    def capabilities(self) -> Capabilities:
+        """Declared capabilities: the backend's (refined by ``discover``), then the profile's
+        ``capabilities:`` overrides for the tier."""
+        caps = getattr(self, "_discovered", None) or self.default_capabilities()
+        override = self.config.capabilities.model_dump(exclude_none=True)
+        if "n" in override:
+            override["max_n"] = override.pop("n")
+        return dataclasses.replace(caps, **override) if override else caps
+
+    async def discover(self) -> None:  # noqa: B027 - optional hook
+        """Read what the upstream says it can do (context length, vision): GGUF metadata,
+        Ollama's /api/show, the server's model card. Best effort; never raises."""
+
+    async def load(self, model: str, unload: bool) -> None:  # noqa: B027 - optional hook
+        """Ollama's load / unload request (empty messages, ``keep_alive: 0``)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open clients; must not load models or block (startup stays fast)."""

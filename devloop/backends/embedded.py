@@ -19,6 +19,7 @@ from typing import Any
 from devloop.backends.base import Backend, BackendError, sampling_kwargs
 from devloop.config import TierConfig
 from devloop.types import (
+    Capabilities,
     ChatRequest,
     Completion,
     CompletionRequest,
@@ -30,6 +31,13 @@ from devloop.types import (
 )
 
 DEFAULT_MODEL = "smollm2-135m"
+# Ollama `options` -> llama-cpp-python's create_completion arguments (None: honoured by the
+# runner itself, e.g. num_ctx holds as long as the prompt fits the loaded context).
+EMBEDDED_OPTIONS: dict[str, str | None] = {
+    "top_k": "top_k", "min_p": "min_p", "typical_p": "typical_p",
+    "repeat_penalty": "repeat_penalty", "tfs_z": "tfs_z", "mirostat": "mirostat_mode",
+    "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta", "num_ctx": None,
+    "num_thread": None, "num_gpu": None, "num_batch": None}
 _DONE = object()
 
 
@@ -45,7 +53,41 @@ def default_gguf() -> Path:
 
 
 def message_dicts(messages: list[Message]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.text()} for m in messages]
+    """Chat-template turns; OpenAI's ``developer`` role is the template's ``system``."""
+    return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            for m in messages]
+
+
+_GRAMMARS: dict[str, Any] = {}
+
+
+def grammar_for(response_format: dict[str, Any] | None) -> Any:
+    """llama.cpp grammar that holds the output to JSON (or to a JSON schema), or None."""
+    if not response_format or response_format.get("type") not in ("json_object", "json_schema"):
+        return None
+    import json
+
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if response_format["type"] == "json_object":
+        key = "json_object"
+    else:
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise BackendError("response_format.json_schema.schema: a JSON schema object is "
+                               "required", 400, False)
+        key = json.dumps(schema, sort_keys=True)
+    if key not in _GRAMMARS:
+        try:
+            _GRAMMARS[key] = (LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+                              if key == "json_object"
+                              else LlamaGrammar.from_json_schema(key, verbose=False))
+        except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
+            raise BackendError(f"response_format.json_schema.schema: the embedded model "
+                               f"cannot follow this schema: {exc}", 400, False) from None
+        if len(_GRAMMARS) > 64:
+            _GRAMMARS.pop(next(iter(_GRAMMARS)))
+    return _GRAMMARS[key]
 
 
 class LlamaRunner:
@@ -170,8 +212,16 @@ class LlamaRunner:
         if n_prompt >= self.n_ctx:
             raise BackendError(
                 f"prompt is {n_prompt} tokens; the embedded model's context is {self.n_ctx}",
-                400, False,
+                400, False, code="context_length_exceeded",
             )
+
+    def unload(self) -> None:
+        """Free the model (Ollama's ``keep_alive: 0``); the next call loads it again."""
+        if self._llm is not None:
+            close = getattr(self._llm, "close", None)
+            if close is not None:
+                close()
+            self._llm, self._formatter, self.loaded_at = None, None, None
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -185,6 +235,25 @@ class EmbeddedBackend(Backend):
         path = Path(config.model_path).expanduser() if config.model_path else default_gguf()
         self.runner = LlamaRunner(path, config.n_ctx)
         self._embedder: LlamaRunner | None = None
+        self._facts: tuple[int | None, bool] | None = None
+
+    def default_capabilities(self) -> Capabilities:
+        """No tools and no images (SmolLM2 has neither); JSON and JSON schemas through
+        llama.cpp grammars; FIM when the vocabulary has its tokens; the context is the one
+        allocated (at most what the model was trained for, read from the GGUF header)."""
+        if self._facts is None:
+            from devloop.backends.gguf import model_facts
+
+            self._facts = model_facts(self.runner.path)
+        trained, fim = self._facts
+        ctx = min(self.runner.n_ctx, trained) if trained else self.runner.n_ctx
+        return Capabilities(tools=False, parallel_tool_calls=False, vision=False,
+                            json_object=True, json_schema=True, fim=fim, logprobs=False,
+                            max_n=1, context_length=ctx, echo=True,
+                            options=frozenset(EMBEDDED_OPTIONS))
+
+    async def load(self, model: str, unload: bool) -> None:
+        await self.runner.call(self.runner.unload if unload else self.runner._load)
 
     @property
     def embedder(self) -> LlamaRunner:
@@ -202,10 +271,15 @@ class EmbeddedBackend(Backend):
         prompt, stops = await self.runner.call(self.runner.render_chat, message_dicts(req.messages))
         kwargs = self._kwargs(req, req.token_limit())
         kwargs["stop"] = [*kwargs.get("stop", []), *stops]  # type: ignore[list-item]
+        grammar = grammar_for(req.response_format)
+        if grammar is not None:
+            kwargs["grammar"] = grammar
         return prompt, kwargs
 
     async def _completion_prompt(self, req: CompletionRequest) -> tuple[str, dict[str, Any]]:
         kwargs = self._kwargs(req, req.max_tokens or 16)
+        if req.echo:
+            kwargs["echo"] = True
         if req.suffix:
             prompt = await self.runner.call(self.runner.fim_prompt, req.prompt_text(), req.suffix)
             return prompt, kwargs
@@ -214,6 +288,10 @@ class EmbeddedBackend(Backend):
     @staticmethod
     def _kwargs(req: ChatRequest | CompletionRequest, limit: int | None) -> dict[str, Any]:
         kwargs = sampling_kwargs(req, limit)
+        options = (req.native or {}).get("options") or {}
+        for theirs, ours in EMBEDDED_OPTIONS.items():  # Ollama options llama.cpp takes
+            if options.get(theirs) is not None and ours:
+                kwargs[ours] = options[theirs]
         kwargs.setdefault("max_tokens", 512)
         kwargs.setdefault("temperature", 0.8)
         return kwargs
@@ -222,24 +300,35 @@ class EmbeddedBackend(Backend):
     async def chat(self, req: ChatRequest, model: str,
                    forward_headers: dict[str, str] | None = None) -> Completion:
         prompt, kwargs = await self._chat_prompt(req)
-        return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        out = self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        await self._keep_alive(req)
+        return out
 
     async def complete(self, req: CompletionRequest, model: str,
                        forward_headers: dict[str, str] | None = None) -> Completion:
         prompt, kwargs = await self._completion_prompt(req)
-        return self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        out = self._completion(await self.runner.call(self.runner.generate, prompt, kwargs), model)
+        await self._keep_alive(req)
+        return out
 
     async def chat_stream(self, req: ChatRequest, model: str,
                           forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._chat_prompt(req)
         async for delta in self._stream(prompt, kwargs):
             yield delta
+        await self._keep_alive(req)
 
     async def complete_stream(self, req: CompletionRequest, model: str,
                               forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         prompt, kwargs = await self._completion_prompt(req)
         async for delta in self._stream(prompt, kwargs):
             yield delta
+        await self._keep_alive(req)
+
+    async def _keep_alive(self, req: ChatRequest | CompletionRequest) -> None:
+        """Ollama's ``keep_alive: 0``: free the model once the answer is done."""
+        if (req.native or {}).get("keep_alive") in (0, "0", "0s", "0m"):
+            await self.runner.call(self.runner.unload)
 
     async def _stream(self, prompt: str, kwargs: dict[str, Any]) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.backends.native import NativeUpstream, speaks
 from devloop.config import TierConfig
 from devloop.types import (
+    Capabilities,
     ChatRequest,
     Completion,
     CompletionRequest,
@@ -17,9 +19,11 @@ from devloop.types import (
     Health,
     Usage,
 )
+from devloop.usage import usage_from
 
 _PASSTHROUGH = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
-                "tools", "tool_choice", "response_format", "user")
+                "tools", "tool_choice", "response_format", "user", "n", "logprobs",
+                "top_logprobs", "parallel_tool_calls")
 
 
 def import_litellm() -> Any:
@@ -32,11 +36,7 @@ def import_litellm() -> Any:
 
 
 def _usage(data: Any) -> Usage | None:
-    if not data:
-        return None
-    details = getattr(data, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", 0) if details else 0
-    return Usage(int(data.prompt_tokens or 0), int(data.completion_tokens or 0), int(cached or 0))
+    return usage_from(data)  # cache reads/writes (5m/1h), reasoning tokens
 
 
 class LiteLLMBackend(Backend):
@@ -45,6 +45,34 @@ class LiteLLMBackend(Backend):
     def __init__(self, tier: str, config: TierConfig) -> None:
         super().__init__(tier, config)
         self.api_base = config.api_base or config.base_url
+        self.same_protocol = NativeUpstream(tier, config)  # same-protocol pass-through (native.py)
+
+    def _native(self, req: ChatRequest, model: str) -> bool:
+        call = req.passthrough
+        return call is not None and speaks(self.config, model, call.protocol)
+
+    async def close(self) -> None:
+        await self.same_protocol.close()
+
+    def default_capabilities(self) -> Capabilities:
+        """From litellm's model map (read as JSON: no litellm import): tools, vision,
+        response schemas and the context window of the configured model."""
+        from devloop.pricing import load_cost_map
+
+        cmap = load_cost_map()
+        model = self.config.model
+        entry = cmap.get(model) or cmap.get(model.split("/", 1)[-1]) or {}
+        openai_like = model.startswith("openai/") or self.api_base is not None
+        known = bool(entry)
+        return Capabilities(
+            tools=bool(entry.get("supports_function_calling", not known)),
+            parallel_tool_calls=bool(entry.get("supports_parallel_function_calling",
+                                               not known)),
+            vision=bool(entry.get("supports_vision", not known)),
+            json_object=True,
+            json_schema=bool(entry.get("supports_response_schema", not known)),
+            fim=False, logprobs=openai_like, max_n=16 if openai_like else 1,
+            context_length=entry.get("max_input_tokens") or None)
 
     def _kwargs(self, req: ChatRequest | CompletionRequest, model: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": model, "timeout": self.config.timeout, "num_retries": 0}
@@ -82,6 +110,8 @@ class LiteLLMBackend(Backend):
 
     async def chat(self, req: ChatRequest, model: str,
                    forward_headers: dict[str, str] | None = None) -> Completion:
+        if self._native(req, model):
+            return await self.same_protocol.call(req, model)
         litellm = import_litellm()
         try:
             resp = await litellm.acompletion(messages=self._messages(req), **self._kwargs(req, model))
@@ -89,14 +119,20 @@ class LiteLLMBackend(Backend):
             raise self._error(exc) from None
         choice = resp.choices[0]
         calls = getattr(choice.message, "tool_calls", None)
+        logprobs = getattr(choice, "logprobs", None)
         return Completion(
             choice.message.content or "", model, choice.finish_reason or "stop",
             _usage(getattr(resp, "usage", None)) or Usage(reported=False),
             [c.model_dump() for c in calls] if calls else None,
+            logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs,
         )
 
     async def chat_stream(self, req: ChatRequest, model: str,
                           forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
+        if self._native(req, model):
+            async for delta in self.same_protocol.stream(req, model):
+                yield delta
+            return
         litellm = import_litellm()
         finish: str | None = None
         try:
@@ -109,8 +145,11 @@ class LiteLLMBackend(Backend):
                 for choice in chunk.choices or ():
                     finish = choice.finish_reason or finish
                     text = getattr(choice.delta, "content", None) or ""
-                    if text:
-                        yield Delta(text=text)
+                    calls = getattr(choice.delta, "tool_calls", None)
+                    pieces = [c.model_dump(exclude_none=True) if hasattr(c, "model_dump")
+                              else dict(c) for c in calls] if calls else None
+                    if text or pieces:
+                        yield Delta(text=text, tool_calls=pieces)
                 if usage is not None and usage.total_tokens:
                     yield Delta(finish_reason=finish or "stop", usage=usage)
                     return

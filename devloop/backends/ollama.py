@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -11,12 +12,14 @@ import httpx
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
 from devloop.config import TierConfig
 from devloop.types import (
+    Capabilities,
     ChatRequest,
     Completion,
     CompletionRequest,
     Delta,
     Embeddings,
     Health,
+    Message,
     Usage,
 )
 
@@ -25,7 +28,8 @@ if TYPE_CHECKING:
 
 
 def ollama_options(req: ChatRequest | CompletionRequest, limit: int | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
+    # The client's own options first (num_ctx, top_k, min_p, ...), then those devloop maps.
+    opts: dict[str, Any] = dict((req.native or {}).get("options") or {})
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("seed", "seed"),
                          ("presence_penalty", "presence_penalty"),
                          ("frequency_penalty", "frequency_penalty")):
@@ -64,6 +68,41 @@ class OllamaBackend(Backend):
         if self._client is not None:
             await self._client._client.aclose()
 
+    def default_capabilities(self) -> Capabilities:
+        """Until /api/show says otherwise: tools, JSON, FIM (Ollama refuses what a model
+        cannot do itself); no images (Ollama would drop them for a text-only model)."""
+        return Capabilities(tools=True, parallel_tool_calls=True, vision=False,
+                            json_object=True, json_schema=True, fim=True, logprobs=False,
+                            max_n=1, ollama_native=True)
+
+    async def discover(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as probe:
+                resp = await probe.post(self.base_url + "/api/show",
+                                        json={"model": self.config.model})
+            data = resp.json() if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return
+        if not isinstance(data, dict):
+            return
+        caps = set(data.get("capabilities") or ())
+        info = data.get("model_info") or {}
+        ctx = next((v for k, v in info.items()
+                    if k.endswith(".context_length") and isinstance(v, int)), None)
+        base = self.default_capabilities()
+        if caps:
+            base = dataclasses.replace(base, tools="tools" in caps,
+                                       parallel_tool_calls="tools" in caps,
+                                       vision="vision" in caps, fim="insert" in caps,
+                                       embeddings="embedding" in caps or "completion" in caps)
+        self._discovered = dataclasses.replace(base, context_length=ctx)
+
+    async def load(self, model: str, unload: bool) -> None:
+        try:
+            await self.client.chat(model=model, messages=[], keep_alive=0 if unload else None)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from None
+
     def _error(self, exc: Exception) -> BackendError:
         if isinstance(exc, ConnectionError | httpx.ConnectError):
             return UpstreamUnavailable(f"{self.tier}: Ollama not reachable at {self.base_url}")
@@ -79,49 +118,57 @@ class OllamaBackend(Backend):
             return BackendError(f"{self.tier}: Ollama stream failed: {exc}")
         return BackendError(f"{self.tier}: Ollama: {exc}")
 
-    @staticmethod
-    def _messages(req: ChatRequest) -> list[dict[str, Any]]:
-        out = []
-        for m in req.messages:
-            msg: dict[str, Any] = {"role": m.role, "content": m.text()}
-            if m.tool_calls:
-                msg["tool_calls"] = [
-                    {"function": {"name": c.get("function", {}).get("name"),
-                                  "arguments": _json_args(c.get("function", {}).get("arguments"))}}
-                    for c in m.tool_calls
-                ]
-            out.append(msg)
-        return out
+    def _chat_args(self, req: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+        native = req.native or {}
+        args: dict[str, Any] = {
+            "model": model, "messages": ollama_messages(req.messages), "tools": req.tools,
+            "stream": stream, "options": ollama_options(req, req.token_limit()),
+            "format": _format(req.response_format)}
+        for name in ("think", "keep_alive"):
+            if native.get(name) is not None:
+                args[name] = native[name]
+        return args
+
+    def _generate_args(self, req: CompletionRequest, model: str, stream: bool) -> dict[str, Any]:
+        native = req.native or {}
+        args: dict[str, Any] = {
+            "model": model, "prompt": req.prompt_text(), "suffix": req.suffix or None,
+            "stream": stream, "options": ollama_options(req, req.max_tokens),
+            "raw": bool(native.get("raw", False))}
+        for name in ("think", "keep_alive", "context", "template", "system", "images",
+                     "format"):
+            if native.get(name) is not None:
+                args[name] = native[name]
+        return args
 
     async def chat(self, req: ChatRequest, model: str,
                    forward_headers: dict[str, str] | None = None) -> Completion:
         try:
-            resp = await self.client.chat(
-                model=model, messages=self._messages(req), tools=req.tools, stream=False,
-                options=ollama_options(req, req.token_limit()),
-                format=_format(req.response_format),
-            )
+            resp = await self.client.chat(**self._chat_args(req, model, False))
         except Exception as exc:  # noqa: BLE001 - translated to a typed error
             raise self._error(exc) from None
         calls = _tool_calls(resp.message.tool_calls)
+        thinking = getattr(resp.message, "thinking", None)
         return Completion(resp.message.content or "", model,
                           "tool_calls" if calls else _finish(resp.done_reason),
-                          usage_of(resp), calls)
+                          usage_of(resp), calls,
+                          message_extra={"reasoning_content": thinking} if thinking else None)
 
     async def chat_stream(self, req: ChatRequest, model: str,
                           forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
+        n_calls = 0
         try:
-            stream = await self.client.chat(
-                model=model, messages=self._messages(req), tools=req.tools, stream=True,
-                options=ollama_options(req, req.token_limit()),
-                format=_format(req.response_format),
-            )
+            stream = await self.client.chat(**self._chat_args(req, model, True))
             async for part in stream:
-                calls = _tool_calls(part.message.tool_calls)
-                if part.message.content or calls:
-                    yield Delta(text=part.message.content or "", tool_calls=calls)
+                calls = _tool_calls(part.message.tool_calls, n_calls)
+                n_calls += len(calls or ())
+                thinking = getattr(part.message, "thinking", None)
+                if part.message.content or calls or thinking:
+                    yield Delta(text=part.message.content or "", tool_calls=calls,
+                                extra={"reasoning_content": thinking} if thinking else None)
                 if part.done:
-                    yield Delta(finish_reason=_finish(part.done_reason), usage=usage_of(part))
+                    yield Delta(finish_reason="tool_calls" if n_calls
+                                else _finish(part.done_reason), usage=usage_of(part))
                     return
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc) from None
@@ -130,21 +177,17 @@ class OllamaBackend(Backend):
     async def complete(self, req: CompletionRequest, model: str,
                        forward_headers: dict[str, str] | None = None) -> Completion:
         try:
-            resp = await self.client.generate(
-                model=model, prompt=req.prompt_text(), suffix=req.suffix or None, raw=False,
-                stream=False, options=ollama_options(req, req.max_tokens),
-            )
+            resp = await self.client.generate(**self._generate_args(req, model, False))
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc) from None
-        return Completion(resp.response or "", model, _finish(resp.done_reason), usage_of(resp))
+        extra = {"context": list(resp.context)} if getattr(resp, "context", None) else None
+        return Completion(resp.response or "", model, _finish(resp.done_reason), usage_of(resp),
+                          extra=extra)
 
     async def complete_stream(self, req: CompletionRequest, model: str,
                               forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         try:
-            stream = await self.client.generate(
-                model=model, prompt=req.prompt_text(), suffix=req.suffix or None, stream=True,
-                options=ollama_options(req, req.max_tokens),
-            )
+            stream = await self.client.generate(**self._generate_args(req, model, True))
             async for part in stream:
                 if part.response:
                     yield Delta(text=part.response)
@@ -201,13 +244,57 @@ def _json_args(args: Any) -> Any:
     return args or {}
 
 
-def _tool_calls(calls: Any) -> list[dict[str, Any]] | None:
+def _tool_calls(calls: Any, first_index: int = 0) -> list[dict[str, Any]] | None:
+    """Ollama's whole tool calls -> OpenAI's shape, each with a unique id and its ``index``."""
     if not calls:
         return None
     import json
+    import uuid
 
     return [
-        {"id": f"call_{i}", "type": "function",
+        {"index": first_index + i, "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
          "function": {"name": c.function.name, "arguments": json.dumps(dict(c.function.arguments))}}
         for i, c in enumerate(calls)
     ]
+
+
+def image_data(part: dict[str, Any]) -> str:
+    """An OpenAI ``image_url`` part -> the base64 string Ollama takes (data URLs only)."""
+    url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) \
+        else part.get("image_url")
+    if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
+        raise BackendError("image_url: only data: URLs (base64) can be sent to Ollama", 400,
+                           False)
+    return url.split(",", 1)[1]
+
+
+def ollama_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """OpenAI messages -> Ollama's: images as base64 lists, tool calls with object arguments,
+    a tool result named by the function its ``tool_call_id`` points at."""
+    names: dict[str, str] = {}
+    out = []
+    for m in messages:
+        role = "system" if m.role == "developer" else m.role
+        msg: dict[str, Any] = {"role": role, "content": m.text()}
+        if isinstance(m.content, list):
+            images = [image_data(p) for p in m.content
+                      if isinstance(p, dict) and p.get("type") == "image_url"]
+            if images:
+                msg["images"] = images
+        if m.tool_calls:
+            msg["tool_calls"] = []
+            for c in m.tool_calls:
+                fn = c.get("function") or {}
+                if c.get("id"):
+                    names[c["id"]] = fn.get("name") or ""
+                msg["tool_calls"].append({"function": {"name": fn.get("name"),
+                                                       "arguments": _json_args(fn.get("arguments"))}})
+        if m.role == "tool":
+            name = m.name or names.get(m.tool_call_id or "")
+            if name:
+                msg["tool_name"] = name
+        thinking = (m.model_extra or {}).get("reasoning_content")
+        if thinking:
+            msg["thinking"] = thinking
+        out.append(msg)
+    return out

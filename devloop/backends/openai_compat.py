@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ import orjson
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
 from devloop.config import TierConfig
 from devloop.types import (
+    Capabilities,
     ChatRequest,
     Completion,
     CompletionRequest,
@@ -28,17 +30,11 @@ from devloop.types import (
     Health,
     Usage,
 )
+from devloop.usage import usage_from as read_usage
 
 
 def usage_from(data: dict[str, Any] | None) -> Usage | None:
-    if not data:
-        return None
-    details = data.get("prompt_tokens_details") or {}
-    return Usage(
-        int(data.get("prompt_tokens") or 0),
-        int(data.get("completion_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-    )
+    return read_usage(data)  # cached and reasoning tokens, cache writes where reported
 
 
 class OpenAICompatBackend(Backend):
@@ -67,6 +63,30 @@ class OpenAICompatBackend(Backend):
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    def default_capabilities(self) -> Capabilities:
+        """Everything the OpenAI API has is forwarded; the server refuses what its model
+        cannot do with its own 4xx (passed on). The context comes from its model card."""
+        return Capabilities(tools=True, parallel_tool_calls=True, vision=True,
+                            json_object=True, json_schema=True, fim=True, logprobs=True,
+                            max_n=16, options=frozenset(NATIVE_OPTIONS), passthrough=True,
+                            echo=True)
+
+    async def discover(self) -> None:
+        """vLLM's model card has ``max_model_len``; others ``context_length``/``context_window``."""
+        try:
+            async with self.session.get(self._pick() + "/models", headers=self._headers(),
+                                        timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                data = await resp.json(loads=orjson.loads) if resp.status == 200 else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return
+        for card in (data or {}).get("data") or ():
+            if isinstance(card, dict) and card.get("id") == self.config.model:
+                for key in ("max_model_len", "context_length", "context_window"):
+                    if isinstance(card.get(key), int):
+                        self._discovered = dataclasses.replace(
+                            self.default_capabilities(), context_length=card[key])
+                        return
 
     def _headers(self, forward: dict[str, str] | None = None) -> dict[str, str]:
         """Ours, then the call's forwarded ones (a team devloop books the call under the same
@@ -146,7 +166,11 @@ class OpenAICompatBackend(Backend):
 
     @staticmethod
     def _body(req: ChatRequest | CompletionRequest, model: str, stream: bool) -> dict[str, Any]:
-        body = req.model_dump(exclude_none=True)
+        body = req.model_dump(exclude_none=True)  # unknown fields are forwarded as they came
+        for ours, theirs in NATIVE_OPTIONS.items():  # Ollama options vLLM takes as fields
+            value = ((req.native or {}).get("options") or {}).get(ours)
+            if value is not None and theirs:
+                body.setdefault(theirs, value)
         body["model"] = model
         body["stream"] = stream
         if stream:
@@ -159,30 +183,13 @@ class OpenAICompatBackend(Backend):
                    forward_headers: dict[str, str] | None = None) -> Completion:
         data = await self._json("/chat/completions", self._body(req, model, False),
                                forward_headers)
-        try:
-            choice = data["choices"][0]
-            msg = choice.get("message") or {}
-        except (KeyError, IndexError, TypeError):
-            raise BackendError(f"{self.tier}: upstream response has no choices") from None
-        return Completion(
-            text=msg.get("content") or "",
-            model=data.get("model") or model,
-            finish_reason=choice.get("finish_reason") or "stop",
-            usage=usage_from(data.get("usage")) or Usage(reported=False),
-            tool_calls=msg.get("tool_calls"),
-        )
+        return completion_from(data, model, True, self.tier)
 
     async def complete(self, req: CompletionRequest, model: str,
                        forward_headers: dict[str, str] | None = None) -> Completion:
         data = await self._json("/completions", self._body(req, model, False),
                                forward_headers)
-        choice = (data.get("choices") or [{}])[0]
-        return Completion(
-            text=choice.get("text") or "",
-            model=data.get("model") or model,
-            finish_reason=choice.get("finish_reason") or "stop",
-            usage=usage_from(data.get("usage")) or Usage(reported=False),
-        )
+        return completion_from(data, model, False, self.tier)
 
     async def chat_stream(self, req: ChatRequest, model: str,
                           forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
@@ -202,15 +209,22 @@ class OpenAICompatBackend(Backend):
         events = self._sse(path, body, forward)
         async for event in events:
             usage = usage_from(event.get("usage"))
+            chunk_extra = {k: v for k, v in event.items() if k not in BODY_FIELDS} or None
             for choice in event.get("choices") or ():
+                if choice.get("index", 0) != 0:
+                    raise BackendError(f"{self.tier}: streamed choice {choice.get('index')}: "
+                                       "only one choice can be streamed", 400, False)
                 if chat:
                     d = choice.get("delta") or {}
                     text, tools = d.get("content") or "", d.get("tool_calls")
+                    extra = {k: v for k, v in d.items() if k not in MESSAGE_FIELDS and v} or None
                 else:
-                    text, tools = choice.get("text") or "", None
+                    text, tools, extra = choice.get("text") or "", None, None
                 finish = choice.get("finish_reason") or finish
-                if text or tools:
-                    yield Delta(text=text, tool_calls=tools)
+                logprobs = choice.get("logprobs")
+                if text or tools or extra or logprobs:
+                    yield Delta(text=text, tool_calls=tools, logprobs=logprobs, extra=extra,
+                                chunk_extra=chunk_extra)
             if usage is not None:
                 yield Delta(finish_reason=finish or "stop", usage=usage)
                 await _rest(events)  # [DONE] follows: read it so the connection is reused
@@ -240,6 +254,40 @@ class OpenAICompatBackend(Backend):
         ms = (time.perf_counter() - start) * 1000
         models = [m.get("id", "") for m in (data or {}).get("data", [])] if isinstance(data, dict) else []
         return Health(ok, f"HTTP {resp.status}", ms, models)
+
+
+BODY_FIELDS = frozenset({"id", "object", "created", "model", "choices", "usage"})
+MESSAGE_FIELDS = frozenset({"role", "content", "tool_calls"})
+# Ollama `options` an OpenAI-compatible server (vLLM, llama.cpp's server) takes as body fields.
+NATIVE_OPTIONS = {"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repetition_penalty",
+                  "num_ctx": None}
+
+
+def _choice(choice: dict[str, Any], data: dict[str, Any], model: str, chat: bool,
+            usage: Usage) -> Completion:
+    msg = (choice.get("message") or {}) if chat else {}
+    extra = {k: v for k, v in msg.items() if k not in MESSAGE_FIELDS and v is not None}
+    return Completion(
+        text=(msg.get("content") if chat else choice.get("text")) or "",
+        model=data.get("model") or model,
+        finish_reason=choice.get("finish_reason") or "stop",
+        usage=usage, tool_calls=msg.get("tool_calls") or None,
+        logprobs=choice.get("logprobs"), message_extra=extra or None,
+        extra={k: v for k, v in data.items() if k not in BODY_FIELDS} or None)
+
+
+def completion_from(data: dict[str, Any], model: str, chat: bool, tier: str) -> Completion:
+    """An OpenAI response body -> Completion, keeping logprobs, extra fields and every choice."""
+    try:
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        first = choices[0]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise BackendError(f"{tier}: upstream response has no choices") from None
+    usage = usage_from(data.get("usage")) or Usage(reported=False)
+    out = _choice(first, data, model, chat, usage)
+    if len(choices) > 1:
+        out.choices = [_choice(c, data, model, chat, Usage()) for c in choices[1:]]
+    return out
 
 
 # How long an upstream may take to end its body after the last event. A response released
@@ -274,5 +322,9 @@ def upstream_error(tier: str, status: int, text: str) -> BackendError:
         message = text[:300]
     # 4xx from upstream is the caller's problem (pass it on); 429 and 5xx may fall back.
     retryable = status == 429 or status >= 500
+    low = str(message).lower()
+    code = ("context_length_exceeded" if status == 400 and (
+        "context length" in low or "context_length" in low or "maximum context" in low
+        or "too many tokens" in low) else None)
     return BackendError(f"{tier}: upstream HTTP {status}: {message}", status if status < 500 else 502,
-                        retryable)
+                        retryable, code)

@@ -72,6 +72,9 @@ _LIST_VALUED = frozenset({"contains-any", "contains-all", "icontains-any", "icon
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 Role = Literal["system", "user", "assistant", "developer"]
+# How often a variable's value changes in production (the cache-order stage's model).
+VarRate = Literal["per_call", "per_session", "per_day", "per_deployment"]
+VAR_RATES: tuple[str, ...] = ("per_deployment", "per_day", "per_session", "per_call")
 
 
 class _Strict(BaseModel):
@@ -175,6 +178,12 @@ class Prompt(_Strict):
         return list(seen)
 
 
+class VarMeta(_Strict):
+    """``vars_meta: {name: {rate: per_call}}``: how often a variable changes."""
+
+    rate: VarRate
+
+
 class EvalSet(_Strict):
     name: str = Field(min_length=1)
     description: str | None = None
@@ -183,6 +192,7 @@ class EvalSet(_Strict):
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     prompt: Prompt
+    vars_meta: dict[str, VarMeta] = Field(default_factory=dict)
     cases: list[Case] = Field(min_length=1)
 
     _source: Path | None = PrivateAttr(default=None)
@@ -190,6 +200,10 @@ class EvalSet(_Strict):
     @model_validator(mode="after")
     def _cases_fit_prompt(self) -> EvalSet:
         needed = self.prompt.variables()
+        for name in self.vars_meta:
+            if name not in needed:
+                raise ValueError(f"vars_meta.{name}: not a variable of the prompt (it uses: "
+                                 f"{', '.join(needed) or 'none'})")
         seen_ids: set[str] = set()
         for i, case in enumerate(self.cases):
             if not case.id:

@@ -19,15 +19,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from devloop import instrument
 from devloop.audit.sampler import Auditor
 from devloop.backends import Backend, BackendError
 from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
-from devloop.gateway.admission import Admission, Budgets
+from devloop.gateway.admission import Admission, BudgetExceeded, Budgets
 from devloop.gateway.metering import Meter, Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
 from devloop.gateway.stream import StreamCall
 from devloop.pricing import Pricing
+from devloop.routing.capabilities import CapabilityError
 from devloop.routing.cascade import AnswerCheck, run_cascade
 from devloop.routing.classifier import ModelClassifier, needs_model_verdict
 from devloop.routing.policy import PolicyInput, decide
@@ -50,7 +52,7 @@ log = logging.getLogger("devloop.gateway")
 
 
 class Gateway:
-    def __init__(self, settings: Settings, profile: Profile) -> None:
+    def __init__(self, settings: Settings, profile: Profile, store: bool = True) -> None:
         self.settings = settings
         self.profile = profile
         settings.ensure_home()
@@ -59,9 +61,10 @@ class Gateway:
         self.router = Router(profile, settings.ollama_probe_timeout)
         self.pricing = Pricing(profile)
         self.cache = ResponseCache(profile.cache, self.writer, self.read_conn)
-        self.budgets = Budgets(profile, self.writer)
+        self.budgets = Budgets(profile, self.writer, settings.zone())
         self.admission = Admission(profile, self.pricing, self.budgets)
-        self.meter = Meter(profile, self.pricing, self.writer, self.budgets)
+        # store=False (`devloop check --no-store`): no ledger rows, no cache rows
+        self.meter = Meter(profile, self.pricing, self.writer, self.budgets, store=store)
         self.classifier = ModelClassifier(profile, self.router)
         self.auditor = Auditor(self)  # judge sampling (devloop/audit/); inert without `audit:`
         self.alerts: Any = None  # the AlertScheduler, when a server runs one (its gauges)
@@ -102,22 +105,37 @@ class Gateway:
     def prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext,
                 complexity: str | None = None) -> Prepared:
         started = time.perf_counter()
+        if ctx.user is None and getattr(req, "user", None):
+            ctx.user = req.user  # the OpenAI `user` field: attribution and `user:` budgets
         prompt = req.prompt_text()
+        tokens = estimate_tokens(prompt)
         decision = decide(
-            PolicyInput(ctx.endpoint, req.model, prompt, estimate_tokens(prompt), ctx.feature,
+            PolicyInput(ctx.endpoint, req.model, prompt, tokens, ctx.feature,
                         ctx.forced_tier, complexity),
             self.profile, self.router.state(),
         )
+        # Tiers that cannot honour a field are routed around (or the call is refused).
+        try:
+            decision = self.router.capable(decision, req, tokens * 3 // 4)
+        except CapabilityError as exc:  # booked as a refused call of the tier that refused
+            exc.prepared = Prepared(req, ctx, decision, None, "off", started)  # type: ignore[attr-defined]
+            raise
+        if decision.ignored and isinstance(req, ChatRequest):  # said in X-Devloop-Ignored
+            req = req.model_copy(update=dict.fromkeys(
+                ("tools", "tool_choice", "parallel_tool_calls")))
         if not isinstance(req, EmbeddingRequest):
             req = apply_token_limits(req, decision)
+            if instrument.is_paid(decision.tier, decision.model, self.pricing):
+                req = instrument.with_output_limit(req, self.profile, decision)  # a hard stop
         status: CacheStatus = "off"
         key = None
         if ctx.cache_mode in ("bypass",):
             status = "bypass"
         elif isinstance(req, EmbeddingRequest) or self.cache.eligible(req.temperature):
-            key = cache_key(self.profile.cache.namespace, ctx.endpoint, decision.tier,
-                            decision.model, req,
-                            None if isinstance(req, EmbeddingRequest) else req.token_limit())
+            # Looked up for the tier that would serve now: an answer is reused only for the
+            # tier and model that produced it (it is stored under the tier that served).
+            tier = self.router.candidates(decision)[0]
+            key = self._cache_key(req, ctx, tier, self.router.model_for(tier, decision))
             status = "bypass" if ctx.cache_mode == "refresh" else "miss"
         forward = None
         if self._forwards:  # an upstream devloop books the call under the same names
@@ -125,6 +143,46 @@ class Gateway:
             if ctx.feature:
                 forward["X-Devloop-Feature"] = ctx.feature
         return Prepared(req, ctx, decision, key, status, started, forward_headers=forward)
+
+    async def _prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext,
+                       complexity: str | None = None) -> Prepared:
+        """``prepare``, after capability discovery; a capability refusal is a ledger row."""
+        await self.router.discovered()
+        try:
+            return self.prepare(req, ctx, complexity)
+        except CapabilityError as exc:
+            prep = getattr(exc, "prepared", None)
+            if prep is not None:
+                await self.meter.refusal(prep, self.router.backends[prep.decision.tier].kind,
+                                         exc, status=400)
+            raise
+
+    def _cache_key(self, req: Any, ctx: RequestContext, tier: str, model: str) -> str:
+        return cache_key(self.profile.cache.namespace, ctx.endpoint, tier, model, req,
+                         None if isinstance(req, EmbeddingRequest) else req.token_limit())
+
+    def served_key(self, prep: Prepared, tier: str) -> str | None:
+        """The cache key of the answer a tier served (None: not cached)."""
+        if prep.key is None:
+            return None
+        return self._cache_key(prep.req, prep.ctx, tier,
+                               self.router.model_for(tier, prep.decision))
+
+    async def _admit(self, prep: Prepared) -> None:
+        """Admission for the routed tier; a refusal (budget, rate limit) is a ledger row."""
+        try:
+            await self.admission.admit(prep, prep.decision.tier)
+        except BudgetExceeded as exc:
+            await self.meter.refusal(prep, self._kind(prep.decision.tier), exc)
+            raise
+
+    def _kind(self, tier: str) -> str | None:
+        backend = self.router.backends.get(tier)
+        return backend.kind if backend is not None else None
+
+    def _outgoing(self, prep: Prepared, backend: Backend, model: str) -> Any:
+        """The request as sent to ``backend``: cache breakpoints where the provider needs them."""
+        return instrument.for_provider(prep.req, backend.kind, model, self.profile, self.pricing)
 
     def release(self, prep: Prepared) -> None:
         """A call that was admitted has ended: it no longer counts in flight or in rate limits."""
@@ -169,7 +227,7 @@ class Gateway:
 
     # -- unary calls ------------------------------------------------------------------------
     async def call(self, req: TextRequest, ctx: RequestContext) -> CallResult:
-        prep = self.prepare(req, ctx, await self.model_complexity(req, ctx))
+        prep = await self._prepare(req, ctx, await self.model_complexity(req, ctx))
         cached = await self._cached(prep)
         if cached is not None:
             return cached
@@ -181,7 +239,7 @@ class Gateway:
         """Admit, call upstream (with fallbacks), meter. ``check`` (a cascade's) sees the
         answer before it is cached; a failure is kept on the row and not cached."""
         chat = isinstance(prep.req, ChatRequest)
-        await self.admission.admit(prep, prep.decision.tier)
+        await self._admit(prep)
         upstream_ms = 0.0
 
         async def attempt(backend: Backend, model: str) -> Completion:
@@ -189,8 +247,9 @@ class Gateway:
             await self.admission.admit_fallback(prep, backend.tier)
             t = time.perf_counter()
             try:
-                return await (backend.chat(prep.req, model, prep.forward_headers) if chat
-                              else backend.complete(prep.req, model, prep.forward_headers))
+                req = self._outgoing(prep, backend, model)
+                return await (backend.chat(req, model, prep.forward_headers) if chat
+                              else backend.complete(req, model, prep.forward_headers))
             finally:
                 upstream_ms += (time.perf_counter() - t) * 1000
 
@@ -204,9 +263,12 @@ class Gateway:
             self.release(prep)
         if not completion.usage.reported or not completion.usage.total_tokens:
             completion.usage = self.meter.count(prep.req, completion.text)
+        completion.tier = tier
         failed = await check(prep, tier, completion) if check is not None else None
-        cache_row = (self.cache.put(prep.key, completion, defer=True)
-                     if prep.key and failed is None else None)
+        # a cascade's escalation answers for the route's first tier: cached under its key
+        key = None if failed is not None else (
+            prep.key if prep.parent_request_id else self.served_key(prep, tier))
+        cache_row = self.cache.put(key, completion, defer=True) if key else None
         result = await self.meter.finish(prep, tier, self.router.backends[tier].kind,
                                          self.router.model_for(tier, prep.decision),
                                          prep.decision.reason + note, completion, upstream_ms,
@@ -215,9 +277,9 @@ class Gateway:
         return result
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
-        prep = self.prepare(req, ctx)
+        prep = await self._prepare(req, ctx)
         texts = req.texts()
-        await self.admission.admit(prep, prep.decision.tier)
+        await self._admit(prep)
         upstream_ms = 0.0
 
         async def attempt(backend: Backend, model: str) -> Embeddings:
@@ -247,21 +309,22 @@ class Gateway:
     # -- streams --------------------------------------------------------------------------------
     async def stream(self, req: TextRequest, ctx: RequestContext) -> StreamCall:
         """Route and open the stream; fallbacks happen before the first piece is sent."""
-        prep = self.prepare(req, ctx, await self.model_complexity(req, ctx))
+        prep = await self._prepare(req, ctx, await self.model_complexity(req, ctx))
         cached = await self._cached(prep)
         if cached is not None:
             return StreamCall(self, prep, cached.tier, "cache", cached.reason, replay=cached)
         if prep.decision.escalate_to:  # checked before the first byte: the answer is replayed
             done = await run_cascade(self, prep)
             return StreamCall(self, prep, done.tier, done.backend, done.reason, replay=done)
-        await self.admission.admit(prep, prep.decision.tier)
+        await self._admit(prep)
         chat = isinstance(prep.req, ChatRequest)
         self.in_flight += 1
 
         async def attempt(backend: Backend, model: str) -> tuple[AsyncIterator[Delta], Delta]:
             await self.admission.admit_fallback(prep, backend.tier)
-            it = (backend.chat_stream(prep.req, model, prep.forward_headers) if chat
-                  else backend.complete_stream(prep.req, model, prep.forward_headers)
+            req = self._outgoing(prep, backend, model)
+            it = (backend.chat_stream(req, model, prep.forward_headers) if chat
+                  else backend.complete_stream(req, model, prep.forward_headers)
                   ).__aiter__()
             first = await it.__anext__()  # connection errors surface here, before headers
             return it, first
@@ -280,7 +343,9 @@ class Gateway:
 
     async def _failed(self, prep: Prepared, exc: BackendError) -> None:
         self.admission.release_reservation(prep)
-        await self.meter.failure(prep, self.router.backends[prep.decision.tier].kind, exc)
+        tier = exc.tier or prep.decision.tier  # the tier that refused or failed
+        await self.meter.failure(prep, tier, self.router.backends[tier].kind,
+                                 self.router.model_for(tier, prep.decision), exc)
 
 
 def apply_token_limits(req: TextRequest, decision: RouteDecision) -> TextRequest:

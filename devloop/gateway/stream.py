@@ -1,6 +1,7 @@
-"""The stream accumulator: pieces pass through as they arrive; at the end (or on a break,
-or when the client leaves) the text and usage go to metering and the ledger row is written
-before the final piece is sent."""
+"""Streams: pieces pass through as they arrive while devloop/accumulate.py keeps the whole
+answer (tool calls, finish reason, logprobs, usage); at the end (or on a break, or when the
+client leaves) it goes to the cache and metering, and the ledger row is written before the
+final piece is sent. A cache hit is replayed in the live stream's exact shape."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from devloop.accumulate import StreamAccumulator, replay
 from devloop.backends import BackendError
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared
-from devloop.types import Completion, Delta, Usage
+from devloop.types import Delta, Usage
 
 if TYPE_CHECKING:
     from devloop.gateway.core import Gateway
@@ -35,24 +37,19 @@ class StreamCall:
         if self._replay is not None:
             c = self._replay.completion
             assert c is not None
-            yield Delta(text=c.text, tool_calls=c.tool_calls)
             self.usage = c.usage
-            yield Delta(finish_reason=c.finish_reason, usage=c.usage)
+            for delta in replay(c):  # the stored answer in a live stream's exact shape
+                yield delta
             return
         gw, prep = self.gw, self.prep
         assert self._it is not None and self._first is not None
         ttft = (time.perf_counter() - prep.started) * 1000
-        parts: list[str] = []
-        finish, usage, status, error = "stop", None, 200, None
+        acc = StreamAccumulator()  # keeps text, tool calls, finish, logprobs, usage
+        status, error = 200, None
         try:
             pending: Delta | None = self._first
             while pending is not None:
-                if pending.text:
-                    parts.append(pending.text)
-                if pending.usage is not None:
-                    usage = pending.usage
-                if pending.finish_reason:
-                    finish = pending.finish_reason
+                acc.add(pending)
                 if pending.finish_reason is None:
                     yield pending
                 try:
@@ -67,16 +64,17 @@ class StreamCall:
             raise
         finally:
             gw.release(prep)
-            text = "".join(parts)
+            usage = acc.usage
             if usage is None or not usage.total_tokens:
-                usage = gw.meter.count(prep.req, text)
+                usage = gw.meter.count(prep.req, acc.text)
             self.usage = usage
-            completion = Completion(text, self.model, finish, usage)
-            cache_row = (gw.cache.put(prep.key, completion, defer=True)
-                         if status == 200 and prep.key else None)
+            completion = acc.completion(self.model, usage, self.tier)
+            key = gw.served_key(prep, self.tier)
+            cache_row = (gw.cache.put(key, completion, defer=True)
+                         if status == 200 and key else None)
             self.result = await gw.meter.finish(prep, self.tier, self.backend, self.model,
                                                 self.reason, completion, 0.0, ttft, True, status,
                                                 error, cache_row)
         if self.error is not None:
             raise self.error
-        yield Delta(finish_reason=finish, usage=usage)
+        yield Delta(finish_reason=completion.finish_reason, usage=usage)

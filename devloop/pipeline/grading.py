@@ -25,7 +25,8 @@ class LocalGrader:
     def _ctx(self, endpoint: str) -> RequestContext:
         return RequestContext(request_id=f"check-grade-{uuid.uuid4().hex[:12]}",
                               endpoint=endpoint,  # type: ignore[arg-type]
-                              protocol="openai", feature=self.feature, forced_tier=DRAFT_TIER)
+                              protocol="openai", feature=self.feature, forced_tier=DRAFT_TIER,
+                              origin="check")
 
     async def judge(self, messages: list[dict[str, str]], model: str | None
                     ) -> tuple[str, float]:

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from devloop.backends import (
     Backend,
@@ -18,8 +18,9 @@ from devloop.backends import (
     make_backend,
 )
 from devloop.config import Profile
+from devloop.routing.capabilities import needs, route_capable
 from devloop.routing.policy import TierState
-from devloop.types import Health, RouteDecision
+from devloop.types import Capabilities, Health, RouteDecision
 
 log = logging.getLogger("devloop.router")
 T = TypeVar("T")
@@ -43,14 +44,41 @@ class Router:
         }
         self.health = {name: TierHealth() for name in profile.tiers}
         self._probe_task: asyncio.Task[None] | None = None
+        self._discovery: asyncio.Task[Any] | None = None
 
     async def start(self, probe: bool = True) -> None:
         for backend in self.backends.values():
             await backend.start()
+        # What each upstream can do (context length, vision) is read in the background.
+        self._discovery = asyncio.create_task(self._discover())
         if probe and self.profile.health_interval > 0:
             self._probe_task = asyncio.create_task(self._probe_loop())
 
+    async def _discover(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(
+                *(b.discover() for b in self.backends.values()), return_exceptions=True), 5)
+
+    async def discovered(self) -> None:
+        """Wait (once, briefly) for capability discovery before the first routing decision."""
+        task = self._discovery
+        if task is not None and not task.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), 5)
+
+    def caps(self, tier: str) -> Capabilities:
+        return self.backends[tier].capabilities()
+
+    def capable(self, decision: RouteDecision, req: Any, prompt_tokens: int = 0
+                ) -> RouteDecision:
+        """Move the decision to a tier that honours every field the request sends (or raise
+        CapabilityError naming the field and the tier)."""
+        return route_capable(decision, needs(req, prompt_tokens), self.caps,
+                             lambda t: self.profile.tiers[t].model)
+
     async def close(self) -> None:
+        if self._discovery is not None and not self._discovery.done():
+            self._discovery.cancel()
         if self._probe_task:
             self._probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -100,6 +128,7 @@ class Router:
                 result = await call(backend, self.model_for(tier, decision))
             except BackendError as exc:
                 last = exc
+                exc.tier = exc.tier or tier
                 if not exc.retryable:
                     raise
                 self.mark_failure(tier, exc)
@@ -110,6 +139,8 @@ class Router:
             suffix = f"; {'; '.join(served)}" if served else ""
             return result, tier, suffix
         assert last is not None
+        if decision.skipped:  # say why no fallback was tried
+            last.args = (f"{last}; {decision.skipped}",)
         raise last
 
     async def check(self, tier: str) -> Health:

@@ -13,6 +13,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -22,7 +23,7 @@ from devloop.background import TrustTasks
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
 from devloop.gateway.metering import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from devloop.server import ollama_api, openai_api
+from devloop.server import anthropic_api, ollama_api, openai_api, responses_api
 from devloop.server.errors import APIError, error_response
 from devloop.store.batches import has_pending_batches
 
@@ -39,6 +40,19 @@ async def health(request: Request) -> Response:
             "team": gw.settings.team, "uptime_s": round(time.monotonic() - request.app.state.t0, 3),
             "in_flight": gw.in_flight, "tiers": tiers}
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def root(request: Request) -> Response:
+    """Liveness as Ollama answers it (tools probe GET / and HEAD / before anything else)."""
+    return Response("Ollama is running", media_type="text/plain; charset=utf-8")
+
+
+def cors_regex(origins: list[str]) -> str:
+    """Glob origins (``http://localhost:*``, ``app://*``) -> one regex for CORSMiddleware."""
+    import re
+
+    parts = [re.escape(o).replace(r"\*", "[^/]*") for o in origins]
+    return "^(?:" + "|".join(parts) + ")$" if parts else "^$"
 
 
 async def metrics(request: Request) -> Response:
@@ -109,15 +123,21 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
                 await gw.close()
 
     routes: list[BaseRoute] = [
+        Route("/", root, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *openai_api.routes,
         *ollama_api.routes,
+        *anthropic_api.routes,
+        *responses_api.routes,
         *(extra_routes or []),
     ]
     for factory in optional_route_factories():
         routes.extend(factory(settings))
-    middleware = []
+    # CORS first (outermost): a browser's preflight is answered before team auth asks for a key.
+    middleware = [Middleware(CORSMiddleware, allow_origin_regex=cors_regex(settings.cors_origins),
+                             allow_methods=["GET", "POST", "HEAD", "OPTIONS", "DELETE"],
+                             allow_headers=["*"], expose_headers=["*"], max_age=600)]
     if settings.team:  # keys + fair queue in front of everything (devloop/server/team.py)
         from devloop.server.team import TeamMiddleware
 

@@ -13,13 +13,17 @@ from starlette.responses import Response
 
 from devloop.backends import BackendError
 from devloop.gateway import BudgetExceeded, CallResult, Gateway, StreamCall
+from devloop.routing.capabilities import CapabilityError
 from devloop.routing.policy import InvalidTier, ModelNotFound
+from devloop.security import forbidden_field
 from devloop.server.errors import APIError, error_response, from_validation
+from devloop.sessions import session_from
 from devloop.types import Endpoint, RequestContext
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 CACHE_MODES = {"bypass", "refresh"}
+# Where coding agents put their session id: Claude Code, Codex, then any client.
 
 
 def gateway(request: Request) -> Gateway:
@@ -50,6 +54,11 @@ async def read_json(request: Request) -> Any:
         raise APIError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", "invalid_json")
+    bad = forbidden_field(data)
+    if bad is not None:
+        raise APIError(400, f"{bad}: not accepted from a client; devloop takes upstream "
+                       f"addresses, keys and provider settings from its profile only",
+                       "forbidden_field", bad)
     return data
 
 
@@ -79,7 +88,17 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         forced_tier=h.get("x-devloop-tier") or None,
         cache_mode=cache or "default",  # type: ignore[arg-type]
         queue=request.scope.get("devloop.queue"),  # QueueStats, set by team mode's queue
+        session=session_from(h),
     )
+
+
+def check_dimensions(dimensions: int | None, vectors: list[list[float]], tier: str) -> None:
+    """`dimensions` is honoured when the tier's model gives vectors of that size; devloop does
+    not cut vectors down (only Matryoshka-trained models keep their meaning when cut)."""
+    if dimensions is not None and vectors and len(vectors[0]) != dimensions:
+        raise APIError(400, f"dimensions: tier {tier}'s embedding model gives "
+                       f"{len(vectors[0])}-dimensional vectors and cannot give {dimensions}",
+                       "unsupported_parameter", "dimensions")
 
 
 def result_headers(result: CallResult) -> dict[str, str]:
@@ -93,6 +112,8 @@ def result_headers(result: CallResult) -> dict[str, str]:
     }
     if result.saved_usd is not None:
         headers["X-Devloop-Saved-USD"] = f"{result.saved_usd:.8f}"
+    if result.decision.ignored:
+        headers["X-Devloop-Ignored"] = ", ".join(result.decision.ignored)
     return headers
 
 
@@ -106,6 +127,8 @@ def stream_headers(call: StreamCall) -> dict[str, str]:
     # Known up front only for a replay from the cache; a live stream's saving is in the ledger.
     if call.result is not None and call.result.saved_usd is not None:
         headers["X-Devloop-Saved-USD"] = f"{call.result.saved_usd:.8f}"
+    if call.prep.decision.ignored:
+        headers["X-Devloop-Ignored"] = ", ".join(call.prep.decision.ignored)
     return headers
 
 
@@ -130,7 +153,14 @@ def translate(exc: Exception) -> APIError:
         return APIError(429, str(exc), exc.code, None, {"Retry-After": str(exc.retry_after)},
                         "rate_limit_error" if exc.code == "rate_limit_exceeded" else
                         "budget_exceeded")
+    if isinstance(exc, CapabilityError):
+        return APIError(400, str(exc), exc.code, exc.param)
     if isinstance(exc, BackendError):
+        if exc.code == "context_length_exceeded":
+            message = str(exc) if exc.tier is None or str(exc).startswith(exc.tier) else (
+                f"{exc.tier}: {exc}")
+            return APIError(400, f"context_length_exceeded: {message}",
+                            "context_length_exceeded", "messages")
         if 400 <= exc.status < 500:
             return APIError(exc.status, str(exc), "upstream_rejected")
         return APIError(exc.status if exc.status in (502, 503, 504) else 502, str(exc),

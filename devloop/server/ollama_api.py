@@ -14,10 +14,18 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from devloop.accumulate import StreamAccumulator
 from devloop.gateway import CallResult, StreamCall
-from devloop.routing.policy import ModelNotFound, available_models, resolve_model
+from devloop.routing.policy import (
+    ModelNotFound,
+    PolicyInput,
+    available_models,
+    decide,
+    resolve_model,
+)
 from devloop.server.errors import APIError
 from devloop.server.http import (
+    check_dimensions,
     context,
     endpoint,
     gateway,
@@ -27,79 +35,33 @@ from devloop.server.http import (
     stream_headers,
     translate,
 )
-from devloop.types import ChatRequest, CompletionRequest, EmbeddingRequest, Message, Usage
+from devloop.server.ollama_convert import (
+    OllamaChat,
+    OllamaGenerate,
+    chat_request,
+    done_reason,
+    generate_request,
+    ollama_tool_calls,
+)
+from devloop.types import ChatRequest, CompletionRequest, EmbeddingRequest, Usage
 
 OLLAMA_VERSION = "0.12.6"  # the Ollama API level these endpoints follow
 NDJSON = "application/x-ndjson"
 
 
-class OllamaMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: str
-    content: str = ""
-    images: list[str] | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-
-
-class OllamaChat(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1)
-    messages: list[OllamaMessage] = Field(default_factory=list)
-    stream: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
-    format: str | dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    keep_alive: str | int | float | None = None
-    think: bool | str | None = None
-
-
-class OllamaGenerate(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1)
-    prompt: str = ""
-    suffix: str | None = None
-    system: str | None = None
-    template: str | None = None
-    raw: bool = False
-    stream: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
-    format: str | dict[str, Any] | None = None
-    keep_alive: str | int | float | None = None
-    images: list[str] | None = None
-
-
 class OllamaEmbed(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1)
     input: str | list[str] = ""
     prompt: str | None = None  # the legacy /api/embeddings field
     truncate: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+    keep_alive: str | int | float | None = None
+    dimensions: int | None = Field(default=None, ge=1)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def sampling(options: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for theirs, ours in (("temperature", "temperature"), ("top_p", "top_p"), ("seed", "seed"),
-                         ("num_predict", "max_tokens"), ("stop", "stop"),
-                         ("presence_penalty", "presence_penalty"),
-                         ("frequency_penalty", "frequency_penalty")):
-        if options.get(theirs) is not None:
-            out[ours] = options[theirs]
-    if isinstance(out.get("max_tokens"), int) and out["max_tokens"] < 1:
-        out.pop("max_tokens")  # Ollama's -1 / -2 mean "no limit"
-    return out
-
-
-def response_format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
-    if fmt == "json":
-        return {"type": "json_object"}
-    if isinstance(fmt, dict):
-        return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt}}
-    return None
 
 
 def known_model(request: Request, name: str) -> str:
@@ -125,52 +87,47 @@ def counts(usage: Usage, elapsed_ns: int) -> dict[str, Any]:
 @endpoint
 async def chat(request: Request) -> Response:
     body = parse(OllamaChat, await read_json(request))
-    if not body.messages:
-        raise APIError(400, "messages: at least one message is required", "invalid_value",
-                       "messages")
-    tool_calls = []
-    messages = []
-    for m in body.messages:
-        tool_calls = [{"id": f"call_{i}", "type": "function",
-                       "function": {"name": c.get("function", {}).get("name"),
-                                    "arguments": orjson.dumps(
-                                        c.get("function", {}).get("arguments", {})).decode()}}
-                      for i, c in enumerate(m.tool_calls or [])]
-        messages.append({"role": m.role, "content": m.content, **(
-            {"tool_calls": tool_calls} if tool_calls else {})})
-    req = parse(ChatRequest, {
-        "model": known_model(request, body.model), "messages": messages, "stream": body.stream,
-        "tools": body.tools, "response_format": response_format(body.format),
-        **sampling(body.options),
-    })
-    return await _run(request, req, body.model, chat=True)
+    model = known_model(request, body.model)
+    if not body.messages:  # Ollama's load (or, with keep_alive 0, unload) request
+        return await _load(request, model, body.keep_alive, "message", chat=True)
+    req = parse(ChatRequest, chat_request(body, model))
+    return await _run(request, req, chat=True)
 
 
 @endpoint
 async def generate(request: Request) -> Response:
     body = parse(OllamaGenerate, await read_json(request))
     model = known_model(request, body.model)
-    if not body.prompt and body.suffix is None:
-        # Ollama answers an empty prompt by loading the model: report it ready.
-        return Response(orjson.dumps({"model": body.model, "created_at": now_iso(),
-                                      "response": "", "done": True, "done_reason": "load"}),
-                        media_type="application/json")
-    params = sampling(body.options)
-    if body.suffix is not None or body.raw:
-        req: ChatRequest | CompletionRequest = parse(CompletionRequest, {
-            "model": model, "prompt": body.prompt, "suffix": body.suffix,
-            "stream": body.stream, **params})
-        return await _run(request, req, body.model, chat=False)
-    messages = ([Message(role="system", content=body.system)] if body.system else [])
-    messages.append(Message(role="user", content=body.prompt))
-    req = parse(ChatRequest, {"model": model, "messages": [m.model_dump() for m in messages],
-                              "stream": body.stream,
-                              "response_format": response_format(body.format), **params})
-    return await _run(request, req, body.model, chat=False)
+    if not body.prompt and body.suffix is None and not body.images:
+        return await _load(request, model, body.keep_alive, "response", chat=False)
+    is_chat, fields = generate_request(body, model)
+    req: ChatRequest | CompletionRequest = parse(ChatRequest if is_chat else CompletionRequest,
+                                                 fields)
+    return await _run(request, req, chat=False)
 
 
-async def _run(request: Request, req: ChatRequest | CompletionRequest, name: str, chat: bool
-               ) -> Response:
+def _unloads(keep_alive: str | int | float | None) -> bool:
+    return keep_alive in (0, "0", "0s", "0m", 0.0)
+
+
+async def _load(request: Request, name: str, keep_alive: Any, field: str, chat: bool
+                ) -> Response:
+    """Empty messages / prompt: load the model (``keep_alive: 0``: unload it), as Ollama."""
+    gw = gateway(request)
+    tier, concrete, _ = resolve_model(name, gw.profile)
+    tier = tier or gw.router.candidates(
+        decide(PolicyInput("chat", name), gw.profile, gw.router.state()))[0]
+    model = concrete or gw.profile.tiers[tier].model
+    unload = _unloads(keep_alive)
+    await gw.router.backends[tier].load(model, unload)
+    out: dict[str, Any] = {"model": model, "created_at": now_iso()}
+    out[field] = {"role": "assistant", "content": ""} if chat else ""
+    out.update(done=True, done_reason="unload" if unload else "load")
+    return Response(orjson.dumps(out), media_type="application/json",
+                    headers={"X-Devloop-Tier": tier, "X-Devloop-Model": model})
+
+
+async def _run(request: Request, req: ChatRequest | CompletionRequest, chat: bool) -> Response:
     gw = gateway(request)
     endpoint_kind = "completions" if isinstance(req, CompletionRequest) else "chat"
     ctx = context(request, endpoint_kind, "ollama")
@@ -178,49 +135,72 @@ async def _run(request: Request, req: ChatRequest | CompletionRequest, name: str
     if req.stream:
         call = await gw.stream(req, ctx)
         return StreamingResponse(
-            ndjson(call, name, chat, started), media_type=NDJSON,
+            ndjson(call, chat, started), media_type=NDJSON,
             headers=stream_headers(call))
     result = await gw.call(req, ctx)
-    return Response(orjson.dumps(_final(result, name, chat, started)), 200,
+    return Response(orjson.dumps(_final(result, chat, started)), 200,
                     result_headers(result), media_type="application/json")
 
 
-def _final(result: CallResult, name: str, chat: bool, started: int) -> dict[str, Any]:
+def _message(text: str, calls: list[dict[str, Any]] | None, extra: dict[str, Any] | None
+             ) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": text}
+    thinking = (extra or {}).get("reasoning_content")
+    if thinking:
+        msg["thinking"] = thinking
+    tool_calls = ollama_tool_calls(calls)
+    if tool_calls:
+        msg["tool_calls"] = tool_calls
+    return msg
+
+
+def _final(result: CallResult, chat: bool, started: int) -> dict[str, Any]:
     c = result.completion
     assert c is not None
-    out: dict[str, Any] = {"model": name, "created_at": now_iso()}
+    # The body names the model that answered (a fallback shows here, not only in a header).
+    out: dict[str, Any] = {"model": c.model, "created_at": now_iso()}
     if chat:
-        msg: dict[str, Any] = {"role": "assistant", "content": c.text}
-        if c.tool_calls:
-            msg["tool_calls"] = [{"function": {"name": t["function"]["name"],
-                                               "arguments": orjson.loads(
-                                                   t["function"].get("arguments") or "{}")}}
-                                 for t in c.tool_calls]
-        out["message"] = msg
+        out["message"] = _message(c.text, c.tool_calls, c.message_extra)
     else:
         out["response"] = c.text
-    out.update(done=True, done_reason=c.finish_reason,
+        thinking = (c.message_extra or {}).get("reasoning_content")
+        if thinking:
+            out["thinking"] = thinking
+    if c.extra and isinstance(c.extra.get("context"), list):
+        out["context"] = c.extra["context"]
+    out.update(done=True, done_reason=done_reason(c.finish_reason),
                **counts(c.usage, time.perf_counter_ns() - started))
     return out
 
 
-async def ndjson(call: StreamCall, name: str, chat: bool, started: int) -> AsyncIterator[bytes]:
+async def ndjson(call: StreamCall, chat: bool, started: int) -> AsyncIterator[bytes]:
+    """Text as it comes; tool calls whole (Ollama's shape), once their pieces are complete,
+    just before the final ``done`` chunk."""
+    acc = StreamAccumulator()
     try:
         async for delta in call.deltas():
-            piece: dict[str, Any] = {"model": name, "created_at": now_iso()}
+            acc.add(delta)
+            piece: dict[str, Any] = {"model": call.model, "created_at": now_iso()}
             if delta.finish_reason is None:
+                if not delta.text and not (delta.extra or {}).get("reasoning_content"):
+                    continue  # tool-call pieces are sent whole below
                 if chat:
-                    piece["message"] = {"role": "assistant", "content": delta.text}
+                    piece["message"] = _message(delta.text, None, delta.extra)
                 else:
                     piece["response"] = delta.text
                 piece["done"] = False
+                yield orjson.dumps(piece) + b"\n"
+                continue
+            calls = acc.tool_calls()
+            if calls and chat:
+                yield orjson.dumps({**piece, "message": _message("", calls, None),
+                                    "done": False}) + b"\n"
+            if chat:
+                piece["message"] = {"role": "assistant", "content": ""}
             else:
-                if chat:
-                    piece["message"] = {"role": "assistant", "content": ""}
-                else:
-                    piece["response"] = ""
-                piece.update(done=True, done_reason=delta.finish_reason,
-                             **counts(delta.usage or Usage(), time.perf_counter_ns() - started))
+                piece["response"] = ""
+            piece.update(done=True, done_reason=done_reason(delta.finish_reason),
+                         **counts(delta.usage or Usage(), time.perf_counter_ns() - started))
             yield orjson.dumps(piece) + b"\n"
     except Exception as exc:  # noqa: BLE001 - Ollama's stream error shape
         yield orjson.dumps({"error": translate(exc).message}) + b"\n"
@@ -239,10 +219,11 @@ async def embed(request: Request) -> Response:
     result = await gw.embed(req, context(request, "embeddings", "ollama"))
     emb = result.embeddings
     assert emb is not None
+    check_dimensions(body.dimensions, emb.vectors, result.tier)
     if legacy:
         out: dict[str, Any] = {"embedding": emb.vectors[0]}
     else:
-        out = {"model": body.model, "embeddings": emb.vectors,
+        out = {"model": emb.model, "embeddings": emb.vectors,
                "total_duration": time.perf_counter_ns() - started, "load_duration": 0,
                "prompt_eval_count": emb.usage.prompt_tokens}
     return Response(orjson.dumps(out), 200, result_headers(result), media_type="application/json")
@@ -282,16 +263,30 @@ async def show(request: Request) -> Response:
     name = known_model(request, name)
     gw = gateway(request)
     tier, concrete, _ = resolve_model(name, gw.profile)
+    await gw.router.discovered()
     cfg = gw.profile.tiers[tier] if tier else None
     entry = _model_entry(name, _backend_of(request, name), now_iso())
-    n_ctx = cfg.n_ctx if cfg and cfg.backend == "embedded" else 8192
+    if tier is None:  # routed: what the default tier or a fallback it may use can do
+        decision = decide(PolicyInput("chat", name), gw.profile, gw.router.state())
+        tiers = [decision.tier, *decision.fallback_chain]
+    else:
+        tiers = [tier]
+    all_caps = [gw.router.caps(t) for t in tiers]
+    caps = ["completion"]
+    for flag, label in (("tools", "tools"), ("fim", "insert"), ("vision", "vision"),
+                        ("embeddings", "embedding")):
+        if any(getattr(c, flag) for c in all_caps):
+            caps.append(label)
+    n_ctx = all_caps[0].context_length
     body = {
         "modelfile": f"# devloop {'tier ' + tier if tier else 'router'}\nFROM {concrete or name}\n",
         "parameters": "", "template": "{{ .Prompt }}", "details": entry["details"],
-        "model_info": {"general.architecture": "devloop", "devloop.context_length": n_ctx,
+        "model_info": {"general.architecture": "devloop",
+                       **({"devloop.context_length": n_ctx} if n_ctx else {}),
                        "devloop.tier": tier or "auto",
                        "devloop.model": concrete or (cfg.model if cfg else "auto")},
-        "capabilities": ["completion", "tools", "insert", "embedding"],
+        "capabilities": caps,
+        "devloop_capabilities": {t: c.as_dict() for t, c in zip(tiers, all_caps, strict=True)},
         "modified_at": entry["modified_at"],
     }
     return Response(orjson.dumps(body), media_type="application/json")

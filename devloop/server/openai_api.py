@@ -14,8 +14,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from devloop.gateway import StreamCall
-from devloop.routing.policy import available_models
+from devloop.routing.policy import available_models, resolve_model
 from devloop.server.http import (
+    check_dimensions,
     context,
     endpoint,
     gateway,
@@ -34,26 +35,36 @@ def _json(body: dict[str, Any], headers: dict[str, str]) -> Response:
     return Response(orjson.dumps(body), 200, headers, media_type=JSON)
 
 
-def chat_body(rid: str, c: Completion) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": c.text}
+def chat_message(c: Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant",
+                               "content": c.text if c.text or not c.tool_calls else None}
     if c.tool_calls:
         message["tool_calls"] = c.tool_calls
+    message.update(c.message_extra or {})  # refusal, annotations, reasoning_content
+    return message
+
+
+def chat_body(rid: str, c: Completion) -> dict[str, Any]:
+    choices = [c, *(c.choices or ())]
     return {
         "id": f"chatcmpl-{rid}", "object": "chat.completion", "created": int(time.time()),
         "model": c.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": c.finish_reason}],
+        "choices": [{"index": i, "message": chat_message(x), "logprobs": x.logprobs,
+                     "finish_reason": x.finish_reason} for i, x in enumerate(choices)],
         "usage": c.usage.as_openai(),
+        **(c.extra or {}),  # system_fingerprint, service_tier, ...
     }
 
 
 def completion_body(rid: str, c: Completion) -> dict[str, Any]:
+    choices = [c, *(c.choices or ())]
     return {
         "id": f"cmpl-{rid}", "object": "text_completion", "created": int(time.time()),
         "model": c.model,
-        "choices": [{"index": 0, "text": c.text, "logprobs": None,
-                     "finish_reason": c.finish_reason}],
+        "choices": [{"index": i, "text": x.text, "logprobs": x.logprobs,
+                     "finish_reason": x.finish_reason} for i, x in enumerate(choices)],
         "usage": c.usage.as_openai(),
+        **(c.extra or {}),
     }
 
 
@@ -93,33 +104,39 @@ async def sse(call: StreamCall, chat: bool, include_usage: bool) -> AsyncIterato
         "created": created, "model": call.model,
     }
 
-    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return b"data: " + orjson.dumps({**base, "choices": choices, **extra}) + b"\n\n"
+    def event(choices: list[dict[str, Any]], chunk_extra: dict[str, Any] | None,
+              **extra: Any) -> bytes:
+        return b"data: " + orjson.dumps({**base, **(chunk_extra or {}), "choices": choices,
+                                          **extra}) + b"\n\n"
 
     first = True
+    chunk_extra: dict[str, Any] | None = None
     try:
         async for delta in call.deltas():
+            chunk_extra = delta.chunk_extra or chunk_extra  # system_fingerprint, ...
             if delta.finish_reason is None:
                 if chat:
-                    d: dict[str, Any] = {"content": delta.text}
+                    d: dict[str, Any] = {"content": delta.text
+                                         if delta.text or not delta.tool_calls else None}
                     if first:
                         d["role"] = "assistant"
                     if delta.tool_calls:
                         d["tool_calls"] = delta.tool_calls
-                    yield event([{"index": 0, "delta": d, "logprobs": None,
-                                  "finish_reason": None}])
+                    d.update(delta.extra or {})
+                    yield event([{"index": 0, "delta": d, "logprobs": delta.logprobs,
+                                  "finish_reason": None}], chunk_extra)
                 else:
-                    yield event([{"index": 0, "text": delta.text, "logprobs": None,
-                                  "finish_reason": None}])
+                    yield event([{"index": 0, "text": delta.text, "logprobs": delta.logprobs,
+                                  "finish_reason": None}], chunk_extra)
                 first = False
                 continue
             final = ({"index": 0, "delta": {}, "logprobs": None,
                       "finish_reason": delta.finish_reason} if chat else
                      {"index": 0, "text": "", "logprobs": None,
                       "finish_reason": delta.finish_reason})
-            yield event([final])
+            yield event([final], chunk_extra)
             if include_usage and delta.usage is not None:
-                yield event([], usage=delta.usage.as_openai())
+                yield event([], chunk_extra, usage=delta.usage.as_openai())
     except Exception as exc:  # noqa: BLE001 - a stream that fails ends with an error event
         err = translate(exc)
         yield b"data: " + orjson.dumps(err.openai_body()) + b"\n\n"
@@ -138,6 +155,7 @@ async def embeddings(request: Request) -> Response:
     result = await gw.embed(req, ctx)
     emb = result.embeddings
     assert emb is not None
+    check_dimensions(req.dimensions, emb.vectors, result.tier)
     b64 = req.encoding_format == "base64"
     data = [
         {"object": "embedding", "index": i,
@@ -150,13 +168,40 @@ async def embeddings(request: Request) -> Response:
     return _json(body, result_headers(result))
 
 
+def model_card(gw: Any, name: str, created: int) -> dict[str, Any]:
+    """One model as OpenAI lists it, with what its tier can do (``capabilities``)."""
+    card: dict[str, Any] = {"id": name, "object": "model", "created": created,
+                            "owned_by": "devloop"}
+    tier, _, _ = resolve_model(name, gw.profile)
+    if tier is not None:
+        caps = gw.router.caps(tier)
+        card.update(tier=tier, capabilities=caps.as_dict())
+        if caps.context_length:
+            card["context_length"] = caps.context_length
+    return card
+
+
+def _created(gw: Any) -> int:
+    return int(gw.settings.home.stat().st_mtime) if gw.settings.home.exists() else 0
+
+
 @endpoint
 async def models(request: Request) -> Response:
     gw = gateway(request)
-    created = int(gw.settings.home.stat().st_mtime) if gw.settings.home.exists() else 0
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "devloop"}
-            for name in available_models(gw.profile)]
+    await gw.router.discovered()
+    created = _created(gw)
+    data = [model_card(gw, name, created) for name in available_models(gw.profile)]
     return _json({"object": "list", "data": data}, {})
+
+
+@endpoint
+async def model(request: Request) -> Response:
+    """GET /v1/models/{id} (the SDK's ``models.retrieve``); ids may contain '/'."""
+    gw = gateway(request)
+    await gw.router.discovered()
+    name = request.path_params["model"]
+    resolve_model(name, gw.profile)  # 404 model_not_found listing what is available
+    return _json(model_card(gw, name, _created(gw)), {})
 
 
 routes = [
@@ -164,9 +209,11 @@ routes = [
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", models, methods=["GET"]),
+    Route("/v1/models/{model:path}", model, methods=["GET"]),
     # Clients configured with a base URL without /v1 (some IDE plugins) still work.
     Route("/chat/completions", chat_completions, methods=["POST"]),
     Route("/completions", completions, methods=["POST"]),
     Route("/embeddings", embeddings, methods=["POST"]),
     Route("/models", models, methods=["GET"]),
+    Route("/models/{model:path}", model, methods=["GET"]),
 ]

@@ -30,10 +30,18 @@ def test_chat_stream(client: ollama.Client) -> None:
     assert parts[-1].eval_count and parts[-1].prompt_eval_count
 
 
-def test_generate_with_suffix(client: ollama.Client) -> None:
-    resp = client.generate(model="local", prompt="def square(x):\n    return",
-                           suffix="\n\nprint(square(3))", options={"num_predict": 8,
-                                                                   "temperature": 0})
+def test_generate_with_suffix_is_not_answered_without_it(client: ollama.Client) -> None:
+    """The embedded fallback cannot fill in the middle: the suffix is not silently dropped."""
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="local", prompt="def square(x):\n    return",
+                        suffix="\n\nprint(square(3))", options={"num_predict": 8,
+                                                                 "temperature": 0})
+    assert "suffix" in str(info.value.error)
+
+
+def test_generate_raw_fim_prompt_is_answered(client: ollama.Client) -> None:
+    resp = client.generate(model="local", prompt="def square(x):\n    return", raw=True,
+                           options={"num_predict": 8, "temperature": 0})
     assert resp.done and resp.eval_count and resp.response.strip()
 
 

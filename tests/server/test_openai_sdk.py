@@ -58,13 +58,15 @@ def test_stream_without_usage_option_sends_no_usage_chunk(client: openai.OpenAI)
     assert all(c.choices for c in chunks)
 
 
-def test_completions_with_suffix(client: openai.OpenAI) -> None:
-    resp = client.completions.create(
-        model="local", prompt="def add(a, b):\n    ", suffix="\n\nprint(add(1, 2))\n",
-        max_tokens=16, temperature=0)
-    assert resp.object == "text_completion"
-    assert resp.choices[0].text.strip()
-    assert resp.usage.completion_tokens > 0
+def test_completions_with_suffix_is_not_answered_without_it(client: openai.OpenAI) -> None:
+    """No Ollama: the embedded SmolLM2 has no fill-in-the-middle tokens, so a `suffix` is not
+    silently dropped: the call fails and says why the embedded fallback was not used."""
+    with pytest.raises(openai.APIStatusError) as info:
+        client.completions.create(
+            model="local", prompt="def add(a, b):\n    ", suffix="\n\nprint(add(1, 2))\n",
+            max_tokens=16, temperature=0)
+    assert info.value.status_code == 503
+    assert "fallback embedded skipped" in str(info.value) and "suffix" in str(info.value)
 
 
 def test_completions_stream(client: openai.OpenAI) -> None:

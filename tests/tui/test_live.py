@@ -51,14 +51,13 @@ async def test_sdk_request_appears_on_dashboard_and_quit_stops_server(
             messages=[{"role": "user", "content": "Say hi."}],
             extra_headers={"X-Devloop-Feature": "tui-test"},
         )
-        answered = time.perf_counter()
         request_id = raw.headers["x-request-id"]
         completion = raw.parse()
         assert completion.choices[0].message.content is not None
 
         table = app.screen.query_one("#live-calls", LineTable)
-        await wait_until(lambda: request_id in table.rows, 1.0, "row on the dashboard")
-        assert time.perf_counter() - answered < 1.0
+        # pushed by the endpoint's listener, not polled (how fast is scripts/bench_tui.py's)
+        await wait_until(lambda: request_id in table.rows, 10.0, "row on the dashboard")
         cells = table.cells(request_id)
         assert cells[1] == raw.headers["x-devloop-tier"] == "embedded"  # local is down
         assert "tui-test" in cells
