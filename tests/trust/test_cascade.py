@@ -1,5 +1,8 @@
 """Must show 1: a JSON-schema route on the embedded tier escalates to an OpenAI-compatible
-tier when the local answer fails validation; both calls are in the ledger, linked."""
+tier when the local answer fails validation; both calls are in the ledger, linked.
+
+The embedded tier constrains its output to the schema (a llama.cpp grammar), so its answer
+fails the way a small model's does in practice: 8 tokens of room cut the JSON short."""
 
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ def rows(server: RunningServer) -> list[dict[str, Any]]:
 
 def ask(client: openai.OpenAI, stream: bool = False) -> Any:
     return client.chat.completions.with_raw_response.create(
-        model="auto", temperature=0.0, max_tokens=100, stream=stream,
+        model="auto", temperature=0.0, max_tokens=8, stream=stream,
         messages=[{"role": "user", "content": "Extract the person: Ada Lovelace died at 36."}],
         response_format={"type": "json_schema",
                          "json_schema": {"name": "person", "schema": SCHEMA}},
@@ -94,7 +97,7 @@ def test_streaming_cascade_checks_before_the_first_byte(
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", timeout=120)
     before = len(upstream.bodies)
     stream = client.chat.completions.create(
-        model="auto", temperature=0.0, max_tokens=100, stream=True,
+        model="auto", temperature=0.0, max_tokens=8, stream=True,
         messages=[{"role": "user", "content": "Extract the person: Alan Turing, 41."}],
         response_format={"type": "json_schema",
                          "json_schema": {"name": "person", "schema": SCHEMA}},
