@@ -98,6 +98,7 @@ def test_profile_overrides_and_disables_rules(tmp_path: Path) -> None:
         conn.close()
 
 
+@pytest.mark.slow
 def test_server_sends_them_to_the_webhook_once_and_exports_gauges(tmp_path: Path) -> None:
     seed(tmp_path / "home", spike=True, now=time.time())
     with ScriptedUpstream(lambda body: "") as receiver:

@@ -96,6 +96,7 @@ def judge() -> Iterator[tuple[ScriptedUpstream, Judge]]:
         yield up, script
 
 
+@pytest.mark.slow
 def test_worker_replays_judges_and_reports_agreement(
         tmp_path: Path, judge: tuple[ScriptedUpstream, Judge]) -> None:
     upstream, script = judge
@@ -122,6 +123,7 @@ def test_worker_replays_judges_and_reports_agreement(
     assert errors and errors[0].startswith("unparseable verdict")
 
 
+@pytest.mark.slow
 def test_budget_caps_what_sampling_spends(tmp_path: Path,
                                           judge: tuple[ScriptedUpstream, Judge]) -> None:
     upstream, _ = judge

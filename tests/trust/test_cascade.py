@@ -20,6 +20,8 @@ import pytest
 from tests.helpers import ROOT, RunningServer, base_env, start_server, write_profile
 from tests.trust.scripted_upstream import ScriptedUpstream
 
+pytestmark = pytest.mark.slow  # real server + embedded model
+
 PROFILE = """
 name: cascade
 production_model: anthropic/claude-sonnet-4-5

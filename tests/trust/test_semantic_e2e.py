@@ -16,6 +16,8 @@ from tests.trust.scripted_upstream import ScriptedUpstream, last_user_text
 from tests.trust.test_audit_sampling import wait_for
 
 # The threshold is low on purpose: the embedding finds the candidates, the guard decides.
+pytestmark = pytest.mark.slow  # real server + embedded model
+
 PROFILE = """
 name: semantic
 production_model: anthropic/claude-sonnet-4-5
