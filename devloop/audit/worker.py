@@ -19,7 +19,7 @@ from typing import Any
 from devloop.audit.sampler import period_start
 from devloop.audit.verdict import parse_verdict
 from devloop.backends import BackendError
-from devloop.store.audit import Sample, pending, spent_since, verdict_job
+from devloop.store.audit import Sample, audit_report, pending, spent_since, verdict_job
 from devloop.types import ChatRequest, Completion, Message
 
 Gateway = Any  # the gateway's type (it imports devloop.audit: no import cycle)
@@ -47,6 +47,13 @@ class AuditWorker:
         self.replay_on = cfg.replay_on or default_production_tier(list(gw.profile.tiers))
         self.judge = cfg.judge or self.replay_on
         self.rounds = 0
+        from prometheus_client import Gauge
+
+        self.gauges = {name: Gauge(f"devloop_audit_{name}", text, ("route", "feature"),
+                                   registry=gw.metrics.registry)
+                       for name, text in (("agreement_rate", "Judge agreement of sampled calls"),
+                                          ("judged", "Sampled calls with a verdict"),
+                                          ("errors", "Sampled calls the judge could not grade"))}
 
     async def run_forever(self) -> None:
         while True:
@@ -67,7 +74,17 @@ class AuditWorker:
                 break
             await self.judge_one(sample)
             done += 1
+        if done:
+            self.export()
         return done
+
+    def export(self) -> None:
+        """The `devloop audit` figures as /metrics gauges."""
+        for row in audit_report(self.gw.read_conn):
+            labels = (row["route"], row["feature"])
+            for name, gauge in self.gauges.items():
+                if row[name] is not None:
+                    gauge.labels(*labels).set(row[name])
 
     async def _ask(self, tier: str, req: ChatRequest) -> tuple[Completion, float | None]:
         backend = self.gw.router.backends[tier]

@@ -104,10 +104,13 @@ def test_worker_replays_judges_and_reports_agreement(
     try:
         local_calls(server, N)
         report = wait_for(server.home, N)
+        time.sleep(0.5)  # the worker exports its gauges after the round
+        metrics = httpx.get(server.base_url + "/metrics", timeout=10).text
     finally:
         server.stop()
     (row,) = report["routes"]
     assert row["route"] == "routes.0" and row["feature"] == "audited"
+    assert 'devloop_audit_agreement_rate{feature="audited",route="routes.0"} 0.6667' in metrics
     assert row["sampled"] == N and row["judged"] == 3 and row["errors"] == 1
     assert row["agreement_rate"] == pytest.approx(2 / 3, abs=1e-3)
     # 4 replays and 4 verdicts at 20 input / 10 output tokens, $1 / $2 per million
