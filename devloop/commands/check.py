@@ -13,7 +13,8 @@ import click
 
 from devloop.commands._common import fail, load
 from devloop.config import ConfigError
-from devloop.evals.evalset import find_evalsets, load_evalset
+from devloop.evals.evalset import find_evalsets
+from devloop.evals.files import load_one as load_evalset
 from devloop.paths import display_path
 from devloop.pipeline.checker import STAGES, Checker, CheckReport
 from devloop.pipeline.rates import DEFAULT_CALLS_PER_HOUR
@@ -43,6 +44,8 @@ async def _check_all(checker: Checker, files: list[Path], stages: tuple[str, ...
     reports = []
     if "draft" in stages or checker.store:  # the gateway: for the draft and the DB writer
         await checker.start()
+    if progress:
+        checker.on_progress = lambda message: click.echo(f"  {message}", err=True)
     try:
         for path in files:
             if progress:

@@ -34,7 +34,8 @@ def batch_lines(plan: Plan, items: list[PlannedCase]) -> bytes:
     lines = []
     for item in items:
         body: dict[str, Any] = {"model": name, "messages": item.messages,
-                                "temperature": plan.evalset.temperature,
+                                **{k: v for k, v in plan.params.items()
+                                   if k not in ("api_base", "judge", "embedding")},
                                 "max_tokens": plan.max_tokens}
         lines.append(json.dumps({"custom_id": item.case.id, "method": "POST", "url": ENDPOINT,
                                  "body": body}, ensure_ascii=False))

@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from devloop.config import Profile, Settings
-from devloop.evals.evalset import EvalSet, load_evalset
+from devloop.evals.evalset import EvalSet
+from devloop.evals.files import load_one as load_evalset
 from devloop.paths import display_path
 from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order
 from devloop.pipeline.cache_prices import cache_pricing
@@ -98,6 +99,7 @@ class Checker:
         self.grader = grader
         self.store = store
         self.calls_per_hour = calls_per_hour
+        self.on_progress: Callable[[str], None] | None = None  # a line per draft step
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -161,7 +163,8 @@ class Checker:
                          model: str) -> BaseModel:
         if stage == "draft":
             assert self.gateway is not None and self.grader is not None
-            return await run_draft(evalset, self.gateway, self.grader, production_model=model)
+            return await run_draft(evalset, self.gateway, self.grader, production_model=model,
+                                   progress=self.on_progress)
         pricing = cache_pricing(self.profile, model)
         draft = report.stages.get("draft")
         model_tokenizer = ModelTokenizer(model)

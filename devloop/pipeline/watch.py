@@ -21,12 +21,13 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from devloop.config import ConfigError, Profile, Settings, load_profile
-from devloop.evals.evalset import find_evalsets, load_evalset
+from devloop.evals.evalset import find_evalsets, promptfoo_config_for
+from devloop.evals.files import load_one as load_evalset
 from devloop.paths import display_path
 from devloop.pipeline.checker import STAGES, Checker, CheckReport, last_prompt_hash
 
 EventKind = Literal["ready", "started", "stage", "done", "invalid", "stale", "removed",
-                    "profile"]
+                    "profile", "progress"]
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -67,8 +68,10 @@ class _Handler(FileSystemEventHandler):
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if raw:
                 path = Path(raw if isinstance(raw, str) else raw.decode())
-                if path.suffix in SUFFIXES and not path.name.startswith("."):
-                    self.notify(path)
+                if path.name.startswith("."):
+                    continue
+                if path.suffix in SUFFIXES or promptfoo_config_for(path) is not None:
+                    self.notify(path)  # a promptfoo folder: its prompt and test files too
 
 
 class FolderWatcher:
@@ -233,6 +236,9 @@ class EvalsetWatcher:
                 and path.parent != self.folder.resolve():
             await self._profile_changed(path)
             return
+        config = promptfoo_config_for(path)
+        if config is not None:  # a prompt, test or var file of a promptfoo config changed
+            path = config.resolve()
         if not path.exists():
             self._emit(WatchEvent("removed", self._display(path)))
             return
@@ -274,6 +280,11 @@ class EvalsetWatcher:
 
         def stage_done(report: CheckReport, stage: str) -> None:
             self._emit(WatchEvent("stage", shown, report, stage))
+
+        def progress(message: str) -> None:
+            self._emit(WatchEvent("progress", shown, message=message))
+
+        self.checker.on_progress = progress
 
         report = await self.checker.check_evalset(evalset, shown, self.stages, stage_done)
         self._emit(WatchEvent("done", shown, report, message=f"{report.seconds:.1f}s"))

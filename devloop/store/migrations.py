@@ -317,6 +317,30 @@ def m013_compressions(db: sqlite_utils.Database) -> None:
 
 
 @migration
+def m014_content_promotions(db: sqlite_utils.Database) -> None:
+    """Promotions keyed by the eval set's content hash (prompt, cases, assertions, threshold,
+    model, request settings), with the per-case hashes the gate re-checks; and each eval
+    result's finish reason (a truncated output is flagged)."""
+    db["eval_promotions"].create(
+        {
+            "content_hash": str,
+            "model": str,
+            "evalset": str,
+            "file": str,
+            "prompt_hash": str,
+            "run_id": str,
+            "pass_rate": float,
+            "threshold": float,
+            "cases_json": str,
+            "ts": float,
+        },
+        pk=("content_hash", "model"),
+    )
+    db["eval_promotions"].create_index(["evalset"])
+    db["eval_results"].add_column("finish_reason", str)
+
+
+@migration
 def m101_trust_audit(db: sqlite_utils.Database) -> None:
     """Judge sampling: the sampled calls (bodies kept only for these, redacted), their
     replay on the production tier and the judge's verdict (agree 1/0; NULL with an error)."""

@@ -119,3 +119,24 @@ def test_check_json_for_a_folder_lists_every_file(tmp_path: Path) -> None:
         assert r["stages"]["draft"] == {"status": "skipped", "pass_rate": None,
                                         "would_cost_usd": None}
         assert r["stages"]["cache_order"]["status"] == "pass"
+
+
+@pytest.mark.slow
+def test_check_with_the_bundled_team_profile_drafts_on_its_cheapest_tier(
+        tmp_path: Path, home_with_model: Path) -> None:
+    """The team profile has no `local` tier: the draft runs on its cheapest non-frontier tier
+    (embedded: free; shared is priced) and says so."""
+    path = write(tmp_path / "evalsets" / "team.yaml",
+                 "name: team\nthreshold: 0.5\nmax_tokens: 4\nprompt:\n  messages:\n"
+                 "    - {role: user, content: \"Say {{word}}.\"}\n"
+                 "cases:\n  - {id: a, vars: {word: hi},\n"
+                 "     assert: [{type: not-contains, value: zz-never-zz}]}\n")
+    proc = run(["check", "--json", "--stage", "draft", "--profile", "team", str(path)],
+               home_with_model, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [report] = json.loads(proc.stdout)
+    draft = report["stages"]["draft"]
+    assert draft["status"] in ("pass", "warn") and draft["tier"] == "embedded"
+    text = run(["check", "--stage", "draft", "--profile", "team", str(path)],
+               home_with_model, tmp_path)
+    assert " on embedded " in text.stdout, text.stdout
