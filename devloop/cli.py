@@ -22,6 +22,8 @@ COMMANDS = {
     "eval": "devloop.commands.eval:eval_cmd",
     "launch": "devloop.commands.launch:launch",
     "agent-config": "devloop.commands.launch:agent_config",
+    "audit": "devloop.commands.audit:audit",
+    "alerts": "devloop.commands.alerts:alerts",
 }
 
 

@@ -118,11 +118,42 @@ class RouteMatch(Strict):
     max_prompt_tokens: int | None = None
 
 
+# Cascade checks (devloop/routing/checks.py implements them) and alert rules (devloop/alerts.py).
+CHECK_NAMES = ("json", "json_schema", "tool_call", "non_empty", "complete", "max_chars",
+               "no_refusal", "judge")
+ALERT_RULES = ("spend_spike", "user_spend", "feature_spend", "provider_cache_hit_rate",
+               "response_cache_hit_rate", "error_rate", "output_tokens_p95", "judge_agreement",
+               "escalation_rate")
+
+
+def validate_check(item: str | dict[str, int]) -> None:
+    """A profile's check entry: a name, or ``{max_chars: N}``; else ValueError."""
+    if isinstance(item, dict):
+        if list(item) != ["max_chars"] or not isinstance(item["max_chars"], int) \
+                or item["max_chars"] < 1:
+            raise ValueError(f"check {item!r}: only {{max_chars: N}} takes a value (N >= 1)")
+        return
+    if item not in CHECK_NAMES or item == "max_chars":
+        raise ValueError(f"unknown check {item!r} (use one of {', '.join(CHECK_NAMES)}; "
+                         "max_chars as {max_chars: N})")
+
+
 class Route(Strict):
     match: RouteMatch = Field(default_factory=RouteMatch)
     tier: str
     max_tokens: int | None = Field(default=None, ge=1)
     default_max_tokens: int | None = Field(default=None, ge=1)
+    # A cascade (devloop/routing/cascade.py): when one of `checks` fails on this tier's
+    # answer, the call is made again on `escalate_to` (names: devloop/routing/checks.py).
+    escalate_to: str | None = None
+    checks: list[str | dict[str, int]] = Field(default_factory=list)
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, v: list[str | dict[str, int]]) -> list[str | dict[str, int]]:
+        for item in v:
+            validate_check(item)
+        return v
 
 
 class CacheConfig(Strict):
@@ -134,6 +165,10 @@ class CacheConfig(Strict):
     semantic: bool = False
     semantic_threshold: float = 0.95
     semantic_include_code: bool = False
+    # A feature whose judged semantic hits are wrong more often than this (with at least
+    # `semantic_fp_min_judged` verdicts) gets no more semantic hits.
+    semantic_fp_threshold: float = Field(default=0.1, ge=0, le=1)
+    semantic_fp_min_judged: int = Field(default=5, ge=1)
 
     @field_validator("ttl", mode="before")
     @classmethod
@@ -170,6 +205,52 @@ class Price(Strict):
     cache_write: float | None = Field(default=None, ge=0)
 
 
+class AuditConfig(Strict):
+    """Judge sampling (devloop/audit/): a share of locally served calls is replayed on
+    `replay_on` and graded by `judge`; what that may spend is capped by `usd` a `period`."""
+
+    sample: float = Field(default=0.02, ge=0, le=1)
+    replay_on: str | None = None  # default: the frontier tier, else the last configured tier
+    judge: str | None = None  # default: replay_on
+    usd: float = Field(default=1.0, ge=0)
+    period: Literal["day", "week", "month"] = "day"
+    interval: float = Field(default=30.0, gt=0)  # seconds between the worker's rounds
+    semantic_hits: bool = True  # sample semantic-cache hits too (their false-positive rate)
+    rubric: str | None = None
+    redact: list[str] = Field(default_factory=list)  # more regexes to redact from bodies
+
+
+class AlertRule(Strict):
+    rule: str
+    factor: float | None = Field(default=None, gt=0)
+    below: float | None = None
+    above: float | None = None
+    usd: float | None = Field(default=None, ge=0)
+    min_calls: int | None = Field(default=None, ge=1)
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, v: str) -> str:
+        if v not in ALERT_RULES:
+            raise ValueError(f"unknown rule {v!r} (use one of {', '.join(ALERT_RULES)})")
+        return v
+
+
+class AlertsConfig(Strict):
+    webhook: str | None = None
+    interval: float = Field(default=300.0, gt=0)  # seconds between evaluations (server)
+    rules: list[AlertRule] = Field(default_factory=list)  # overrides of the defaults
+    disabled: list[str] = Field(default_factory=list)
+
+    @field_validator("disabled")
+    @classmethod
+    def _disabled(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in ALERT_RULES:
+                raise ValueError(f"unknown rule {name!r} (use one of {', '.join(ALERT_RULES)})")
+        return v
+
+
 class Profile(Strict):
     name: str
     production_model: str
@@ -182,6 +263,8 @@ class Profile(Strict):
     budgets: list[Budget] = Field(default_factory=list)
     rate_limits: list[RateLimit] = Field(default_factory=list)
     prices: dict[str, Price] = Field(default_factory=dict)
+    audit: AuditConfig | None = None
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     classifier: Literal["heuristic", "model"] = "heuristic"
     store_bodies: bool = False
     prompt_cache_min_tokens: int | None = None
@@ -204,6 +287,15 @@ class Profile(Strict):
         for i, route in enumerate(self.routes):
             if route.tier not in known:
                 raise ValueError(f"routes.{i}.tier: {route.tier!r} is not a configured tier")
+            if route.escalate_to is not None and route.escalate_to not in known:
+                raise ValueError(f"routes.{i}.escalate_to: {route.escalate_to!r} is not a "
+                                 "configured tier")
+            if route.escalate_to is not None and not route.checks:
+                raise ValueError(f"routes.{i}.checks: a cascade needs at least one check")
+        for field_name in ("replay_on", "judge"):
+            name = getattr(self.audit, field_name, None) if self.audit else None
+            if name is not None and name not in known:
+                raise ValueError(f"audit.{field_name}: {name!r} is not a configured tier")
         for i, name in enumerate(self.fallbacks):
             if name not in known:
                 raise ValueError(f"fallbacks.{i}: {name!r} is not a configured tier")

@@ -17,7 +17,7 @@ from typing import cast
 
 import click
 
-from devloop.commands._common import fail
+from devloop.commands._common import fail, load
 from devloop.config import Profile, Settings
 from devloop.evals.assertions import DEFAULT_SIMILAR_THRESHOLD
 from devloop.evals.audit import (
@@ -180,3 +180,39 @@ def print_audit(result: AuditResult) -> None:
 
 def _rate(agreed: int, graded: int) -> str:
     return f"{agreed / graded:.0%} ({agreed}/{graded})" if graded else "n/a (0 graded)"
+
+
+@click.command("audit")
+@click.option("--json", "as_json", is_flag=True,
+              help='{"routes": [{"route", "feature", "sampled", "judged", "agreement_rate", ...}]}')
+@click.option("--since", default="all", show_default=True, help="1d, 7d, 30d or all.")
+@click.option("--profile", default=None, help="Profile (for its audit: settings).")
+def audit(as_json: bool, since: str, profile: str | None) -> None:
+    """Judge sampling: agreement of local answers with the production model, per route."""
+    settings, _prof = load(profile)
+    try:
+        seconds = period_seconds(since)
+    except ValueError as exc:
+        fail(str(exc))
+    routes: list[dict[str, object]] = []
+    if settings.db_path.exists():
+        from devloop.store.audit import audit_report
+
+        conn = connect(settings.db_path)
+        try:
+            routes = audit_report(conn, time.time() - seconds if seconds else None)
+        finally:
+            conn.close()
+    if as_json:
+        click.echo(json.dumps({"routes": routes}, indent=2))
+        return
+    if not routes:
+        click.echo("no sampled calls yet (set `audit: {sample: 0.02}` in the profile)")
+        return
+    click.echo(f"{'route':<12} {'feature':<20} {'sampled':>7} {'judged':>6} {'agree':>6} "
+               f"{'errors':>6} {'cost':>10}")
+    for r in routes:
+        rate = r["agreement_rate"]
+        click.echo(f"{r['route']!s:<12} {r['feature']!s:<20} {r['sampled']:>7} {r['judged']:>6} "
+                   f"{'-' if rate is None else f'{rate:.0%}':>6} {r['errors']:>6} "
+                   f"{format_usd(r['cost_usd']):>10}")  # type: ignore[arg-type]

@@ -13,12 +13,14 @@ or ``embed``. A call passes the stages in order:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from devloop import instrument
+from devloop.audit.sampler import Auditor
 from devloop.backends import Backend, BackendError
 from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
@@ -28,6 +30,7 @@ from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequ
 from devloop.gateway.stream import StreamCall
 from devloop.pricing import Pricing
 from devloop.routing.capabilities import CapabilityError
+from devloop.routing.cascade import AnswerCheck, run_cascade
 from devloop.routing.classifier import ModelClassifier, needs_model_verdict
 from devloop.routing.policy import PolicyInput, decide
 from devloop.routing.router import Router
@@ -63,10 +66,13 @@ class Gateway:
         # store=False (`devloop check --no-store`): no ledger rows, no cache rows
         self.meter = Meter(profile, self.pricing, self.writer, self.budgets, store=store)
         self.classifier = ModelClassifier(profile, self.router)
+        self.auditor = Auditor(self)  # judge sampling (devloop/audit/); inert without `audit:`
+        self.alerts: Any = None  # the AlertScheduler, when a server runs one (its gauges)
         if profile.cache.enabled and profile.cache.semantic:
             from devloop.semantic_cache import SemanticCache  # numpy only when asked for
 
-            self.cache.semantic = SemanticCache(profile.cache, self.embed_for_cache)
+            self.cache.semantic = SemanticCache(profile.cache, self.embed_for_cache,
+                                                writer=self.writer, conn=self.read_conn)
         self.in_flight = 0
         self.meter.metrics.track("devloop_in_flight", lambda: self.in_flight)
         # An OpenAI-compatible upstream (often a team devloop) gets the request id and feature.
@@ -194,11 +200,16 @@ class Gateway:
         if self.cache.semantic is None:
             return None
         similar = await self.cache.semantic.get(prep.key, prep.ctx.endpoint, prep.decision.tier,
-                                                prep.decision.model, prep.req)
+                                                prep.decision.model, prep.req, prep.ctx.feature)
         if similar is None:
             return None
-        return await self.meter.cache_hit(prep, similar.completion, self.cache.hit_job(prep.key),
-                                          similar.similarity)
+        prep.decision = dataclasses.replace(  # the matched entry, for the ledger row
+            prep.decision, reason=f"{prep.decision.reason}; semantic match {similar.key[:16]} "
+                                  f"(similarity {similar.similarity:.3f})")
+        served = await self.meter.cache_hit(prep, similar.completion, self.cache.hit_job(prep.key),
+                                            similar.similarity)
+        await self.auditor.after_call(prep, served, semantic=True)  # its false-positive rate
+        return served
 
     async def embed_for_cache(self, text: str) -> list[float] | None:
         """The semantic cache's embedder: the local tier, else the embedded one."""
@@ -220,6 +231,13 @@ class Gateway:
         cached = await self._cached(prep)
         if cached is not None:
             return cached
+        if prep.decision.escalate_to:  # a cascade route: check, escalate when a check fails
+            return await run_cascade(self, prep)
+        return await self.answer(prep)
+
+    async def answer(self, prep: Prepared, check: AnswerCheck | None = None) -> CallResult:
+        """Admit, call upstream (with fallbacks), meter. ``check`` (a cascade's) sees the
+        answer before it is cached; a failure is kept on the row and not cached."""
         chat = isinstance(prep.req, ChatRequest)
         await self._admit(prep)
         upstream_ms = 0.0
@@ -246,12 +264,17 @@ class Gateway:
         if not completion.usage.reported or not completion.usage.total_tokens:
             completion.usage = self.meter.count(prep.req, completion.text)
         completion.tier = tier
-        key = self.served_key(prep, tier)
+        failed = await check(prep, tier, completion) if check is not None else None
+        # a cascade's escalation answers for the route's first tier: cached under its key
+        key = None if failed is not None else (
+            prep.key if prep.parent_request_id else self.served_key(prep, tier))
         cache_row = self.cache.put(key, completion, defer=True) if key else None
-        return await self.meter.finish(prep, tier, self.router.backends[tier].kind,
-                                       self.router.model_for(tier, prep.decision),
-                                       prep.decision.reason + note, completion, upstream_ms,
-                                       also=cache_row)
+        result = await self.meter.finish(prep, tier, self.router.backends[tier].kind,
+                                         self.router.model_for(tier, prep.decision),
+                                         prep.decision.reason + note, completion, upstream_ms,
+                                         also=cache_row, error=failed)
+        await self.auditor.after_call(prep, result)
+        return result
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
         prep = await self._prepare(req, ctx)
@@ -290,6 +313,9 @@ class Gateway:
         cached = await self._cached(prep)
         if cached is not None:
             return StreamCall(self, prep, cached.tier, "cache", cached.reason, replay=cached)
+        if prep.decision.escalate_to:  # checked before the first byte: the answer is replayed
+            done = await run_cascade(self, prep)
+            return StreamCall(self, prep, done.tier, done.backend, done.reason, replay=done)
         await self._admit(prep)
         chat = isinstance(prep.req, ChatRequest)
         self.in_flight += 1

@@ -225,6 +225,7 @@ class Meter:
             queue_wait_ms=queue.wait_ms if queue is not None else None,
             session=ctx.session, origin=ctx.origin, request_hash=instrument.request_hash(prep.req),
             **instrument.ledger_fields(usage, split),
+            parent_request_id=prep.parent_request_id,
         )
 
     async def write(self, rec: CallRecord, reservation: Any = None,

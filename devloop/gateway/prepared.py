@@ -36,6 +36,8 @@ class Prepared:
     # Headers for an OpenAI-compatible upstream (a team devloop books the call under the
     # same request id and feature); None when no tier speaks that protocol.
     forward_headers: dict[str, str] | None = None
+    # A cascade's escalation: the request id of the call whose answer failed a check.
+    parent_request_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -25,8 +25,8 @@ class StreamCall:
                  it: AsyncIterator[Delta] | None = None, first: Delta | None = None,
                  replay: CallResult | None = None) -> None:
         self.gw, self.prep, self.tier, self.backend, self.reason = gw, prep, tier, backend, reason
-        self.request_id = prep.ctx.request_id
-        self.cache: CacheStatus = "hit" if replay else prep.cache
+        self.request_id = replay.request_id if replay else prep.ctx.request_id
+        self.cache: CacheStatus = replay.cache if replay else prep.cache
         self.model = replay.model if replay else gw.router.model_for(tier, prep.decision)
         self.result: CallResult | None = replay
         self._it, self._first, self._replay = it, first, replay

@@ -177,6 +177,7 @@ def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -
     tier, model, how = resolve_model(inp.model, profile)
     resolved = tier
     route: Route | None = None
+    index = -1
     if inp.forced_tier:
         if inp.forced_tier not in profile.tiers:
             raise InvalidTier(f"X-Devloop-Tier {inp.forced_tier!r} is not a configured tier "
@@ -193,7 +194,7 @@ def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -
             if candidate.match.complexity and not complexity:
                 complexity, why = classify_complexity(inp.prompt, inp.prompt_tokens)
             if route_matches(candidate, inp, complexity):
-                route, tier = candidate, candidate.tier
+                route, tier, index = candidate, candidate.tier, i
                 reason = f"{how}{describe(candidate, i)} -> {tier}"
                 if candidate.match.complexity:
                     reason += f" [complexity {complexity}: {why}]"
@@ -214,4 +215,7 @@ def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -
         fallback_chain=chain,
         max_tokens_cap=route.max_tokens if route else None,
         default_max_tokens=route.default_max_tokens if route else None,
+        route=f"routes.{index}" if route else None,
+        escalate_to=route.escalate_to if route and not inp.forced_tier else None,
+        checks=tuple(route.checks) if route else (),
     )

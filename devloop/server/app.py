@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from devloop import __version__
+from devloop.background import TrustTasks
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
 from devloop.gateway.metering import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -114,9 +115,11 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
             await gw.start(probe=probe)
         resume_batches(app)
         tune_gc()
+        trust = TrustTasks(gw).start()  # judge sampling worker, alert scheduler
         try:
             yield {}
         finally:
+            await trust.stop()
             batches = getattr(app.state, "batch_service", None)
             if batches is not None:
                 await batches.close()

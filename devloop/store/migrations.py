@@ -344,3 +344,53 @@ def m014_content_promotions(db: sqlite_utils.Database) -> None:
 def m015_admin_keys(db: sqlite_utils.Database) -> None:
     """Admin keys (`devloop keys create --admin`): only they read /metrics in team mode."""
     db["keys"].add_column("admin", int, not_null_default=0)
+
+
+@migration
+def m016_audit(db: sqlite_utils.Database) -> None:
+    """Judge sampling: the sampled calls (bodies kept only for these, redacted), their
+    replay on the production tier and the judge's verdict (agree 1/0; NULL with an error)."""
+    db["audit_samples"].create(
+        {
+            "request_id": str,
+            "ts": float,
+            "kind": str,  # call | semantic (a semantic-cache hit)
+            "route": str,
+            "feature": str,
+            "tier": str,
+            "model": str,
+            "request_json": str,
+            "response_text": str,
+            "status": str,  # pending | judged | error
+            "agree": int,
+            "error": str,
+            "replay_text": str,
+            "judge_text": str,
+            "cost_usd": float,
+            "judged_ts": float,
+        },
+        pk="request_id",
+    )
+    db["audit_samples"].create_index(["status", "ts"])
+
+
+@migration
+def m017_semantic_index(db: sqlite_utils.Database) -> None:
+    """The semantic cache's index (vectors, the prompt text the guard compares, the answer),
+    so that it survives restarts."""
+    db["semantic_entries"].create(
+        {"key": str, "bucket": str, "created": float, "vector": bytes, "prompt": str,
+         "completion_json": str},
+        pk="key",
+    )
+    db["semantic_entries"].create_index(["created"])
+
+
+@migration
+def m018_alerts(db: sqlite_utils.Database) -> None:
+    """Alerts that fired (rule + scope), when, and whether the webhook got them."""
+    db["alerts_fired"].create(
+        {"rule": str, "scope": str, "since": float, "value": float, "threshold": float,
+         "message": str, "fired_ts": float, "sent": int},
+        pk=("rule", "scope", "since"),
+    )

@@ -22,6 +22,9 @@ GROUPINGS = {
     # the pipeline's prompt hash when the call named one, else its leading-text hash
     "prompt": "coalesce(prompt_hash, prefix_hash, '(none)')",
     "session": "coalesce(session, '(none)')",  # a coding agent's session (Claude Code, Codex)
+    # the routing rule that matched ("route 3 (feature=extract-*)"), from the route reason
+    "route": "coalesce(nullif(substr(route_reason, 1, instr(route_reason || ' -> ', ' -> ') - 1),"
+             " ''), '(none)')",
 }
 PERIODS = {"1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}
 PERIOD_PATTERN = re.compile(r"(\d+)([hdw])")
@@ -67,7 +70,9 @@ def spend_report(
         {unknown_sql("counterfactual_usd")} AS counterfactual_unknown,
         sum(saved_usd) AS saved_usd, {unknown_sql("saved_usd")} AS saved_unknown,
         coalesce(avg(cache = 'hit'), 0) AS cache_hit_rate,
-        coalesce(avg(tier IN ({local})), 0) AS local_share
+        coalesce(avg(tier IN ({local})), 0) AS local_share,
+        coalesce(sum(parent_request_id IS NOT NULL), 0) AS escalations,
+        sum(CASE WHEN parent_request_id IS NOT NULL THEN cost_usd END) AS escalation_cost_usd
     """
 
     def shape(row: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +86,11 @@ def spend_report(
             "cache_hit_rate": round(row["cache_hit_rate"], 4),
             "local_share": round(row["local_share"], 4),
             "unpriced_calls": row["cost_unknown"] or 0,
+            # cascades: escalated calls, their share of first attempts, and what they cost
+            "escalations": row["escalations"],
+            "escalation_rate": (round(row["escalations"] / (row["calls"] - row["escalations"]), 4)
+                                if row["calls"] > row["escalations"] else None),
+            "escalation_cost_usd": row["escalation_cost_usd"],
         }
 
     totals = next(iter(db.query(f"SELECT {fields} FROM calls {where}", params)))

@@ -1,0 +1,1 @@
+"""Judge sampling: sample locally served calls, replay them on the production tier, judge."""
