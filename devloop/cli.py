@@ -20,6 +20,7 @@ COMMANDS = {
     "check": "devloop.commands.check:check",
     "watch": "devloop.commands.check:watch",
     "eval": "devloop.commands.eval:eval_cmd",
+    "batches": "devloop.commands.batches:batches",
 }
 
 

@@ -4,6 +4,7 @@ Batch API client, so neither imports the other)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from devloop.evals.evalset import Case, EvalSet
@@ -26,6 +27,7 @@ class RunOptions:
     poll_interval_s: float = 1.0
     batch_timeout_s: float = 24 * 3600.0
     progress: bool = True
+    db_path: Path | None = None  # --batch: provider batch ids and ledger rows go here
 
 
 @dataclass(slots=True)
@@ -48,6 +50,7 @@ class Plan:
     embedding_model: str
     items: list[PlannedCase] = field(default_factory=list)
     estimate_usd: float | None = 0.0
+    batch_id: str | None = None  # set by the Batch API client once submitted
 
     @property
     def to_run(self) -> list[PlannedCase]:

@@ -61,6 +61,7 @@ class RunResult:
     batch: bool = False
     seconds: float = 0.0
     retries: int = 0
+    batch_id: str | None = None  # the provider batch that answered the cases (--batch)
 
     @property
     def total(self) -> int:
@@ -113,7 +114,7 @@ class RunResult:
             "evalset": self.evalset, "file": self.file, "run_id": self.run_id,
             "status": self.status, "errors": self.errors, "saved_usd": round_usd(self.saved_usd),
             "estimate_usd": round_usd(self.estimate_usd), "promoted": self.promoted,
-            "batch": self.batch, "retries": self.retries,
+            "batch": self.batch, "retries": self.retries, "batch_id": self.batch_id,
         }
 
 
@@ -181,7 +182,8 @@ def junit_xml(runs: list[RunResult]) -> ET.Element:
                             ("threshold", f"{run.threshold:g}"),
                             ("cost_usd", format_usd(run.cost_usd)),
                             ("cached_cases", str(run.cached_cases)),
-                            ("status", run.status)):
+                            ("status", run.status),
+                            *((("batch_id", run.batch_id),) if run.batch_id else ())):
             ET.SubElement(props, "property", {"name": name, "value": _xml_text(value)})
         for case in run.cases:
             seconds = (case.latency_ms or 0.0) / 1000 if not case.cached else 0.0

@@ -82,12 +82,13 @@ def case_estimate(item: PlannedCase, plan: Plan, pricing: Pricing) -> float | No
         value = render_value(a.value, item.case.vars)
         if a.base_type == "llm-rubric":
             judge_in = prompt_tokens(rubric_messages(str(value), "")) + plan.max_tokens
-            cost = pricing.cost(plan.judge_model, judge_in, LiteLLMGrader.JUDGE_MAX_TOKENS)
+            cost = getattr(pricing, "sync", pricing).cost(plan.judge_model, judge_in,
+                                                          LiteLLMGrader.JUDGE_MAX_TOKENS)
         elif a.base_type == "similar":
             texts = value if isinstance(value, list) else [value]
             emb_in = plan.max_tokens + sum(
                 math.ceil(count_tokens(str(t)) * TOKENIZER_MARGIN) for t in texts)
-            cost = pricing.cost(plan.embedding_model, emb_in, 0)
+            cost = getattr(pricing, "sync", pricing).cost(plan.embedding_model, emb_in, 0)
         else:
             continue
         if cost is None:
@@ -192,7 +193,8 @@ async def _direct(plan: Plan, item: PlannedCase, client: ModelClient) -> Reply |
 async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: Pricing,
                    progress: Progress) -> RunResult:
     started = time.perf_counter()
-    grader = LiteLLMGrader(client, pricing, plan.judge_model, plan.embedding_model)
+    grader = LiteLLMGrader(client, getattr(pricing, "sync", pricing), plan.judge_model,
+                           plan.embedding_model)
     results: dict[str, CaseResult] = {}
     for item in plan.items:
         if item.cached is not None:
@@ -211,7 +213,7 @@ async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: P
     todo = plan.to_run
     if todo and opts.batch:
         try:
-            replies = await batch_replies(plan, todo, opts, client, progress)
+            replies = await batch_replies(plan, todo, opts, client, progress, pricing)
         except EvalCallError as exc:  # the batch as a whole failed: every case is an error
             replies = {i.case.id: exc for i in todo}
         await asyncio.gather(*(finish(i, replies[i.case.id]) for i in todo))
@@ -225,7 +227,7 @@ async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: P
         evalset=plan.evalset.name, file=str(source) if source else None, model=plan.model,
         prompt_hash=plan.evalset.prompt_hash, threshold=plan.threshold,
         cases=[results[i.case.id] for i in plan.items], run_id=uuid.uuid4().hex,
-        estimate_usd=plan.estimate_usd, batch=opts.batch,
+        estimate_usd=plan.estimate_usd, batch=opts.batch, batch_id=plan.batch_id,
         seconds=time.perf_counter() - started,
     )
 

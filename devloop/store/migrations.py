@@ -264,3 +264,15 @@ def m010_ledger_contract_columns(db: sqlite_utils.Database) -> None:
     ]:
         calls.add_column(column, kind)  # type: ignore[arg-type]
     calls.add_column("audit_sampled", int, not_null_default=0)
+
+
+@migration
+def m111_batch_provider_batches(db: sqlite_utils.Database) -> None:
+    """Batches submitted to a provider's Batch API (eval runs, the gateway's frontier lines):
+    what to poll after a restart, and what `devloop batches` lists."""
+    db["provider_batches"].create(
+        {"id": str, "provider": str, "model": str, "api_base": str, "kind": str,
+         "status": str, "plan_key": str, "requests": int, "created_at": float,
+         "updated_at": float, "context": str, "detail": str}, pk="id")
+    db["provider_batches"].create_index(["plan_key"])
+    db["provider_batches"].create_index(["status"])
