@@ -270,3 +270,6 @@ class RequestContext:
     forced_tier: str | None = None
     cache_mode: Literal["default", "bypass", "refresh"] = "default"
     queue: QueueStats | None = None  # team mode: the fair queue's position and wait
+    # interactive (default) or background: batch lines, eval drafts, judge replays yield to
+    # interactive calls on the local and shared tiers (devloop/gateway/priority.py)
+    priority: Literal["interactive", "background"] = "interactive"

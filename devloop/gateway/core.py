@@ -24,6 +24,7 @@ from devloop.config import Profile, Settings
 from devloop.gateway.admission import Admission, Budgets
 from devloop.gateway.metering import Meter, Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
+from devloop.gateway.priority import PriorityGate
 from devloop.gateway.stream import StreamCall
 from devloop.pricing import Pricing
 from devloop.routing.capabilities import CapabilityError
@@ -61,6 +62,7 @@ class Gateway:
         self.admission = Admission(profile, self.pricing, self.budgets)
         self.meter = Meter(profile, self.pricing, self.writer, self.budgets)
         self.classifier = ModelClassifier(profile, self.router)
+        self.priority = PriorityGate.from_profile(profile)
         if profile.cache.enabled and profile.cache.semantic:
             from devloop.semantic_cache import SemanticCache  # numpy only when asked for
 
@@ -206,8 +208,9 @@ class Gateway:
             await self.admission.admit_fallback(prep, backend.tier)
             t = time.perf_counter()
             try:
-                return await (backend.chat(prep.req, model, prep.forward_headers) if chat
-                              else backend.complete(prep.req, model, prep.forward_headers))
+                async with self.priority.slot(backend.tier or "", prep.ctx.priority):
+                    return await (backend.chat(prep.req, model, prep.forward_headers) if chat
+                                  else backend.complete(prep.req, model, prep.forward_headers))
             finally:
                 upstream_ms += (time.perf_counter() - t) * 1000
 

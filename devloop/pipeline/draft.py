@@ -76,7 +76,8 @@ async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: G
                    production_model: str, feature: str) -> CaseOutcome:
     req = evalset.chat_request(case, model=DRAFT_TIER)
     ctx = RequestContext(request_id=f"check-{uuid.uuid4().hex[:16]}", endpoint="chat",
-                         protocol="openai", feature=feature, forced_tier=DRAFT_TIER)
+                         protocol="openai", feature=feature, forced_tier=DRAFT_TIER,
+                         priority="background")
     started = time.perf_counter()
     try:
         result = await gateway.call(req, ctx)

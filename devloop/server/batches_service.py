@@ -314,7 +314,8 @@ class BatchService:
         ctx = RequestContext(request_id=uuid.uuid4().hex, endpoint=kind,  # type: ignore[arg-type]
                              protocol="openai", feature=caller.feature, user=caller.user,
                              key_id=caller.key_id, forced_tier=caller.forced_tier,
-                             cache_mode=caller.cache_mode)  # type: ignore[arg-type]
+                             cache_mode=caller.cache_mode,  # type: ignore[arg-type]
+                             priority="background")
         record: dict[str, Any] = {"id": new_id("batch_req_"), "custom_id": line["custom_id"],
                                   "response": None, "error": None}
         try:

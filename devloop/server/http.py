@@ -76,6 +76,10 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         raise APIError(400, "X-Devloop-Cache must be bypass or refresh", "invalid_header",
                        "X-Devloop-Cache")
     auth = request.scope.get("devloop.key")  # set by team auth
+    priority = (h.get("x-devloop-priority") or "interactive").lower()
+    if priority not in ("interactive", "background"):
+        raise APIError(400, "X-Devloop-Priority must be interactive or background",
+                       "invalid_header", "X-Devloop-Priority")
     return RequestContext(
         request_id=h.get("x-request-id") or uuid.uuid4().hex,
         endpoint=endpoint,
@@ -86,6 +90,7 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         forced_tier=h.get("x-devloop-tier") or None,
         cache_mode=cache or "default",  # type: ignore[arg-type]
         queue=request.scope.get("devloop.queue"),  # QueueStats, set by team mode's queue
+        priority=priority,  # type: ignore[arg-type]
     )
 
 
