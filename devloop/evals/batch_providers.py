@@ -36,6 +36,7 @@ class BatchRequest:
     messages: list[dict[str, Any]]
     temperature: float | None
     max_tokens: int
+    extra: dict[str, Any] | None = None  # other body fields (OpenAI lines keep them all)
 
 
 def provider_of(model: str) -> str:
@@ -63,12 +64,15 @@ class BatchClient(Protocol):
     async def cancel(self, batch_id: str) -> str: ...
 
 
-def client_for(model: str, api_base: str | None, client: ModelClient) -> BatchClient:
+def client_for(model: str, api_base: str | None, client: ModelClient,
+               api_key_env: str | None = None) -> BatchClient:
+    """The provider's client; the key comes from ``api_key_env`` (a tier's) or the
+    provider's usual variable, from the environment only."""
     provider = provider_of(model)
     if provider == "anthropic":
-        return AnthropicBatches(api_base, client)
+        return AnthropicBatches(api_base, client, api_key_env)
     check_batch_model(model)
-    return OpenAIBatches(api_base, client)
+    return OpenAIBatches(api_base, client, api_key_env)
 
 
 # -- OpenAI through litellm ------------------------------------------------------------------
@@ -121,21 +125,24 @@ def parse_openai_output(data: bytes) -> dict[str, Reply | Exception]:
 class OpenAIBatches:
     provider = "openai"
 
-    def __init__(self, api_base: str | None, client: ModelClient) -> None:
+    def __init__(self, api_base: str | None, client: ModelClient,
+                 api_key_env: str | None = None) -> None:
         self.client = client
         self.kw: dict[str, Any] = {"custom_llm_provider": "openai", "timeout": client.timeout}
+        if api_key_env and os.environ.get(api_key_env):
+            self.kw["api_key"] = os.environ[api_key_env]
         if api_base:
             self.kw["api_base"] = api_base
             if not os.environ.get("OPENAI_API_KEY"):
-                self.kw["api_key"] = "devloop-local"
+                self.kw.setdefault("api_key", "devloop-local")
         self._batch: Any = None
 
     async def submit(self, requests: list[BatchRequest], metadata: dict[str, str]) -> str:
         litellm = import_litellm()
         lines = []
         for r in requests:
-            body: dict[str, Any] = {"model": r.model, "messages": r.messages,
-                                    "max_tokens": r.max_tokens}
+            body: dict[str, Any] = {**(r.extra or {}), "model": r.model,
+                                    "messages": r.messages, "max_tokens": r.max_tokens}
             if r.temperature is not None:
                 body["temperature"] = r.temperature
             lines.append(json.dumps({"custom_id": r.custom_id, "method": "POST",
@@ -221,7 +228,9 @@ def parse_anthropic_results(data: bytes) -> dict[str, Reply | Exception]:
 class AnthropicBatches:
     provider = "anthropic"
 
-    def __init__(self, api_base: str | None, client: ModelClient) -> None:
+    def __init__(self, api_base: str | None, client: ModelClient,
+                 api_key_env: str | None = None) -> None:
+        self.key_env = api_key_env or "ANTHROPIC_API_KEY"
         self.base = (api_base or os.environ.get("ANTHROPIC_API_BASE")
                      or ANTHROPIC_BASE).rstrip("/")
         if self.base.endswith("/v1"):
@@ -229,9 +238,9 @@ class AnthropicBatches:
         self.client = client
 
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get("ANTHROPIC_API_KEY")
+        key = os.environ.get(self.key_env)
         if not key:
-            raise EvalCallError("ANTHROPIC_API_KEY is not set (Anthropic Message Batches)")
+            raise EvalCallError(f"{self.key_env} is not set (Anthropic Message Batches)")
         return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION,
                 "content-type": "application/json"}
 
