@@ -99,3 +99,51 @@ def test_frontier_lines_go_as_one_provider_batch(model: str, upstream: BatchUpst
         server.stop()
     with sqlite3.connect(server.db_path) as conn:
         assert conn.execute("SELECT count(*) FROM provider_batches").fetchone()[0] == 1
+
+
+@pytest.mark.slow
+def test_a_restarted_server_resumes_polling_the_provider_batch(upstream: BatchUpstream,
+                                                               tmp_path: Path) -> None:
+    import signal
+
+    model = "anthropic/claude-sonnet-4-6"
+    prof = write_profile(tmp_path / "p.yaml", PROFILE.format(
+        model=model, key_env="ANTHROPIC_API_KEY", api_base=upstream.base_url))
+    env = {"ANTHROPIC_API_KEY": "sk-loopback-key"}
+    upstream.state.hold = True
+    server = start_server(prof, tmp_path / "home", env=env)
+    try:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused",
+                               max_retries=0)
+        data = "".join(json.dumps(x) + "\n" for x in [
+            line("f1", "frontier", "Say hello to Ada."),
+            line("f2", "frontier", "Say hello to Bo.")]).encode()
+        f = client.files.create(file=("held.jsonl", data), purpose="batch")
+        batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        deadline = time.monotonic() + 60
+        while not provider_batches(server.db_path):
+            assert time.monotonic() < deadline, "the provider batch was not recorded"
+            time.sleep(0.2)
+    finally:
+        server.stop(signal.SIGKILL)
+    assert upstream.state.creates == 1
+    upstream.state.hold = False  # the provider finishes while devloop is down
+    server = start_server(prof, tmp_path / "home", env=env, port=server.port)
+    try:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused",
+                               max_retries=0)
+        deadline = time.monotonic() + 120
+        batch = client.batches.retrieve(batch.id)
+        while batch.status != "completed":
+            assert time.monotonic() < deadline, batch.status
+            time.sleep(0.3)
+            batch = client.batches.retrieve(batch.id)
+        assert upstream.state.creates == 1  # polled again, not submitted twice
+        out = [json.loads(x) for x in client.files.content(
+            batch.output_file_id).content.splitlines() if x]
+        assert sorted(r["custom_id"] for r in out) == ["f1", "f2"]
+        (pbatch,) = provider_batches(server.db_path)
+        assert {r["batch_id"] for r in ledger(server.db_path)} == {pbatch["id"]}
+    finally:
+        server.stop()
