@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from devloop.commands._common import fail, load
+from devloop.commands.batch_option import BatchOptionCommand
 from devloop.config import ConfigError, Profile
 from devloop.evals.plan import RunOptions
 from devloop.money import format_usd
@@ -33,18 +34,18 @@ def _echo_err(text: str) -> None:
     click.echo(text, err=True)
 
 
-@click.command("eval")
+@click.command("eval", cls=BatchOptionCommand)
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--model", default=None,
               help="Model to evaluate (litellm name); default: the eval set's production_model, "
                    "else the profile's.")
 @click.option("--api-base", default=None,
               help="Base URL of an OpenAI-compatible server (e.g. devloop's .../v1).")
-@click.option("--batch", "batch_mode", is_flag=False, flag_value="on", default=None,
-              type=click.Choice(["on", "auto"]),
+@click.option("--batch", "batch_mode", flag_value="on", default=None,
               help="Submit the cases through the provider's Batch API (OpenAI, Anthropic) at "
                    "the batch price; --batch=auto runs synchronously where the provider has "
                    "none.")
+@click.option("--batch-auto", "batch_mode", flag_value="auto", hidden=True)
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False), default=None,
               help="Write a JUnit XML report here.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None,
