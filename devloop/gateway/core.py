@@ -161,6 +161,9 @@ class Gateway:
         """A call that was admitted has ended: it no longer counts in flight or in rate limits."""
         self.in_flight -= 1
         self.admission.release_rate(prep)
+        if prep.priority_tier is not None:
+            self.priority.leave(prep.priority_tier)
+            prep.priority_tier = None
 
     # -- the caches -------------------------------------------------------------------------
     async def _cached(self, prep: Prepared) -> CallResult | None:
@@ -290,6 +293,8 @@ class Gateway:
         except StopAsyncIteration:
             self.release(prep)
             raise BackendError("upstream stream was empty") from None
+        if prep.ctx.priority != "background" and self.priority.enter(tier):
+            prep.priority_tier = tier  # background work yields until this stream ends
         return StreamCall(self, prep, tier, self.router.backends[tier].kind,
                           prep.decision.reason + note, it=it, first=first)
 

@@ -36,6 +36,8 @@ class Prepared:
     # Headers for an OpenAI-compatible upstream (a team devloop books the call under the
     # same request id and feature); None when no tier speaks that protocol.
     forward_headers: dict[str, str] | None = None
+    # An interactive stream on a local/shared tier, counted by the priority gate until released.
+    priority_tier: str | None = None
 
 
 @dataclass(slots=True)

@@ -55,6 +55,18 @@ class PriorityGate:
         t.changed.set()
         t.changed = asyncio.Event()
 
+    def enter(self, tier: str) -> bool:
+        """An interactive stream holds the tier until ``leave`` (its end); False: not gated."""
+        if tier not in GATED_TIERS:
+            return False
+        self._tier(tier).interactive += 1
+        return True
+
+    def leave(self, tier: str) -> None:
+        t = self._tier(tier)
+        t.interactive = max(0, t.interactive - 1)
+        self._wake(t)
+
     @asynccontextmanager
     async def slot(self, tier: str, priority: str) -> AsyncIterator[None]:
         if tier not in GATED_TIERS:

@@ -105,3 +105,23 @@ routes: [{tier: embedded}]
         assert r.status_code == 200
     finally:
         server.stop()
+
+
+def test_an_interactive_stream_holds_the_tier_until_it_ends() -> None:
+    async def main() -> None:
+        gate = PriorityGate({"local": 1})
+        assert gate.enter("local") and not gate.enter("frontier")
+        started: list[str] = []
+        release = asyncio.Event()
+        task = asyncio.create_task(_hold(gate, "local", "background", started, "b", release))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert started == []
+        gate.leave("local")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert started == ["b"]
+        release.set()
+        await task
+
+    asyncio.run(main())
