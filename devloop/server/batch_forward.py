@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from devloop.batch_pricing import batch_price
 from devloop.evals.batch_providers import FINAL, BatchRequest, client_for, supports_batch
 from devloop.evals.client import EvalCallError, ModelClient, Reply
+from devloop.gateway.admission import BudgetExceeded, worst_case_prompt_tokens
 from devloop.store.batches import ProviderBatchStore
 from devloop.store.calls import CallRecord, insert_call_job, saved
 from devloop.types import ChatRequest, RequestContext
@@ -45,11 +46,13 @@ class Group:
     tier: str
     model: str
     lines: list[dict[str, Any]] = field(default_factory=list)
+    worst_tokens: dict[str, tuple[int, int]] = field(default_factory=dict)  # for budgets
 
 
 class FrontierForwarder:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+        self.held: dict[tuple[int, str], Any] = {}  # (group, custom_id) -> Reservation
 
     @staticmethod
     def context(caller: Any) -> RequestContext:
@@ -73,10 +76,13 @@ class FrontierForwarder:
             if target is None:
                 rest.append(line)
                 continue
-            groups.setdefault(target, Group(*target)).lines.append(line)
+            group = groups.setdefault(target[:2], Group(*target[:2]))
+            group.lines.append(line)
+            group.worst_tokens[line["custom_id"]] = target[2]
         return list(groups.values()), rest
 
-    def _target(self, line: dict[str, Any], ctx: RequestContext) -> tuple[str, str] | None:
+    def _target(self, line: dict[str, Any], ctx: RequestContext
+                ) -> tuple[str, str, tuple[int, int]] | None:
         body = line["body"]
         if body.get("stream"):
             return None
@@ -91,7 +97,8 @@ class FrontierForwarder:
             return None
         if model.startswith("anthropic/") and not set(body) <= ANTHROPIC_FIELDS:
             return None
-        return tier, model
+        limit = prep.req.token_limit() or DEFAULT_MAX_TOKENS
+        return tier, model, (worst_case_prompt_tokens(prep.req), limit)
 
     async def run(self, batch_id: str, groups: list[Group], caller: Any, write: Write,
                   cancelled: Callable[[], bool]) -> None:
@@ -120,6 +127,9 @@ class FrontierForwarder:
             if pending is not None:
                 pid = pending["id"]
             else:
+                g.lines = await self._admit(g, ctx, write)
+                if not g.lines:
+                    return
                 pid = await provider.submit([self._request(x, g.model) for x in g.lines],
                                             {"devloop_batch": batch_id})
                 await asyncio.to_thread(store.add, {
@@ -150,6 +160,38 @@ class FrontierForwarder:
             reply = results.get(line["custom_id"], failure)
             await write(*await self._record(line, g, reply, pid, ctx))
 
+    async def _admit(self, g: Group, ctx: RequestContext, write: Write) -> list[dict[str, Any]]:
+        """Budgets hold for batch lines too: each reserves its worst case at the batch price
+        (settled when its row is written); a line over budget is refused with a 429."""
+        budgets = self.gw.budgets
+        if not budgets.applicable(g.tier, ctx.feature, ctx.key_id):
+            return g.lines
+        price = batch_price(self.gw.pricing, g.model)
+        admitted = []
+        for line in g.lines:
+            cid = line["custom_id"]
+            prompt, limit = g.worst_tokens[cid]
+            try:
+                if price is None:
+                    raise BudgetExceeded(f"budget applies to tier {g.tier} but {g.model!r} has "
+                                         "no known price", 3600)
+                self.held[(id(g), cid)] = await budgets.reserve(g.tier, ctx.feature, ctx.key_id,
+                                                       price.cost(prompt, limit))
+            except BudgetExceeded as exc:
+                await self.gw.writer.run(insert_call_job(CallRecord(
+                    request_id=uuid.uuid4().hex, endpoint="chat", tier=g.tier,
+                    backend="litellm", model=g.model, route_reason="batch: provider Batch API",
+                    feature=ctx.feature, user=ctx.user, key_id=ctx.key_id, status=429,
+                    error=str(exc)[:500], cost_usd=0.0, ts=time.time())))
+                await write({"id": f"batch_req_{uuid.uuid4().hex[:24]}", "custom_id": cid,
+                             "error": None, "response": {
+                                 "status_code": 429, "request_id": uuid.uuid4().hex, "body": {
+                                     "error": {"message": str(exc), "type": "budget_exceeded",
+                                               "param": None, "code": exc.code}}}}, False)
+                continue
+            admitted.append(line)
+        return admitted
+
     async def _record(self, line: dict[str, Any], g: Group, reply: Reply | Exception,
                       pid: str | None, ctx: RequestContext) -> tuple[dict[str, Any], bool]:
         request_id = uuid.uuid4().hex
@@ -157,6 +199,7 @@ class FrontierForwarder:
                                   "custom_id": line["custom_id"], "response": None,
                                   "error": None}
         if not isinstance(reply, Reply):
+            self.gw.budgets.release(self.held.pop((id(g), line["custom_id"]), None))
             record["response"] = {"status_code": 502, "request_id": request_id, "body": {
                 "error": {"message": str(reply), "type": "upstream_error", "param": None,
                           "code": "upstream_error"}}}
@@ -171,6 +214,7 @@ class FrontierForwarder:
         price = batch_price(self.gw.pricing, g.model)
         cost = None if price is None else price.cost(p, c)
         counterfactual = self.gw.pricing.counterfactual(p, c)
+        settle = self.gw.budgets.settle_job(self.held.pop((id(g), line["custom_id"]), None))
         await self.gw.writer.run(insert_call_job(CallRecord(
             request_id=request_id, endpoint="chat", tier=g.tier, backend="litellm",
             model=g.model, route_reason="batch: provider Batch API", feature=ctx.feature,
@@ -179,5 +223,6 @@ class FrontierForwarder:
             saved_usd=saved(cost, counterfactual),
             production_model=self.gw.profile.production_model, batch_id=pid,
             input_cost_usd=None if price is None else p * price.input,
-            output_cost_usd=None if price is None else c * price.output, ts=time.time())))
+            output_cost_usd=None if price is None else c * price.output, ts=time.time()),
+            settle))
         return record, True

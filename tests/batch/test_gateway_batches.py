@@ -147,3 +147,35 @@ def test_a_restarted_server_resumes_polling_the_provider_batch(upstream: BatchUp
         assert {r["batch_id"] for r in ledger(server.db_path)} == {pbatch["id"]}
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_budgets_hold_for_frontier_batch_lines(upstream: BatchUpstream, tmp_path: Path) -> None:
+    model = "anthropic/claude-sonnet-4-6"
+    prof = write_profile(tmp_path / "p.yaml", PROFILE.format(
+        model=model, key_env="ANTHROPIC_API_KEY", api_base=upstream.base_url)
+        + "budgets: [{scope: 'tier:frontier', usd: 0.000001, period: day}]\n")
+    server = start_server(prof, tmp_path / "home", env={"ANTHROPIC_API_KEY": "sk-loopback"})
+    try:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused",
+                               max_retries=0)
+        data = "".join(json.dumps(x) + "\n" for x in [
+            line("f1", "frontier", "Say hello to Ada."), line("l1", "embedded", "Say one")])
+        f = client.files.create(file=("b.jsonl", data.encode()), purpose="batch")
+        batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        deadline = time.monotonic() + 120
+        while batch.status not in ("completed", "failed"):
+            assert time.monotonic() < deadline, batch.status
+            time.sleep(0.3)
+            batch = client.batches.retrieve(batch.id)
+        assert batch.request_counts.completed == 1 and batch.request_counts.failed == 1
+        (err,) = [json.loads(x) for x in client.files.content(
+            batch.error_file_id).content.splitlines() if x]
+        assert err["custom_id"] == "f1" and err["response"]["status_code"] == 429
+        assert err["response"]["body"]["error"]["code"] == "budget_exceeded"
+        assert upstream.state.creates == 0  # nothing over budget reached the provider
+        refused = [r for r in ledger(server.db_path) if r["tier"] == "frontier"]
+        assert [(r["status"], r["cost_usd"]) for r in refused] == [(429, 0)]
+    finally:
+        server.stop()
