@@ -20,6 +20,8 @@ COMMANDS = {
     "check": "devloop.commands.check:check",
     "watch": "devloop.commands.check:watch",
     "eval": "devloop.commands.eval:eval_cmd",
+    "launch": "devloop.commands.launch:launch",
+    "agent-config": "devloop.commands.launch:agent_config",
     "batches": "devloop.commands.batches:batches",
 }
 

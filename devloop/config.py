@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,7 +79,7 @@ class TierConfig(Strict):
 
 
 class RouteMatch(Strict):
-    endpoint: Literal["chat", "completions", "embeddings"] | None = None
+    endpoint: Literal["chat", "completions", "embeddings", "messages", "responses"] | None = None
     feature: str | None = None
     model: str | None = None
     complexity: Literal["low", "high"] | None = None
@@ -117,8 +118,9 @@ class Budget(Strict):
     @field_validator("scope")
     @classmethod
     def _scope(cls, v: str) -> str:
-        if v != "global" and not re.fullmatch(r"(tier|feature|key):[^\s]+", v):
-            raise ValueError("scope must be global, tier:NAME, feature:NAME or key:NAME")
+        if v != "global" and not re.fullmatch(r"(tier|feature|key|user):[^\s]+", v):
+            raise ValueError("scope must be global, tier:NAME, feature:NAME, key:NAME or "
+                             "user:NAME")
         return v
 
 
@@ -159,6 +161,12 @@ class Profile(Strict):
     classifier: Literal["heuristic", "model"] = "heuristic"
     store_bodies: bool = False
     prompt_cache_min_tokens: int | None = None
+    # Add cache_control breakpoints on the static prefix for providers that need markers
+    # (Anthropic) when the client marked none; "off" sends requests as they came.
+    prompt_caching: Literal["auto", "off"] = "auto"
+    # The output limit of a paid call whose client and route set none: sent upstream and
+    # reserved against the budget, so a hard stop holds.
+    default_max_tokens: int = Field(default=4096, ge=1)
     health_interval: float = 15.0
     cooldown: float = 30.0
     failure_threshold: int = 2
@@ -214,6 +222,22 @@ class Settings(BaseSettings):
     team_key_refresh_s: float = Field(default=1.0, gt=0)
     # Browser origins allowed by CORS (globs, like OLLAMA_ORIGINS); preflights need no key.
     cors_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+    # Budget periods, `spend --by day` and Retry-After: an IANA zone, UTC, or local (default).
+    timezone: str = "local"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from devloop.periods import zone
+
+        zone(v)  # raises ValueError naming the setting
+        return v
+
+    def zone(self) -> tzinfo | None:
+        """The zone for calendar periods (None: the machine's local zone)."""
+        from devloop.periods import zone
+
+        return zone(self.timezone)
 
     @property
     def db_path(self) -> Path:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+Endpoint = Literal["chat", "completions", "embeddings", "messages", "responses"]
 TIERS: tuple[str, ...] = ("local", "embedded", "shared", "frontier")
 
 
@@ -67,6 +67,15 @@ class SamplingParams(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+@dataclass(slots=True)
+class NativeCall:
+    """A request in its own wire protocol, kept for a same-protocol upstream."""
+
+    protocol: Literal["anthropic", "responses"]
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class ChatRequest(SamplingParams):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -75,9 +84,16 @@ class ChatRequest(SamplingParams):
     parallel_tool_calls: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
+    # The client's original body when a protocol face (Anthropic Messages, Responses) made
+    # this request: a backend speaking that protocol natively sends it on unchanged.
+    _passthrough: NativeCall | None = PrivateAttr(default=None)
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def passthrough(self) -> NativeCall | None:
+        return self._passthrough
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
@@ -123,13 +139,38 @@ class EmbeddingRequest(BaseModel):
 AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
 
 
+CacheTTL = Literal["5m", "1h"]
+
+
 @dataclass(slots=True)
 class Usage:
+    """Token counts of one call. ``prompt_tokens`` is every input token, including the
+    provider-cache reads (``cached_tokens``, also readable as ``cache_read_tokens``) and
+    writes (``cache_write_tokens``); ``reasoning_tokens`` is the part of
+    ``completion_tokens`` spent thinking. ``cache_write_ttl`` is the writes' TTL ("5m" or
+    "1h"; "1h" when any were 1h), ``cache_write_1h_tokens`` the 1h part of a mixed write."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # cache reads, included in prompt_tokens
     # False when the numbers were counted by devloop rather than reported upstream.
     reported: bool = True
+    cache_write_tokens: int = 0
+    cache_write_ttl: CacheTTL | None = None
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def cache_read_tokens(self) -> int:
+        return self.cached_tokens
+
+    @cache_read_tokens.setter
+    def cache_read_tokens(self, value: int) -> None:
+        self.cached_tokens = value
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        return max(self.prompt_tokens - self.cached_tokens - self.cache_write_tokens, 0)
 
     @property
     def total_tokens(self) -> int:
@@ -143,6 +184,8 @@ class Usage:
         }
         if self.cached_tokens:
             out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return out
 
 
@@ -168,6 +211,7 @@ class Completion:
     extra: dict[str, Any] | None = None
     choices: list[Completion] | None = None
     tier: str | None = None
+    raw: Any = None  # the upstream's own response body, for a same-protocol face
 
 
 @dataclass(slots=True)
@@ -188,6 +232,7 @@ class Delta:
     logprobs: Any = None
     extra: dict[str, Any] | None = None
     chunk_extra: dict[str, Any] | None = None
+    raw: bytes | None = None  # the upstream's own stream event(s), for a same-protocol face
 
 
 @dataclass(slots=True)
@@ -247,6 +292,9 @@ class RouteDecision:
     default_max_tokens: int | None = None
     # Fallbacks left out because they cannot honour a field (said when nothing else answers).
     skipped: str = ""
+    # Optional fields no allowed tier can honour, served without (``X-Devloop-Ignored``):
+    # only ``tools`` with tool_choice auto, where a text answer is a valid reply.
+    ignored: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)
@@ -263,13 +311,17 @@ class RequestContext:
 
     request_id: str
     endpoint: Endpoint
-    protocol: Literal["openai", "ollama"]
+    protocol: Literal["openai", "ollama", "anthropic", "responses"]
     feature: str | None = None
     user: str | None = None
     key_id: str | None = None
     forced_tier: str | None = None
     cache_mode: Literal["default", "bypass", "refresh"] = "default"
     queue: QueueStats | None = None  # team mode: the fair queue's position and wait
+    # who sent it: "client", or devloop's own traffic ("check", "eval", "judge", "probe",
+    # "ladder"), booked as its own kind and never counted as saved
+    origin: str = "client"
+    session: str | None = None  # the agent session (devloop.sessions)
     # interactive (default) or background: batch lines, eval drafts, judge replays yield to
     # interactive calls on the local and shared tiers (devloop/gateway/priority.py)
     priority: Literal["interactive", "background"] = "interactive"

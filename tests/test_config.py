@@ -28,7 +28,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_bundled_default_profile_loads() -> None:
     profile = load_profile("default")
-    assert profile.production_model == "anthropic/claude-sonnet-4-5"
+    assert profile.production_model == "anthropic/claude-sonnet-4-6"
     assert set(profile.tiers) == {"local", "embedded", "shared", "frontier"}
     assert profile.tiers["local"].fallback == "embedded"
     assert profile.cache.ttl == 86400

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.backends.native import NativeUpstream, speaks
 from devloop.config import TierConfig
 from devloop.types import (
     Capabilities,
@@ -18,6 +19,7 @@ from devloop.types import (
     Health,
     Usage,
 )
+from devloop.usage import usage_from
 
 _PASSTHROUGH = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
                 "tools", "tool_choice", "response_format", "user", "n", "logprobs",
@@ -34,11 +36,7 @@ def import_litellm() -> Any:
 
 
 def _usage(data: Any) -> Usage | None:
-    if not data:
-        return None
-    details = getattr(data, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", 0) if details else 0
-    return Usage(int(data.prompt_tokens or 0), int(data.completion_tokens or 0), int(cached or 0))
+    return usage_from(data)  # cache reads/writes (5m/1h), reasoning tokens
 
 
 class LiteLLMBackend(Backend):
@@ -47,6 +45,14 @@ class LiteLLMBackend(Backend):
     def __init__(self, tier: str, config: TierConfig) -> None:
         super().__init__(tier, config)
         self.api_base = config.api_base or config.base_url
+        self.same_protocol = NativeUpstream(tier, config)  # same-protocol pass-through (native.py)
+
+    def _native(self, req: ChatRequest, model: str) -> bool:
+        call = req.passthrough
+        return call is not None and speaks(self.config, model, call.protocol)
+
+    async def close(self) -> None:
+        await self.same_protocol.close()
 
     def default_capabilities(self) -> Capabilities:
         """From litellm's model map (read as JSON: no litellm import): tools, vision,
@@ -104,6 +110,8 @@ class LiteLLMBackend(Backend):
 
     async def chat(self, req: ChatRequest, model: str,
                    forward_headers: dict[str, str] | None = None) -> Completion:
+        if self._native(req, model):
+            return await self.same_protocol.call(req, model)
         litellm = import_litellm()
         try:
             resp = await litellm.acompletion(messages=self._messages(req), **self._kwargs(req, model))
@@ -121,6 +129,10 @@ class LiteLLMBackend(Backend):
 
     async def chat_stream(self, req: ChatRequest, model: str,
                           forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
+        if self._native(req, model):
+            async for delta in self.same_protocol.stream(req, model):
+                yield delta
+            return
         litellm = import_litellm()
         finish: str | None = None
         try:

@@ -30,17 +30,11 @@ from devloop.types import (
     Health,
     Usage,
 )
+from devloop.usage import usage_from as read_usage
 
 
 def usage_from(data: dict[str, Any] | None) -> Usage | None:
-    if not data:
-        return None
-    details = data.get("prompt_tokens_details") or {}
-    return Usage(
-        int(data.get("prompt_tokens") or 0),
-        int(data.get("completion_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-    )
+    return read_usage(data)  # cached and reasoning tokens, cache writes where reported
 
 
 class OpenAICompatBackend(Backend):

@@ -13,9 +13,11 @@ import click
 
 from devloop.commands._common import fail, load
 from devloop.config import ConfigError
-from devloop.evals.evalset import find_evalsets, load_evalset
+from devloop.evals.evalset import find_evalsets
+from devloop.evals.files import load_one as load_evalset
 from devloop.paths import display_path
 from devloop.pipeline.checker import STAGES, Checker, CheckReport
+from devloop.pipeline.rates import DEFAULT_CALLS_PER_HOUR
 from devloop.pipeline.report import render_report, render_stage
 from devloop.pipeline.watch import EvalsetWatcher, WatchEvent
 
@@ -40,7 +42,8 @@ def _resolve_files(paths: tuple[str, ...]) -> list[Path]:
 async def _check_all(checker: Checker, files: list[Path], stages: tuple[str, ...],
                      progress: bool) -> list[CheckReport]:
     reports = []
-    await checker.start()
+    if "draft" in stages or checker.store:  # the gateway: for the draft and the DB writer
+        await checker.start()
     try:
         for path in files:
             if progress:
@@ -61,8 +64,11 @@ async def _check_all(checker: Checker, files: list[Path], stages: tuple[str, ...
               help="Run only this stage (repeatable).")
 @click.option("--skip", multiple=True, type=click.Choice(STAGES), help="Skip this stage.")
 @click.option("--no-store", is_flag=True, help="Do not record the results in the database.")
+@click.option("--calls-per-hour", type=click.FloatRange(min=0), default=DEFAULT_CALLS_PER_HOUR,
+              show_default=True, help="Assumed call rate for the cache-hit model.")
 def check(paths: tuple[str, ...], as_json: bool, show_reordered: bool, profile: str | None,
-          only: tuple[str, ...], skip: tuple[str, ...], no_store: bool) -> None:
+          only: tuple[str, ...], skip: tuple[str, ...], no_store: bool,
+          calls_per_hour: float) -> None:
     """Run stages 1 to 3 (draft, compression, cache order) on eval set files.
 
     PATHS are files or folders of *.yaml (default: ./evalsets). Exit 0 when every stage
@@ -75,7 +81,7 @@ def check(paths: tuple[str, ...], as_json: bool, show_reordered: bool, profile: 
             load_evalset(path)
     except ConfigError as exc:
         fail(str(exc))
-    checker = Checker(settings, prof, store=not no_store)
+    checker = Checker(settings, prof, store=not no_store, calls_per_hour=calls_per_hour)
     try:
         reports = asyncio.run(_check_all(checker, files, _stage_list(only, skip),
                                          progress=not as_json and sys.stderr.isatty()))

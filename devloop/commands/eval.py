@@ -123,7 +123,7 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None,
         if value is not None:
             fail(f"{name} needs --from-ledger")
     if not paths:
-        fail("eval: give at least one eval set file or folder (e.g. evalsets/)")
+        paths = ("evalsets",)  # like check and watch
     settings, prof = load(profile)
     opts = RunOptions(model=model, api_base=api_base, threshold=threshold, max_cost=max_cost,
                       concurrency=concurrency, batch=batch, judge_model=judge_model,
@@ -135,6 +135,9 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None,
     except ConfigError as exc:
         fail(str(exc))
         return
+    for es in evalsets:
+        for warning in es.warnings():
+            _echo_err(f"devloop: warning: {warning}")
     if gate:
         sys.exit(_gate(evalsets, opts, prof, settings.db_path))
     if batch:
@@ -158,12 +161,12 @@ def _gate(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Pat
             store.close()
     for r in results:
         if r.promoted:
-            click.echo(f"{r.evalset}: prompt {r.prompt_hash[:12]} passed on {r.model} "
+            click.echo(f"{r.evalset}: content {r.content_hash[:12]} passed on {r.model} "
                        f"({r.where})")
         else:
             model = "" if r.model is None else f" --model {r.model}"
-            click.echo(f"{r.evalset}: prompt {r.prompt_hash[:12]} has no passing eval on "
-                       f"{r.model}; " + GATE_HINT.format(file=r.file or r.evalset, model=model))
+            click.echo(f"{r.evalset}: not promoted for {r.model}: " + "; ".join(r.problems)
+                       + "; " + GATE_HINT.format(file=r.file or r.evalset, model=model))
     return 0 if all(r.promoted for r in results) else 1
 
 
@@ -180,6 +183,10 @@ def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path
     store = EvalStore(db_path)
     try:
         plans = [make_plan(es, opts, prof, store, pricing) for es in evalsets]
+        from devloop.evals.preflight import credential_problems
+
+        for problem in credential_problems(plans):
+            fail(f"eval: {problem}")
         estimate = total_estimate(plans)
         to_run = sum(len(p.to_run) for p in plans)
         cached = sum(len(p.items) for p in plans) - to_run
@@ -191,7 +198,7 @@ def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path
         max_cost = opts.max_cost
         if max_cost is not None and to_run:
             if estimate is None:
-                unpriced = ", ".join(sorted({p.model for p in plans if p.estimate_usd is None}))
+                unpriced = ", ".join(sorted({m for p in plans for m in p.unpriced}))
                 fail(f"--max-cost: cannot estimate the cost: no price for {unpriced} (set "
                      "prices: in the profile); nothing was called")
             elif estimate > max_cost:

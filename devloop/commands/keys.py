@@ -15,7 +15,7 @@ import click
 
 from devloop.commands._common import fail, load_settings
 from devloop.money import format_usd
-from devloop.store.budgets import period_bounds
+from devloop.periods import period_bounds
 from devloop.store.db import Database
 
 REFRESH_NOTE = "a running team server picks this up within a few seconds"
@@ -75,7 +75,8 @@ def list_cmd(as_json: bool, show_all: bool) -> None:
 
     db = _open()
     try:
-        rows = [_shape(db, r) for r in list_keys(db)]
+        zone = load_settings().zone()  # budget periods in the `timezone` setting's zone
+        rows = [_shape(db, r, zone) for r in list_keys(db)]
     finally:
         db.close()
     if not show_all and not as_json:
@@ -113,15 +114,15 @@ def revoke(name: str) -> None:
     click.echo(f"revoked key {name!r}; {REFRESH_NOTE}")
 
 
-def _shape(db: Database, row: dict[str, Any]) -> dict[str, Any]:
+def _shape(db: Database, row: dict[str, Any], zone: Any = None) -> dict[str, Any]:
     """One key as `keys list --json` reports it (stable names; times are ISO 8601 UTC)."""
     last = max((t for t in (row["last_used"], row["last_call"]) if t is not None), default=None)
     period_spend = None
     if row["budget_usd"] is not None:
-        start, _ = period_bounds(row["budget_period"] or "day", time.time())
+        start, _ = period_bounds(row["budget_period"] or "day", time.time(), zone)
         from devloop.store.keys import key_spend_since
 
-        period_spend = key_spend_since(db, row["name"], start)
+        period_spend = key_spend_since(db, row["name"], start, row["created"])
     return {
         "name": row["name"],
         "key_prefix": row["key_prefix"],

@@ -10,12 +10,15 @@ from typing import Any
 import click
 
 from devloop.commands._common import fail, load
+from devloop.commands.spend_views import diagnose_report, diagnosis_lines, rate
 from devloop.money import format_usd
 from devloop.store.spend import GROUPINGS, period_seconds, spend_report
 
 CSV_FIELDS = ["key", "calls", "prompt_tokens", "completion_tokens", "cost_usd",
               "counterfactual_usd", "saved_usd", "cache_hit_rate", "local_share",
-              "unpriced_calls"]
+              "unpriced_calls", "cache_read_tokens", "cache_write_tokens",
+              "provider_cache_hit_rate", "refused_calls", "failed_calls", "failed_cost_usd",
+              "retries", "escalations", "output_tokens_p50", "output_tokens_p95"]
 
 
 @click.command()
@@ -24,8 +27,11 @@ CSV_FIELDS = ["key", "calls", "prompt_tokens", "completion_tokens", "cost_usd",
 @click.option("--by", "by", type=click.Choice(list(GROUPINGS)), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable totals and groups.")
 @click.option("--csv", "as_csv", is_flag=True, help="One row per group, then TOTAL.")
+@click.option("--diagnose", is_flag=True,
+              help="Why provider prompt caching misses, per feature, with its cost.")
 @click.option("--profile", default=None, help="Profile (for the production model's name).")
-def spend(since: str, by: str | None, as_json: bool, as_csv: bool, profile: str | None) -> None:
+def spend(since: str, by: str | None, as_json: bool, as_csv: bool, diagnose: bool,
+          profile: str | None) -> None:
     """What was spent, what it would have cost on the production model, and what was saved."""
     settings, prof = load(profile)
     if as_json and as_csv:
@@ -34,6 +40,9 @@ def spend(since: str, by: str | None, as_json: bool, as_csv: bool, profile: str 
         period_seconds(since)
     except ValueError as exc:
         fail(str(exc))
+    if diagnose:
+        _diagnose(settings, prof, since, as_json)
+        return
     if not settings.db_path.exists():
         report: dict[str, Any] = {"since": since, "totals": _empty(), "groups": []}
     else:
@@ -41,7 +50,7 @@ def spend(since: str, by: str | None, as_json: bool, as_csv: bool, profile: str 
 
         db = open_db(settings.db_path)
         try:
-            report = spend_report(db, since, by)
+            report = spend_report(db, since, by, settings.zone())
         finally:
             db.close()
     report["production_model"] = prof.production_model
@@ -54,22 +63,47 @@ def spend(since: str, by: str | None, as_json: bool, as_csv: bool, profile: str 
         writer.writeheader()
         writer.writerows(rows)
         return
-    head = f"{by or '':<22}{'calls':>7}{'tokens in':>11}{'tokens out':>11}{'spent':>11}" \
-           f"{'would cost':>12}{'saved':>11}{'cache':>7}{'local':>7}"
-    click.echo(f"since {since}; would-cost priced at {prof.production_model}")
+    head = f"{by or '':<22}{'calls':>7}{'tokens in':>11}{'tokens out':>11}{'spent':>12}" \
+           f"{'would cost':>12}{'saved':>12}{'cache':>7}{'local':>7}{'p-cache':>8}" \
+           f"{'refused':>8}{'failed':>7}{'retries':>8}  would-cost model"
+    click.echo(f"since {since}; would-cost priced at each call's recorded production model")
     click.echo(head)
     for r in rows:
+        models = ", ".join(r.get("production_models") or []) or prof.production_model
         click.echo(f"{str(r['key'])[:21]:<22}{r['calls']:>7}{r['prompt_tokens']:>11}"
-                   f"{r['completion_tokens']:>11}{format_usd(r['cost_usd']):>11}"
-                   f"{format_usd(r['counterfactual_usd']):>12}{format_usd(r['saved_usd']):>11}"
-                   f"{r['cache_hit_rate']:>7.0%}{r['local_share']:>7.0%}")
+                   f"{r['completion_tokens']:>11}{format_usd(r['cost_usd']):>12}"
+                   f"{format_usd(r['counterfactual_usd']):>12}{format_usd(r['saved_usd']):>12}"
+                   f"{r['cache_hit_rate']:>7.0%}{r['local_share']:>7.0%}"
+                   f"{rate(r.get('provider_cache_hit_rate')):>8}{r.get('refused_calls', 0):>8}"
+                   f"{r.get('failed_calls', 0):>7}{r.get('retries', 0):>8}  {models}")
     unpriced = report["totals"].get("unpriced_calls") or 0
     if unpriced:
         click.echo(f"{unpriced} call(s) used a model with no known price: their cost is "
                    "unknown (add it under `prices:` in the profile)")
 
 
+def _diagnose(settings: Any, prof: Any, since: str, as_json: bool) -> None:
+    report: dict[str, Any] = {"since": since, "diagnoses": []}
+    if settings.db_path.exists():
+        from devloop.store.db import open_db
+
+        db = open_db(settings.db_path)
+        try:
+            report.update(diagnose_report(db, prof, period_seconds(since)))
+        finally:
+            db.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for line in diagnosis_lines(report):
+        click.echo(line)
+
+
 def _empty() -> dict[str, object]:
     return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
             "counterfactual_usd": 0.0, "saved_usd": 0.0, "cache_hit_rate": 0.0,
-            "local_share": 0.0, "unpriced_calls": 0}
+            "local_share": 0.0, "unpriced_calls": 0, "cache_read_tokens": 0,
+            "cache_write_tokens": 0, "provider_cache_hit_rate": None, "refused_calls": 0,
+            "failed_calls": 0, "failed_cost_usd": 0.0, "retries": 0, "escalations": 0,
+            "own_calls": 0, "output_tokens_p50": None, "output_tokens_p95": None,
+            "production_models": []}

@@ -6,34 +6,35 @@ does: the score is the weight-averaged score; with a case ``threshold`` the case
 that score is >= the threshold, otherwise every assertion (of non-zero weight) must pass.
 A weight of 0 never fails a case.
 
-Deterministic checks are pure functions. ``llm-rubric`` and ``similar`` call a model through a
-:class:`Grader` (the runner passes one backed by litellm); a grader failure propagates so the
-runner can report the case as an error instead of a failed check.
+Deterministic checks are pure functions (devloop.evals.checks). ``llm-rubric`` and ``similar``
+call a model through a :class:`Grader` (the runner passes one backed by litellm); ``javascript``
+runs in node and ``python`` in a Python subprocess (devloop.evals.code_asserts). Graders fail
+closed: a judge reply without a verdict, a grader call that fails, an unknown cost raise
+(CaseError, EvalCallError) so the runner reports the case as an error, never as a pass.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from devloop.evals.evalset import Assertion
-from devloop.evals.matching import (
+from devloop.evals.checks import (
+    CHECKS,
+    CaseError,
+    Output,
     as_list,
     cosine,
     extract_json_values,
-    in_range,
     levenshtein,
     load_schema,
-    parse_range,
-    render_value,
     schema_errors,
     short,
 )
+from devloop.evals.evalset import PLACEHOLDER, Assertion, var_to_text
 
-DEFAULT_LEVENSHTEIN_THRESHOLD = 5.0  # promptfoo's default edit distance
+__all__ = ["CHECKS", "SUPPORTED_TYPES", "CaseError", "Output", "as_list", "cosine",
+           "extract_json_values", "levenshtein", "load_schema", "schema_errors", "short"]
 DEFAULT_SIMILAR_THRESHOLD = 0.75  # promptfoo's default cosine similarity
 MODEL_GRADED = frozenset({"llm-rubric", "similar"})
 # Types whose score is a graded number, so not- inverts the score as well as the pass.
@@ -44,16 +45,6 @@ You are grading the output of an AI system against a rubric. Read the output and
 then reply with one JSON object and nothing else:
 {"reason": "<one or two sentences>", "pass": true or false, "score": <number from 0.0 to 1.0>}
 "pass" is true only if the output meets the rubric."""
-
-
-@dataclass(slots=True)
-class Output:
-    """What the assertions look at: the text, and call facts for cost and latency checks."""
-
-    text: str
-    cost_usd: float | None = None
-    latency_ms: float | None = None
-    vars: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -97,150 +88,21 @@ class GraderMissing(RuntimeError):
     """A model-graded assertion was asked for with no grader to run it."""
 
 
-# -- deterministic checks: (assertion, output, value) -> (holds, what was observed) --------
-Check = Callable[[Assertion, Output, Any], tuple[bool, str]]
+# -- helpers ---------------------------------------------------------------------------------
+def render_value(value: Any, case_vars: Mapping[str, Any], syntax: str = "devloop") -> Any:
+    """Substitute ``{{var}}`` in string values (promptfoo renders assertion values too);
+    unknown names are left as written (devloop syntax) or render empty (Nunjucks)."""
+    if syntax == "nunjucks" and isinstance(value, str):
+        from devloop.evals.templating import render
 
-
-def _equals(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    if isinstance(value, dict | list):
-        try:
-            parsed = json.loads(out.text)
-        except json.JSONDecodeError:
-            return False, "output is not JSON, so it cannot equal the expected JSON"
-        return (parsed == value,
-                "output equals the expected JSON" if parsed == value
-                else "output JSON differs from the expected JSON")
-    expected = str(value)
-    ok = out.text == expected
-    return ok, (f"output equals {short(expected)}" if ok
-                else f"output {short(out.text)} does not equal {short(expected)}")
-
-
-def _contains(fold: bool) -> Check:
-    def check(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-        needle, hay = str(value), out.text
-        ok = needle.lower() in hay.lower() if fold else needle in hay
-        return ok, f"output {'contains' if ok else 'does not contain'} {short(needle)}"
-
-    return check
-
-
-def _contains_many(fold: bool, need_all: bool) -> Check:
-    def check(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-        hay = out.text.lower() if fold else out.text
-        needles = as_list(value)
-        found = [n for n in needles if (n.lower() if fold else n) in hay]
-        missing = [n for n in needles if n not in found]
-        if need_all:
-            return (not missing,
-                    "output contains all of them" if not missing else
-                    f"output lacks {', '.join(short(n) for n in missing)}")
-        return (bool(found),
-                f"output contains {short(found[0])}" if found else
-                f"output contains none of {', '.join(short(n) for n in needles)}")
-
-    return check
-
-
-def _regex(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    ok = re.search(str(value), out.text) is not None
-    return ok, f"output {'matches' if ok else 'does not match'} /{value}/"
-
-
-def _starts_with(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    ok = out.text.startswith(str(value))
-    return ok, f"output {'starts' if ok else 'does not start'} with {short(str(value))}"
-
-
-def _validate(data: Any, value: Any) -> tuple[bool, str]:
-    schema = load_schema(value)
-    if schema is None:
-        return True, "output is valid JSON"
-    problem = schema_errors(data, schema)
-    return (problem is None,
-            "output is JSON that matches the schema" if problem is None
-            else f"output JSON does not match the schema: {problem}")
-
-
-def _is_json(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    try:
-        data = json.loads(out.text)
-    except json.JSONDecodeError as exc:
-        return False, f"output is not valid JSON ({exc.msg} at char {exc.pos})"
-    return _validate(data, value)
-
-
-def _contains_json(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    found = extract_json_values(out.text)
-    if not found:
-        return False, "output contains no JSON"
-    last = ""
-    for data in found:
-        ok, last = _validate(data, value)
-        if ok:
-            return True, "output contains JSON" + (" that matches the schema" if value else "")
-    return False, last
-
-
-def _json_schema(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    if load_schema(value) is None:
-        raise ValueError("is-valid-json-schema needs the schema as its value")
-    return _is_json(a, out, value)
-
-
-def _levenshtein(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    limit = a.threshold if a.threshold is not None else DEFAULT_LEVENSHTEIN_THRESHOLD
-    distance = levenshtein(out.text, str(value))
-    return distance <= limit, f"edit distance to {short(str(value))} is {distance} " \
-                              f"(threshold {limit:g})"
-
-
-def _cost(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    assert a.threshold is not None
-    if out.cost_usd is None:
-        return False, "the call's cost is unknown (no price for the model)"
-    ok = out.cost_usd <= a.threshold
-    return ok, f"cost ${out.cost_usd:.6f} {'<=' if ok else '>'} ${a.threshold:g}"
-
-
-def _latency(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    assert a.threshold is not None
-    if out.latency_ms is None:
-        return False, "latency unknown (batch results carry no per-request latency)"
-    ok = out.latency_ms <= a.threshold
-    return ok, f"latency {out.latency_ms:.0f} ms {'<=' if ok else '>'} {a.threshold:g} ms"
-
-
-def _word_count(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    lo, hi = parse_range(value, a.type)
-    return in_range(len(out.text.split()), lo, hi, "words")
-
-
-def _length(a: Assertion, out: Output, value: Any) -> tuple[bool, str]:
-    lo, hi = parse_range(value, a.type)
-    return in_range(len(out.text), lo, hi, "characters")
-
-
-CHECKS: dict[str, Check] = {
-    "equals": _equals,
-    "contains": _contains(fold=False),
-    "icontains": _contains(fold=True),
-    "contains-any": _contains_many(fold=False, need_all=False),
-    "contains-all": _contains_many(fold=False, need_all=True),
-    "icontains-any": _contains_many(fold=True, need_all=False),
-    "icontains-all": _contains_many(fold=True, need_all=True),
-    "regex": _regex,
-    "starts-with": _starts_with,
-    "is-json": _is_json,
-    "contains-json": _contains_json,
-    "is-valid-json-schema": _json_schema,
-    "levenshtein": _levenshtein,
-    "cost": _cost,
-    "latency": _latency,
-    "word-count": _word_count,
-    "length": _length,
-}
-SUPPORTED_TYPES = frozenset(CHECKS) | MODEL_GRADED
+        return render(value, case_vars)
+    if isinstance(value, str):
+        return PLACEHOLDER.sub(
+            lambda m: var_to_text(case_vars[m.group(1)]) if m.group(1) in case_vars
+            else m.group(0), value)
+    if isinstance(value, list):
+        return [render_value(v, case_vars, syntax) for v in value]
+    return value
 
 
 # -- model-graded ----------------------------------------------------------------------------
@@ -253,19 +115,31 @@ def rubric_messages(rubric: str, output: str) -> list[dict[str, str]]:
 
 
 def parse_rubric_reply(reply: str, threshold: float | None) -> tuple[bool, float, str]:
-    """promptfoo's rules: ``pass`` defaults to true when omitted; ``score`` only decides when a
-    threshold is set (then both must hold). A reply with no JSON object fails."""
-    objects = [v for v in extract_json_values(reply) if isinstance(v, dict)]
+    """The verdict is the LAST JSON object in the reply that carries ``pass`` or ``score``
+    (a judge may quote the output's JSON before its own verdict). No such object raises
+    CaseError: no verdict is never a pass. ``pass`` missing: decided by ``score`` >= 0.5;
+    with a threshold both must hold."""
+    objects = [v for v in extract_json_values(reply)
+               if isinstance(v, dict) and ("pass" in v or "score" in v)]
     if not objects:
-        return False, 0.0, f"judge reply has no JSON verdict: {short(reply, 80)}"
-    verdict = objects[0]
-    raw_pass = verdict.get("pass", True)
-    passed = raw_pass if isinstance(raw_pass, bool) else str(raw_pass).lower() == "true"
-    try:
-        score = float(verdict.get("score", 1.0 if passed else 0.0))
-    except (TypeError, ValueError):
+        raise CaseError(f"llm-rubric: the judge gave no verdict (no JSON object with "
+                        f"\"pass\" or \"score\"): {short(reply, 80)}")
+    verdict = objects[-1]
+    score: float | None = None
+    if "score" in verdict:
+        try:
+            score = min(max(float(verdict["score"]), 0.0), 1.0)
+        except (TypeError, ValueError):
+            raise CaseError(f"llm-rubric: the judge's score is not a number: "
+                            f"{short(str(verdict['score']))}") from None
+    if "pass" in verdict:
+        raw = verdict["pass"]
+        passed = raw if isinstance(raw, bool) else str(raw).strip().lower() in (
+            "true", "yes", "pass", "y")
+    else:
+        passed = score is not None and score >= 0.5
+    if score is None:
         score = 1.0 if passed else 0.0
-    score = min(max(score, 0.0), 1.0)
     reason = str(verdict.get("reason", "")).strip() or "no reason given"
     if threshold is not None:
         passed = passed and score >= threshold
@@ -280,6 +154,8 @@ def grader_model(a: Assertion) -> str | None:
     provider = (a.model_extra or {}).get("provider")
     if isinstance(provider, dict):
         provider = provider.get("id")
+    if isinstance(provider, str) and provider.startswith(("file://", "exec:", "python:")):
+        raise CaseError(f"{a.type}: grader provider {provider} is not supported")
     return provider_to_model(provider) if isinstance(provider, str) and provider else None
 
 
@@ -308,13 +184,21 @@ async def _similar(a: Assertion, out: Output, value: Any, grader: Grader
 async def run_assertion(a: Assertion, out: Output, grader: Grader | None = None
                         ) -> AssertionResult:
     base = a.base_type
-    value = render_value(a.value, out.vars)
+    value = render_value(a.value, out.vars, out.syntax)
     spent = 0.0
-    if base in MODEL_GRADED:
+    if base == "assert-set":
+        inner = await evaluate(a.children or [], out, a.threshold, grader)
+        holds, score, observed = inner.passed, inner.score, inner.reason
+        spent = inner.grading_cost_usd
+    elif base in MODEL_GRADED:
         if grader is None:
             raise GraderMissing(f"{a.type} needs a grader model")
         fn = _llm_rubric if base == "llm-rubric" else _similar
         holds, score, observed, spent = await fn(a, out, value, grader)
+    elif base in ("javascript", "python"):
+        from devloop.evals.code_asserts import run_code
+
+        holds, score, observed = await run_code(base, str(value), a, out)
     elif base in CHECKS:
         try:
             holds, observed = CHECKS[base](a, out, value)
@@ -322,7 +206,7 @@ async def run_assertion(a: Assertion, out: Output, grader: Grader | None = None
             holds, observed = False, f"bad value: {exc}"
         score = 1.0 if holds else 0.0
     else:
-        holds, score, observed = False, 0.0, f"unsupported assertion type {a.type!r}"
+        raise CaseError(f"unsupported assertion type {a.type!r}")
     passed = holds != a.negated
     if a.negated:
         score = 1.0 - score if base in GRADED_SCORES else (1.0 if passed else 0.0)
@@ -357,4 +241,12 @@ async def evaluate(assertions: Sequence[Assertion], out: Output, threshold: floa
 
 def needs_grader(assertions: Sequence[Assertion]) -> set[str]:
     """Which model-graded kinds (llm-rubric, similar) a list of assertions uses."""
-    return {a.base_type for a in assertions if a.base_type in MODEL_GRADED}
+    out: set[str] = set()
+    for a in assertions:
+        if a.base_type in MODEL_GRADED:
+            out.add(a.base_type)
+        out |= needs_grader(a.children or [])
+    return out
+
+
+SUPPORTED_TYPES = frozenset(CHECKS) | MODEL_GRADED | {"javascript", "python", "assert-set"}

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from devloop.evals.assertions import (
     DEFAULT_SIMILAR_THRESHOLD,
+    CaseError,
     Output,
     evaluate,
     rubric_messages,
@@ -328,7 +329,7 @@ class Auditor:
                                   f"graded with the judge {self.opts.judge}")
         try:
             await self._apply(judge_assertion(replay, reference), "judge", local, out)
-        except EvalCallError as exc:
+        except (EvalCallError, CaseError) as exc:  # no verdict is an error, never agreement
             out.error = out.reason = f"grading failed: {exc}"
 
     async def _apply(self, assertion: Assertion, kind: str, local: str,

@@ -46,30 +46,32 @@ def plan_key(plan: Plan, items: list[PlannedCase], api_base: str | None) -> str:
 
 
 def requests_for(plan: Plan, items: list[PlannedCase]) -> list[BatchRequest]:
+    """The cases with the eval set's request params (sampling options, tools, ...)."""
     name = plan.model.split("/", 1)[1] if "/" in plan.model else plan.model
-    return [BatchRequest(i.case.id, name, i.messages, plan.evalset.temperature, plan.max_tokens)
-            for i in items]
+    extra = {k: v for k, v in plan.params.items()
+             if k not in ("api_base", "judge", "embedding", "temperature", "max_tokens")}
+    return [BatchRequest(i.case.id, name, i.messages, plan.params.get("temperature"),
+                         plan.max_tokens, extra) for i in items]
 
 
 def ledger_records(plan: Plan, batch_id: str, replies: dict[str, Reply | Exception],
                    pricing: Pricing) -> list[CallRecord]:
     """One row per answered request, booked at the batch price."""
-    sync = getattr(pricing, "sync", pricing)
-    price = batch_price(sync, plan.model)
+    price = batch_price(getattr(pricing, "sync", pricing), plan.model)
     out = []
     for reply in replies.values():
         if not isinstance(reply, Reply):
             continue
         p, c = reply.prompt_tokens, reply.completion_tokens
         cost = None if price is None else price.cost(p, c)
-        counterfactual = sync.cost(plan.model, p, c)
+        counterfactual = cost  # devloop's own traffic (an eval run): never counted as saved
         out.append(CallRecord(
             request_id=uuid.uuid4().hex, endpoint="chat", tier="frontier",
             backend=f"batch:{provider_of(plan.model)}", model=plan.model,
             route_reason="eval --batch", feature=f"eval-{plan.evalset.name}",
             prompt_tokens=p, completion_tokens=c, cost_usd=cost,
             counterfactual_usd=counterfactual, saved_usd=saved(cost, counterfactual),
-            production_model=plan.model, batch_id=batch_id,
+            production_model=plan.model, batch_id=batch_id, origin="eval",
             input_cost_usd=None if price is None else p * price.input,
             output_cost_usd=None if price is None else c * price.output, ts=time.time()))
     return out

@@ -27,6 +27,8 @@ ANTHROPIC_VERSION = "2023-06-01"
 # Providers whose Batch API devloop speaks; litellm provider prefix -> client.
 BATCH_PROVIDERS = ("openai", "anthropic")
 FINAL = frozenset({"ended", "failed", "expired", "cancelled"})
+# Request fields that mean the same in an OpenAI body and Anthropic Messages params.
+ANTHROPIC_SAME = frozenset({"top_p", "top_k", "stop_sequences", "metadata"})
 
 
 @dataclass(slots=True)
@@ -196,6 +198,14 @@ def anthropic_params(r: BatchRequest) -> dict[str, Any]:
         params["system"] = system
     if r.temperature is not None:
         params["temperature"] = r.temperature
+    for key, value in (r.extra or {}).items():
+        if key in ANTHROPIC_SAME:
+            params[key] = value
+        elif key == "stop":
+            params["stop_sequences"] = [value] if isinstance(value, str) else value
+        else:  # never dropped: said, so the user can run it without --batch
+            raise ConfigError("--batch", key, "devloop cannot send this field in an Anthropic "
+                              "Message Batch; run this eval set without --batch")
     return params
 
 

@@ -8,6 +8,7 @@ else (a bad key, an unknown model) fails at once as an :class:`EvalCallError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -67,7 +68,23 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
+AUTH_MARKERS = ("missing credentials", "api key", "api_key", "authentication", "unauthorized",
+                "invalid x-api-key", "permission denied")
+
+
+def is_auth_error(exc: Exception) -> bool:
+    """A bad or missing key: retrying cannot help (litellm reports a missing OpenAI key as
+    an InternalServerError 500 'Missing credentials')."""
+    if _status(exc) in (401, 403) or type(exc).__name__ in ("AuthenticationError",
+                                                          "PermissionDeniedError"):
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in AUTH_MARKERS)
+
+
 def retryable(exc: Exception) -> bool:
+    if is_auth_error(exc):
+        return False
     status = _status(exc)
     if status is not None:
         return status in RETRY_STATUSES
@@ -98,11 +115,13 @@ class ModelClient:
         self.headers = headers or {}
         self.calls = 0
         self.retries = 0
+        self._warm = False
 
-    def common(self, model: str) -> dict[str, Any]:
+    def common(self, model: str, api_base: str | None = None) -> dict[str, Any]:
         kw: dict[str, Any] = {"timeout": self.timeout, "num_retries": 0}
-        if self.api_base:
-            kw["api_base"] = self.api_base
+        api_base = api_base or self.api_base
+        if api_base:
+            kw["api_base"] = api_base
             if self.headers:
                 kw["extra_headers"] = dict(self.headers)
             if model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
@@ -131,10 +150,22 @@ class ModelClient:
             self.retries += 1
             await asyncio.sleep(min(delay, MAX_BACKOFF_S))
 
-    async def chat(self, model: str, messages: list[dict[str, Any]], temperature: float | None,
-                   max_tokens: int | None, **extra: Any) -> Reply:
+    async def warm_up(self, model: str, api_base: str | None = None) -> None:
+        """Import litellm and run its request path once against a loopback responder, so the
+        first case's latency is the model's, not litellm's start-up."""
         litellm = import_litellm()
-        kw = {**self.common(model), **extra}
+        if self._warm:
+            return
+        self._warm = True
+        from devloop.evals.warmup import warm_litellm
+
+        with contextlib.suppress(Exception):  # warming is best effort
+            await warm_litellm(litellm, model)
+
+    async def chat(self, model: str, messages: list[dict[str, Any]], temperature: float | None,
+                   max_tokens: int | None, api_base: str | None = None, **extra: Any) -> Reply:
+        litellm = import_litellm()
+        kw = {**self.common(model, api_base), **extra}
         if temperature is not None:
             kw["temperature"] = temperature
         if max_tokens is not None:
@@ -144,6 +175,12 @@ class ModelClient:
             started = time.perf_counter()
             resp = await litellm.acompletion(model=model, messages=messages, **kw)
             latency = (time.perf_counter() - started) * 1000
+            # latency is the model's: litellm's own set-up (imports, client creation on the
+            # first call) is what it reports as its overhead, taken out here
+            overhead = (getattr(resp, "_hidden_params", None) or {}).get(
+                "litellm_overhead_time_ms")
+            if isinstance(overhead, int | float) and 0 <= overhead < latency:
+                latency -= overhead
             choice = resp.choices[0]
             usage = getattr(resp, "usage", None)
             return Reply(choice.message.content or "",
@@ -153,9 +190,10 @@ class ModelClient:
 
         return await self._with_retries(model, call)
 
-    async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def embed(self, model: str, texts: list[str], api_base: str | None = None
+                    ) -> tuple[list[list[float]], int]:
         litellm = import_litellm()
-        kw = self.common(model)
+        kw = self.common(model, api_base)
 
         async def call() -> tuple[list[list[float]], int]:
             resp = await litellm.aembedding(model=model, input=texts, **kw)
@@ -174,8 +212,9 @@ class LiteLLMGrader:
     JUDGE_MAX_TOKENS = 512
 
     def __init__(self, client: ModelClient, pricing: Pricing, judge_model: str,
-                 embedding_model: str) -> None:
+                 embedding_model: str, api_base: str | None = None) -> None:
         self.client = client
+        self.api_base = api_base
         self.pricing = pricing
         self.judge_model = judge_model
         self.embedding_model = embedding_model
@@ -183,13 +222,14 @@ class LiteLLMGrader:
     async def judge(self, messages: list[dict[str, str]], model: str | None
                     ) -> tuple[str, float]:
         model = model or self.judge_model
-        reply = await self.client.chat(model, messages, 0.0, self.JUDGE_MAX_TOKENS)
+        reply = await self.client.chat(model, messages, 0.0, self.JUDGE_MAX_TOKENS,
+                                       api_base=self.api_base)
         cost = self.pricing.cost(model, reply.prompt_tokens, reply.completion_tokens)
         return reply.text, float("nan") if cost is None else cost
 
     async def embed(self, texts: list[str], model: str | None
                     ) -> tuple[list[list[float]], float]:
         model = model or self.embedding_model
-        vectors, tokens = await self.client.embed(model, texts)
+        vectors, tokens = await self.client.embed(model, texts, self.api_base)
         cost = self.pricing.cost(model, tokens, 0)
         return vectors, float("nan") if cost is None else cost

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devloop.config import Profile
 from devloop.evals.evalset import Case, EvalSet
 
 
@@ -37,6 +38,7 @@ class PlannedCase:
     key: str
     messages: list[dict[str, str]]
     cached: dict[str, Any] | None = None
+    problem: str | None = None  # a case that cannot run (no effective assertion): an error
 
 
 @dataclass(slots=True)
@@ -50,8 +52,16 @@ class Plan:
     embedding_model: str
     items: list[PlannedCase] = field(default_factory=list)
     estimate_usd: float | None = 0.0
+    api_base: str | None = None
+    unpriced: set[str] = field(default_factory=set)  # models with no known price
     batch_id: str | None = None  # set by the Batch API client once submitted
 
     @property
     def to_run(self) -> list[PlannedCase]:
-        return [i for i in self.items if i.cached is None]
+        return [i for i in self.items if i.cached is None and i.problem is None]
+
+
+def model_for(evalset: EvalSet, opts: RunOptions, profile: Profile) -> str:
+    """The model a run (or the gate) is for: --model, else the eval set's, else the
+    profile's production model."""
+    return opts.model or evalset.model_for(profile.production_model)

@@ -1,8 +1,9 @@
 """The promotion file beside the eval sets, and the eval result cache key.
 
-``devloop.promotions.json`` (next to the eval set file) records each promoted prompt hash so
-that ``devloop eval --gate`` in CI, where the developer's database is absent, can check it:
-commit it with the prompt. The database side is devloop.store.evals.
+``devloop.promotions.json`` (next to the eval set file) records each promotion (the eval
+set's content hash, its model, threshold and case hashes) so that ``devloop eval --gate`` in
+CI, where the developer's database is absent, can check it: commit it with the prompt. The
+database side is devloop.store.evals; the rules are devloop.evals.gate.
 """
 
 from __future__ import annotations
@@ -36,27 +37,18 @@ def read_promotions(path: Path) -> list[dict[str, Any]]:
     return [e for e in entries or [] if isinstance(e, dict)]
 
 
-def file_promotion(evalset_file: Path, prompt_hash: str, model: str) -> dict[str, Any] | None:
-    for entry in read_promotions(promotions_path(evalset_file)):
-        if entry.get("prompt_hash") == prompt_hash and entry.get("model") == model:
-            return entry
-    return None
-
-
-def write_promotion(evalset_file: Path, evalset: str, prompt_hash: str, model: str,
-                    pass_rate: float, threshold: float, run_id: str) -> Path:
-    """Add (or refresh) this prompt hash in the promotion file; sorted for small diffs."""
+def write_promotion(evalset_file: Path, entry: dict[str, Any]) -> Path:
+    """Add (or refresh) this content hash in the promotion file; sorted for small diffs.
+    Older records of the same eval set and model are replaced: the file says what passed
+    last (devloop.evals.gate writes the entry: content hash, model, threshold, case hashes)."""
     path = promotions_path(evalset_file)
     entries = [e for e in read_promotions(path)
-               if not (e.get("evalset") == evalset and e.get("prompt_hash") == prompt_hash
-                       and e.get("model") == model)]
-    entries.append({
-        "evalset": evalset, "file": evalset_file.name, "prompt_hash": prompt_hash,
-        "model": model, "pass_rate": round(pass_rate, 4), "threshold": threshold,
-        "run_id": run_id, "promoted_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    })
-    entries.sort(key=lambda e: (str(e.get("evalset")), str(e.get("promoted_at"))))
-    body = {"about": "Prompt hashes that passed `devloop eval`; `devloop eval --gate` reads "
-                     "this file. Commit it with the prompt.", "promotions": entries}
+               if not (e.get("evalset") == entry["evalset"] and e.get("model") == entry["model"])]
+    entries.append({**entry, "file": evalset_file.name,
+                    "promoted_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    entries.sort(key=lambda e: (str(e.get("evalset")), str(e.get("model"))))
+    body = {"about": "Eval sets that passed `devloop eval`, by content hash and model; "
+                     "`devloop eval --gate` reads this file. Commit it with the prompt.",
+            "promotions": entries}
     path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     return path

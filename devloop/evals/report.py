@@ -35,6 +35,13 @@ class CaseResult:
     assertions: list[dict[str, Any]] = field(default_factory=list)
     saved_usd: float | None = None  # what the cached result cost when it was first run
     description: str | None = None
+    finish_reason: str | None = None
+    messages: list[dict[str, Any]] | None = None  # the rendered prompt that was sent
+
+    @property
+    def truncated(self) -> bool:
+        """The model stopped at max_tokens: the output is cut short."""
+        return self.finish_reason == "length"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +51,8 @@ class CaseResult:
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
             "saved_usd": round_usd(self.saved_usd), "assertions": self.assertions,
+            "finish_reason": self.finish_reason, "truncated": self.truncated,
+            "messages": self.messages,
         }
 
 
@@ -61,6 +70,9 @@ class RunResult:
     batch: bool = False
     seconds: float = 0.0
     retries: int = 0
+    evalset_threshold: float = 1.0  # the file's own threshold: the one that promotes
+    content_hash: str = ""
+    promotion_note: str | None = None  # why a run did not promote
     batch_id: str | None = None  # the provider batch that answered the cases (--batch)
 
     @property
@@ -73,7 +85,12 @@ class RunResult:
 
     @property
     def failed(self) -> int:
-        return self.total - self.passed
+        """Cases that ran and did not pass (errors are counted apart, in JSON and JUnit)."""
+        return self.total - self.passed - self.errors
+
+    @property
+    def truncated(self) -> int:
+        return sum(c.truncated for c in self.cases)
 
     @property
     def errors(self) -> int:
@@ -114,7 +131,10 @@ class RunResult:
             "evalset": self.evalset, "file": self.file, "run_id": self.run_id,
             "status": self.status, "errors": self.errors, "saved_usd": round_usd(self.saved_usd),
             "estimate_usd": round_usd(self.estimate_usd), "promoted": self.promoted,
-            "batch": self.batch, "retries": self.retries, "batch_id": self.batch_id,
+            "batch": self.batch, "retries": self.retries,
+            "evalset_threshold": self.evalset_threshold, "content_hash": self.content_hash,
+            "promotion_note": self.promotion_note, "truncated": self.truncated,
+            "batch_id": self.batch_id,
         }
 
 
@@ -135,7 +155,7 @@ def json_report(runs: list[RunResult]) -> dict[str, Any]:
         "prompt_hash": None,
         "pass_rate": round(passed / total, 4) if total else 0.0,
         "threshold": None,
-        "passed": passed, "failed": total - passed,
+        "passed": passed, "failed": sum(r.failed for r in runs),
         "cost_usd": sum_usd(costs),
         "cached_cases": sum(r.cached_cases for r in runs),
         "cases": cases,
@@ -165,7 +185,7 @@ def junit_xml(runs: list[RunResult]) -> ET.Element:
     root = ET.Element("testsuites", {
         "name": "devloop eval",
         "tests": str(sum(r.total for r in runs)),
-        "failures": str(sum(r.failed - r.errors for r in runs)),
+        "failures": str(sum(r.failed for r in runs)),
         "errors": str(sum(r.errors for r in runs)),
         "time": f"{sum(r.seconds for r in runs):.3f}",
     })
@@ -173,7 +193,7 @@ def junit_xml(runs: list[RunResult]) -> ET.Element:
     for run in runs:
         suite = ET.SubElement(root, "testsuite", {
             "name": run.evalset, "tests": str(run.total),
-            "failures": str(run.failed - run.errors), "errors": str(run.errors),
+            "failures": str(run.failed), "errors": str(run.errors),
             "skipped": "0", "time": f"{run.seconds:.3f}", "timestamp": stamp,
         })
         props = ET.SubElement(suite, "properties")
@@ -186,11 +206,18 @@ def junit_xml(runs: list[RunResult]) -> ET.Element:
                             *((("batch_id", run.batch_id),) if run.batch_id else ())):
             ET.SubElement(props, "property", {"name": name, "value": _xml_text(value)})
         for case in run.cases:
-            seconds = (case.latency_ms or 0.0) / 1000 if not case.cached else 0.0
+            # a cached case reports the latency measured when it ran (said in system-err)
+            seconds = (case.latency_ms or 0.0) / 1000
             tc = ET.SubElement(suite, "testcase", {
                 "classname": f"devloop.eval.{run.evalset}", "name": case.id,
                 "time": f"{seconds:.3f}",
             })
+            notes = _case_notes(case)
+            if notes:
+                tc_props = ET.SubElement(tc, "properties")
+                for name, value in (("cached", str(case.cached).lower()),
+                                    ("finish_reason", case.finish_reason or "")):
+                    ET.SubElement(tc_props, "property", {"name": name, "value": value})
             if case.error is not None:
                 el = ET.SubElement(tc, "error", {"message": _xml_text(case.error[:500]),
                                                  "type": "EvalError"})
@@ -202,7 +229,20 @@ def junit_xml(runs: list[RunResult]) -> ET.Element:
                     f"{'PASS' if a['pass'] else 'FAIL'} {a['reason']}" for a in case.assertions))
             out = ET.SubElement(tc, "system-out")
             out.text = _xml_text(case.output)
+            if notes:
+                err = ET.SubElement(tc, "system-err")
+                err.text = _xml_text("\n".join(notes))
     return root
+
+
+def _case_notes(case: CaseResult) -> list[str]:
+    notes = []
+    if case.truncated:
+        notes.append("TRUNCATED: finish_reason is length (the output hit max_tokens)")
+    if case.cached:
+        notes.append("cached result: time, latency and cost checks are from the run that "
+                     "produced it")
+    return notes
 
 
 def write_junit(path: Path, runs: list[RunResult]) -> None:
@@ -229,8 +269,11 @@ def table(run: RunResult, width: int | None = None) -> str:
         result = "ERROR" if c.error is not None else ("PASS" if c.passed else "FAIL")
         tokens = f"{c.prompt_tokens}+{c.completion_tokens}"
         cost = "cached" if c.cached else format_usd(c.cost_usd)
+        reason = c.error or c.reason
+        if c.truncated:
+            reason = f"[TRUNCATED: finish_reason length] {reason}"
         lines.append(f"{_cut(c.id, id_w):<{id_w}}  {result:<6}  "
-                     f"{_cut(c.error or c.reason, reason_w):<{reason_w}}  {tokens:>10}  "
+                     f"{_cut(reason, reason_w):<{reason_w}}  {tokens:>10}  "
                      f"{cost:>10}")
     return "\n".join(lines)
 
@@ -245,8 +288,12 @@ def summary(run: RunResult) -> str:
                      f"(saved {format_usd(run.saved_usd)})")
     if run.errors:
         parts.append(f"{run.errors} errors")
+    if run.truncated:
+        parts.append(f"{run.truncated} output(s) truncated at max_tokens")
     if run.promoted:
-        parts.append(f"prompt {run.prompt_hash[:12]} promoted")
+        parts.append(f"promoted for {run.model} (content {run.content_hash[:12]})")
+    elif run.promotion_note:
+        parts.append(run.promotion_note)
     return "; ".join(parts)
 
 

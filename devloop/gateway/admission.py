@@ -14,7 +14,9 @@ import time
 import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 
+from devloop import instrument
 from devloop.config import Budget, Profile
 from devloop.gateway.prepared import Prepared
 from devloop.pricing import Pricing
@@ -48,11 +50,20 @@ class BudgetExceeded(Exception):
         self.code = code
 
 
-def scope_applies(scope: str, tier: str, feature: str | None, key_id: str | None) -> bool:
+def scope_applies(scope: str, tier: str, feature: str | None, key_id: str | None,
+                  user: str | None = None) -> bool:
+    """Exact match: names compare as they are, no patterns, no case folding."""
     if scope == "global":
         return True
     kind, _, name = scope.partition(":")
-    return {"tier": tier, "feature": feature, "key": key_id}.get(kind) == name
+    return {"tier": tier, "feature": feature, "key": key_id, "user": user}.get(kind) == name
+
+
+def usd(value: float) -> str:
+    """Budget amounts with every digit they have ($0.005/day, not $0.01/day)."""
+    if value >= 1:
+        return f"${value:,.2f}"
+    return "$0" if value == 0 else f"${value:.8f}".rstrip("0")
 
 
 @dataclass(slots=True)
@@ -64,10 +75,13 @@ class Reservation:
 class Budgets:
     """The profile's budgets and rate limits, plus each team key's own (``set_key_limits``)."""
 
-    def __init__(self, profile: Profile, writer: DbWriter) -> None:
+    def __init__(self, profile: Profile, writer: DbWriter, tz: tzinfo | None = UTC) -> None:
         self.budgets = list(profile.budgets)
         self.writer = writer
+        self.tz = tz  # budget periods are calendar periods in the `timezone` setting's zone
         self.key_budgets: dict[str, Budget] = {}
+        # key name -> when its current key was created: a revoked key's spend is not its own
+        self.key_since: dict[str, float] = {}
         self._profile_rpm = {rl.scope: rl.rpm for rl in profile.rate_limits if rl.rpm}
         self._profile_concurrency = {
             rl.scope: rl.max_concurrent for rl in profile.rate_limits if rl.max_concurrent
@@ -78,37 +92,45 @@ class Budgets:
         self._active: dict[str, int] = defaultdict(int)
 
     def set_key_limits(self, rpm: dict[str, int], concurrency: dict[str, int],
-                       key_budgets: dict[str, Budget]) -> None:
+                       key_budgets: dict[str, Budget],
+                       key_since: dict[str, float] | None = None) -> None:
         """Replace the keys' limits (scopes ``key:NAME``; budgets by key name). A key's own
         rpm or concurrency overrides the profile's for the same scope; the rest stay."""
         self.rpm = {**self._profile_rpm, **rpm}
         self.concurrency = {**self._profile_concurrency, **concurrency}
         self.key_budgets = dict(key_budgets)
+        self.key_since = dict(key_since or {})
 
     def concurrency_limit(self, scope: str) -> int | None:
         return self.concurrency.get(scope)
 
-    def applicable(self, tier: str, feature: str | None, key_id: str | None) -> list[Budget]:
-        found = [b for b in self.budgets if scope_applies(b.scope, tier, feature, key_id)]
+    def applicable(self, tier: str, feature: str | None, key_id: str | None,
+                   user: str | None = None) -> list[Budget]:
+        found = [b for b in self.budgets if scope_applies(b.scope, tier, feature, key_id, user)]
         if key_id and key_id in self.key_budgets:
             found.append(self.key_budgets[key_id])
         return found
 
     async def reserve(self, tier: str, feature: str | None, key_id: str | None,
-                      worst_usd: float | None) -> Reservation | None:
-        budgets = self.applicable(tier, feature, key_id)
+                      worst_usd: float | None, user: str | None = None) -> Reservation | None:
+        budgets = self.applicable(tier, feature, key_id, user)
         if not budgets:
             return None
         res = Reservation(uuid.uuid4().hex, worst_usd or 0.0)
-        limits = [BudgetLimit(b.scope, b.usd, b.period) for b in budgets]
-        over = await self.writer.run(reserve_job(limits, res.id, res.usd, RESERVATION_TTL_S))
+        limits = [BudgetLimit(b.scope, b.usd, b.period, self._since(b.scope)) for b in budgets]
+        over = await self.writer.run(reserve_job(limits, res.id, res.usd, RESERVATION_TTL_S,
+                                                 self.tz))
         if over is not None:
             b = over.limit
             raise BudgetExceeded(
-                f"budget {b.scope} ${b.usd:.2f}/{b.period} would be exceeded: spent "
-                f"${over.spent:.4f}, reserved ${over.held:.4f}, this call up to ${res.usd:.4f}",
-                max(1, int(over.period_end - over.now)))
+                f"budget {b.scope} {usd(b.usd)}/{b.period} would be exceeded: spent "
+                f"{usd(over.spent)}, reserved {usd(over.held)}, this call up to {usd(res.usd)}",
+                max(1, int(over.period_end - over.now + 0.999)))
         return res
+
+    def _since(self, scope: str) -> float:
+        kind, _, name = scope.partition(":")
+        return self.key_since.get(name, 0.0) if kind == "key" else 0.0
 
     @staticmethod
     def settle_job(res: Reservation | None) -> WriteJob | None:
@@ -160,6 +182,8 @@ class Admission:
             scopes.append(f"feature:{ctx.feature}")
         if ctx.key_id:
             scopes.append(f"key:{ctx.key_id}")
+        if ctx.user:
+            scopes.append(f"user:{ctx.user}")
         self.budgets.acquire_rate(scopes)
         prep.rate_scopes = scopes
         try:
@@ -171,15 +195,20 @@ class Admission:
     async def admit_fallback(self, prep: Prepared, tier: str) -> None:
         """A fallback tier may have budgets the chosen tier had not."""
         if tier != prep.decision.tier and prep.reservation is None:
+            model = self.profile.tiers[tier].model
+            if instrument.is_paid(tier, model, self.pricing):  # sent and reserved at one limit
+                prep.req = instrument.with_output_limit(prep.req, self.profile)
             await self.reserve(prep, tier)
 
     async def reserve(self, prep: Prepared, tier: str) -> None:
-        if not self.budgets.applicable(tier, prep.ctx.feature, prep.ctx.key_id):
+        if not self.budgets.applicable(tier, prep.ctx.feature, prep.ctx.key_id, prep.ctx.user):
             return
         model = self.profile.tiers[tier].model if tier != prep.decision.tier else prep.decision.model
         embedding = isinstance(prep.req, EmbeddingRequest)
+        # the limit the request is sent with (prepare sets one on every paid call)
         limit = 0 if embedding else prep.req.token_limit() or WORST_CASE_OUTPUT_TOKENS
-        worst = self.pricing.tier_cost(tier, model, worst_case_prompt_tokens(prep.req), limit)
+        worst = instrument.worst_case_cost(self.pricing, tier, model, prep.req,
+                                           worst_case_prompt_tokens(prep.req), limit)
         if worst is None:  # a hard stop cannot hold for a call whose price is unknown
             raise BudgetExceeded(
                 f"budget applies to tier {tier} but {model!r} has no known price; add it under "
@@ -187,7 +216,7 @@ class Admission:
         if worst == 0:
             return
         prep.reservation = await self.budgets.reserve(tier, prep.ctx.feature, prep.ctx.key_id,
-                                                      worst)
+                                                      worst, prep.ctx.user)
 
     def release_rate(self, prep: Prepared) -> None:
         """The call ended (or never started): its rate-limit slots are free again."""

@@ -18,10 +18,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from devloop import instrument
 from devloop.backends import Backend, BackendError
 from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
-from devloop.gateway.admission import Admission, Budgets
+from devloop.gateway.admission import Admission, BudgetExceeded, Budgets
 from devloop.gateway.metering import Meter, Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
 from devloop.gateway.priority import PriorityGate
@@ -49,7 +50,7 @@ log = logging.getLogger("devloop.gateway")
 
 
 class Gateway:
-    def __init__(self, settings: Settings, profile: Profile) -> None:
+    def __init__(self, settings: Settings, profile: Profile, store: bool = True) -> None:
         self.settings = settings
         self.profile = profile
         settings.ensure_home()
@@ -58,9 +59,10 @@ class Gateway:
         self.router = Router(profile, settings.ollama_probe_timeout)
         self.pricing = Pricing(profile)
         self.cache = ResponseCache(profile.cache, self.writer, self.read_conn)
-        self.budgets = Budgets(profile, self.writer)
+        self.budgets = Budgets(profile, self.writer, settings.zone())
         self.admission = Admission(profile, self.pricing, self.budgets)
-        self.meter = Meter(profile, self.pricing, self.writer, self.budgets)
+        # store=False (`devloop check --no-store`): no ledger rows, no cache rows
+        self.meter = Meter(profile, self.pricing, self.writer, self.budgets, store=store)
         self.classifier = ModelClassifier(profile, self.router)
         self.priority = PriorityGate.from_profile(profile)
         if profile.cache.enabled and profile.cache.semantic:
@@ -99,9 +101,9 @@ class Gateway:
     def prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext,
                 complexity: str | None = None) -> Prepared:
         started = time.perf_counter()
-        prompt = req.prompt_text()
         if ctx.user is None and getattr(req, "user", None):
-            ctx.user = req.user  # OpenAI's `user` field books the call (a team key wins)
+            ctx.user = req.user  # the OpenAI `user` field: attribution and `user:` budgets
+        prompt = req.prompt_text()
         tokens = estimate_tokens(prompt)
         decision = decide(
             PolicyInput(ctx.endpoint, req.model, prompt, tokens, ctx.feature,
@@ -114,8 +116,13 @@ class Gateway:
         except CapabilityError as exc:  # booked as a refused call of the tier that refused
             exc.prepared = Prepared(req, ctx, decision, None, "off", started)  # type: ignore[attr-defined]
             raise
+        if decision.ignored and isinstance(req, ChatRequest):  # said in X-Devloop-Ignored
+            req = req.model_copy(update=dict.fromkeys(
+                ("tools", "tool_choice", "parallel_tool_calls")))
         if not isinstance(req, EmbeddingRequest):
             req = apply_token_limits(req, decision)
+            if instrument.is_paid(decision.tier, decision.model, self.pricing):
+                req = instrument.with_output_limit(req, self.profile, decision)  # a hard stop
         status: CacheStatus = "off"
         key = None
         if ctx.cache_mode in ("bypass",):
@@ -143,7 +150,7 @@ class Gateway:
             prep = getattr(exc, "prepared", None)
             if prep is not None:
                 await self.meter.refusal(prep, self.router.backends[prep.decision.tier].kind,
-                                         str(exc))
+                                         exc, status=400)
             raise
 
     def _cache_key(self, req: Any, ctx: RequestContext, tier: str, model: str) -> str:
@@ -156,6 +163,22 @@ class Gateway:
             return None
         return self._cache_key(prep.req, prep.ctx, tier,
                                self.router.model_for(tier, prep.decision))
+
+    async def _admit(self, prep: Prepared) -> None:
+        """Admission for the routed tier; a refusal (budget, rate limit) is a ledger row."""
+        try:
+            await self.admission.admit(prep, prep.decision.tier)
+        except BudgetExceeded as exc:
+            await self.meter.refusal(prep, self._kind(prep.decision.tier), exc)
+            raise
+
+    def _kind(self, tier: str) -> str | None:
+        backend = self.router.backends.get(tier)
+        return backend.kind if backend is not None else None
+
+    def _outgoing(self, prep: Prepared, backend: Backend, model: str) -> Any:
+        """The request as sent to ``backend``: cache breakpoints where the provider needs them."""
+        return instrument.for_provider(prep.req, backend.kind, model, self.profile, self.pricing)
 
     def release(self, prep: Prepared) -> None:
         """A call that was admitted has ended: it no longer counts in flight or in rate limits."""
@@ -203,7 +226,7 @@ class Gateway:
         if cached is not None:
             return cached
         chat = isinstance(prep.req, ChatRequest)
-        await self.admission.admit(prep, prep.decision.tier)
+        await self._admit(prep)
         upstream_ms = 0.0
 
         async def attempt(backend: Backend, model: str) -> Completion:
@@ -211,9 +234,10 @@ class Gateway:
             await self.admission.admit_fallback(prep, backend.tier)
             t = time.perf_counter()
             try:
+                req = self._outgoing(prep, backend, model)
                 async with self.priority.slot(backend.tier or "", prep.ctx.priority):
-                    return await (backend.chat(prep.req, model, prep.forward_headers) if chat
-                                  else backend.complete(prep.req, model, prep.forward_headers))
+                    return await (backend.chat(req, model, prep.forward_headers) if chat
+                                  else backend.complete(req, model, prep.forward_headers))
             finally:
                 upstream_ms += (time.perf_counter() - t) * 1000
 
@@ -238,7 +262,7 @@ class Gateway:
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> CallResult:
         prep = await self._prepare(req, ctx)
         texts = req.texts()
-        await self.admission.admit(prep, prep.decision.tier)
+        await self._admit(prep)
         upstream_ms = 0.0
 
         async def attempt(backend: Backend, model: str) -> Embeddings:
@@ -272,14 +296,15 @@ class Gateway:
         cached = await self._cached(prep)
         if cached is not None:
             return StreamCall(self, prep, cached.tier, "cache", cached.reason, replay=cached)
-        await self.admission.admit(prep, prep.decision.tier)
+        await self._admit(prep)
         chat = isinstance(prep.req, ChatRequest)
         self.in_flight += 1
 
         async def attempt(backend: Backend, model: str) -> tuple[AsyncIterator[Delta], Delta]:
             await self.admission.admit_fallback(prep, backend.tier)
-            it = (backend.chat_stream(prep.req, model, prep.forward_headers) if chat
-                  else backend.complete_stream(prep.req, model, prep.forward_headers)
+            req = self._outgoing(prep, backend, model)
+            it = (backend.chat_stream(req, model, prep.forward_headers) if chat
+                  else backend.complete_stream(req, model, prep.forward_headers)
                   ).__aiter__()
             first = await it.__anext__()  # connection errors surface here, before headers
             return it, first

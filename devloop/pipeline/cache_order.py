@@ -1,69 +1,81 @@
-"""Stage 3, cache order: how much of a prompt a provider's prompt cache can reuse.
+"""Stage 3, cache order: how much of a prompt the production model's prompt cache reuses,
+what that costs for 1,000 calls (input and output), and a reorder that keeps the meaning.
 
-Providers cache the longest *prefix* shared by consecutive calls (tools, then system, then
-messages), and only once it reaches a minimum length. So the measure is: render the prompt
-with two different var sets, tokenise both (cl100k_base) and take the longest common token
-prefix. Anything that varies per call (placeholders, timestamps, ids, per-user data) placed
-before static text ends that prefix early; moving it after the static text (static first,
-dynamic last) is the suggested reordering, priced with the production model's cache read
-and write prices.
-
+Each variable has a change rate (declared in ``vars_meta`` or inferred, see rates.py), so
+the prompt has up to three reusable prefixes: what stays across days, within a day, within
+a session. Each is measured in the model's tokens by rendering the prompt twice with the
+faster-changing values changed and taking the common token prefix; then the provider's
+rules decide what is cached (providers.py: minimum length, OpenAI's 128-token steps,
+Anthropic's breakpoints on block boundaries), and the hit model prices it (cache_prices.py).
+The suggestion moves the smallest unit holding a fast value, never out of a container
+(reorder.py, structure.py), and for Anthropic says where blocks split and breakpoints go.
 Pure: functions over an EvalSet, a tokenizer and prices; no I/O.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from devloop.evals.evalset import PLACEHOLDER, EvalSet, render_template, var_to_text
-from devloop.pipeline.cache_prices import CachePricing, cost_per_1k_calls
-from devloop.tokens import Tokenizer
+from devloop.evals.evalset import EvalSet
+from devloop.pipeline.cache_prefix import (
+    _block_ends,
+    _layout,
+    _levels,
+    dynamic_spans,
+    stable_prefixes,
+    token_position,
+)
+from devloop.pipeline.cache_prices import CachePricing, Level, best_cost, cache_pricing
+from devloop.pipeline.dynamics import DynamicKind, literal_dynamics
+from devloop.pipeline.providers import ModelTokenizer
+from devloop.pipeline.rates import DEFAULT_CALLS_PER_HOUR, RATE_ORDER, assumptions
+from devloop.pipeline.reorder import (
+    Dyn,
+    dump_prompt,
+    placeholders,
+    plan_reorder,
+    refer_to_one_place,
+    repeated_values,
+    unified_diff,
+)
+from devloop.pipeline.structure import containers, unit_at
 
-DynamicKind = Literal["timestamp", "date", "id", "user", "document", "placeholder"]
-DOCUMENT_CHARS = 800  # a var this long per call is a document (an email, a diff, a page)
-# A dynamic element is worth moving when at least this much static text follows it.
+__all__ = ["CachePricing", "CacheOrderResult", "analyse_cache_order", "cache_pricing"]
+
 MIN_STATIC_AFTER_TOKENS = 64
-
-_MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
-# Literal text that an application almost always fills in per call, even when an eval set
-# pins it: the order matters (timestamps before the dates they contain).
-LITERAL_PATTERNS: list[tuple[DynamicKind, re.Pattern[str]]] = [
-    ("timestamp", re.compile(
-        r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?\b")),
-    ("timestamp", re.compile(r"\b\d{1,2}:\d{2}:\d{2}\b")),
-    ("date", re.compile(r"\b\d{4}-\d{2}-\d{2}\b")),
-    ("date", re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b")),
-    ("date", re.compile(rf"\b{_MONTHS} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}\b")),
-    ("date", re.compile(rf"\b\d{{1,2}} {_MONTHS} \d{{4}}\b")),
-    ("id", re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                      r"[0-9a-fA-F]{12}\b")),
-    ("id", re.compile(r"\b(?:req|sess|session|usr|user|cus|msg|chatcmpl|run|trace|org)"
-                      r"[_-][A-Za-z0-9]{8,}\b")),
-    ("id", re.compile(r"\b[0-9a-f]{16,}\b")),
-]
-_NAME_KINDS: list[tuple[DynamicKind, re.Pattern[str]]] = [
-    ("timestamp", re.compile(r"(^|_)(time|timestamp|ts|now|datetime)(_|$)", re.I)),
-    ("date", re.compile(r"(^|_)(date|today|day)(_|$)", re.I)),
-    ("id", re.compile(r"(^|_)(id|uuid|guid|session|request|trace|nonce)(_|$)", re.I)),
-    ("user", re.compile(r"user|name|email|customer|account|tenant|org|member|person|author"
-                        r"|locale|profile|reviewer|owner|assignee|client|recipient|sender"
-                        r"|employee|patient|student|contact|phone|address|city|country", re.I)),
-]
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
+MIN_GAIN_TOKENS = 64  # a suggestion must cache at least this much more at some level
+# A level's rate -> the stable-prefix key that bounds it.
+LEVEL_KEY = {"per_deployment": "per_day", "per_day": "per_session", "per_session": "per_call"}
+DEFAULT_OUTPUT_TOKENS = 250
 
 
 class DynamicElement(BaseModel):
     kind: DynamicKind
-    position: int  # token offset in the rendered prompt
-    text: str  # the placeholder ("{{now}}") or the literal text found
-    message: int  # index in the rendered messages (system first)
+    position: int  # token offset in the rendered prompt (the model's tokens)
+    text: str
+    message: int
     var: str | None = None
+    rate: str = "per_call"
     static_after_tokens: int = 0
+    movable: bool | None = None
+    why: str | None = None  # why it cannot move
+
+
+class VariableRate(BaseModel):
+    var: str
+    rate: str
+    source: Literal["declared", "inferred"]
+    why: str
+
+
+class CacheLevel(BaseModel):
+    rate: str  # values of this rate or slower precede this length
+    tokens: int  # the reusable prefix
+    cached_tokens: int  # what the provider caches of it as the prompt stands
+    reordered_cached_tokens: int
 
 
 class CacheOrderResult(BaseModel):
@@ -80,170 +92,31 @@ class CacheOrderResult(BaseModel):
     dynamic_elements: list[DynamicElement] = Field(default_factory=list)
     reordered_prompt: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
+    provider: str = "none"
+    min_cacheable_source: str = ""
+    tokenizer: str = ""
+    counts: str = "input and output"
+    output_tokens_source: str = ""
+    calls_per_hour: float = DEFAULT_CALLS_PER_HOUR
+    assumptions: str = ""
+    variables: list[VariableRate] = Field(default_factory=list)
+    levels: list[CacheLevel] = Field(default_factory=list)
+    ttl: str | None = None
+    reordered_ttl: str | None = None
+    cache_read_share: float = 0.0
+    reordered_cache_read_share: float = 0.0
+    block_split: list[dict[str, Any]] = Field(default_factory=list)
+    unmovable: list[DynamicElement] = Field(default_factory=list)
+    repeated_values: dict[str, int] = Field(default_factory=dict)
+    reordered_diff: str | None = None
+    moved_values: list[str] = Field(default_factory=list)  # the values whose unit moves
+    referred_values: dict[str, str] = Field(default_factory=dict)  # var -> the reference used
 
 
-@dataclass(frozen=True, slots=True)
-class _Segment:
-    start: int
-    end: int
-    sep: str  # the separator that followed it in the original text
-    dynamic: bool
-
-
-# -- finding dynamic content ----------------------------------------------------------------
-def literal_dynamics(text: str) -> list[tuple[DynamicKind, int, int]]:
-    """Timestamps, dates and ids written literally in ``text`` (outside placeholders)."""
-    blocked = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
-    found: list[tuple[DynamicKind, int, int]] = []
-    for kind, pattern in LITERAL_PATTERNS:
-        for m in pattern.finditer(text):
-            span = (m.start(), m.end())
-            if any(s < span[1] and span[0] < e for s, e in blocked):
-                continue
-            found.append((kind, *span))
-            blocked.append(span)
-    return sorted(found, key=lambda f: f[1])
-
-
-def _looks_like(kind: DynamicKind, value: str) -> bool:
-    return any(k == kind and p.fullmatch(value.strip()) for k, p in LITERAL_PATTERNS)
-
-
-def placeholder_kind(name: str, values: list[Any]) -> DynamicKind:
-    """Classify a placeholder by the values the cases give it, then by its name."""
-    texts = [var_to_text(v) for v in values if v is not None]
-    for kind in ("timestamp", "date", "id"):
-        if texts and all(_looks_like(kind, t) for t in texts):
-            return kind  # type: ignore[return-value]
-    if texts and sum(len(t) for t in texts) / len(texts) >= DOCUMENT_CHARS:
-        return "document"
-    for kind, pattern in _NAME_KINDS:
-        if pattern.search(name):
-            return kind
-    return "placeholder"
-
-
-def _is_dynamic(text: str) -> bool:
-    return bool(PLACEHOLDER.search(text)) or bool(literal_dynamics(text))
-
-
-def segments(content: str, tokenizer: Tokenizer, min_static_after: int) -> list[_Segment]:
-    """Split a message into paragraphs; a dynamic paragraph that also carries a lot of static
-    text is split into lines so the static lines can stay in the prefix."""
-    out: list[_Segment] = []
-    pos = 0
-    for m in [*_PARAGRAPH_BREAK.finditer(content), None]:
-        end = m.start() if m else len(content)
-        sep = m.group(0) if m else ""
-        para = content[pos:end]
-        if _is_dynamic(para) and "\n" in para:
-            lines = para.split("\n")
-            static_tokens = sum(len(tokenizer.encode(ln)) for ln in lines if not _is_dynamic(ln))
-            if static_tokens >= min_static_after:
-                start = pos
-                for i, line in enumerate(lines):
-                    last = i == len(lines) - 1
-                    out.append(_Segment(start, start + len(line), sep if last else "\n",
-                                        _is_dynamic(line)))
-                    start += len(line) + 1
-                pos = m.end() if m else len(content)
-                continue
-        out.append(_Segment(pos, end, sep, _is_dynamic(para)))
-        pos = m.end() if m else len(content)
-    return out
-
-
-# -- layout and prefix ----------------------------------------------------------------------
-def _layout(messages: list[dict[str, str]], tools: list[dict[str, Any]] | None
-            ) -> tuple[str, list[int]]:
-    """One text in the order providers cache (tools, system, messages) and the offset of each
-    message's content in it."""
-    parts: list[str] = []
-    offsets: list[int] = []
-    size = 0
-    if tools:
-        head = "<|tools|>\n" + json.dumps(tools, sort_keys=True, ensure_ascii=False) + "\n"
-        parts.append(head)
-        size += len(head)
-    for message in messages:
-        head = f"<|{message['role']}|>\n"
-        offsets.append(size + len(head))
-        piece = head + message["content"] + "\n"
-        parts.append(piece)
-        size += len(piece)
-    return "".join(parts), offsets
-
-
-def _render(templates: list[dict[str, str]], case_vars: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"role": t["role"], "content": render_template(t["content"], case_vars)}
-            for t in templates]
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def token_position(templates: list[dict[str, str]], tools: list[dict[str, Any]] | None,
-                    case_vars: dict[str, Any], message: int, char: int,
-                    tokenizer: Tokenizer) -> int:
-    """Token offset, in the rendered prompt, of template character ``char`` of ``message``."""
-    rendered = _render(templates, case_vars)
-    text, offsets = _layout(rendered, tools)
-    head = render_template(templates[message]["content"][:char], case_vars)
-    return len(tokenizer.encode(text[: offsets[message] + len(head)]))
-
-
-def _prefix_tokens(templates: list[dict[str, str]], tools: list[dict[str, Any]] | None,
-                   vars_a: dict[str, Any], vars_b: dict[str, Any], tokenizer: Tokenizer) -> int:
-    """The longest common token prefix of two renders, cut at the first literal timestamp or
-    id (it is identical in an eval set but differs between real calls)."""
-    a = tokenizer.encode(_layout(_render(templates, vars_a), tools)[0])
-    b = tokenizer.encode(_layout(_render(templates, vars_b), tools)[0])
-    prefix = _common_prefix(a, b)
-    for i, t in enumerate(templates):
-        for _kind, start, _end in literal_dynamics(t["content"])[:1]:
-            prefix = min(prefix, token_position(templates, tools, vars_a, i, start, tokenizer))
-    return prefix
-
-
-def var_sets(evalset: EvalSet) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Two var sets that differ in every placeholder: the first case, and the first case
-    that differs from it with any shared value changed (every placeholder varies per call)."""
-    first = dict(evalset.cases[0].vars)
-    other = next((dict(c.vars) for c in evalset.cases[1:] if c.vars != first), dict(first))
-    for name in evalset.prompt.variables():
-        if var_to_text(other.get(name)) == var_to_text(first.get(name)):
-            other[name] = "\u00a7" + var_to_text(first.get(name))
-    return first, other
-
-
-def reorder(templates: list[dict[str, str]], messages: set[int], tokenizer: Tokenizer,
-            min_static_after: int = MIN_STATIC_AFTER_TOKENS) -> list[dict[str, str]]:
-    """Static segments first, dynamic ones last, inside each of ``messages``; message order
-    is kept (conversation turns cannot move)."""
-    out: list[dict[str, str]] = []
-    for i, t in enumerate(templates):
-        if i not in messages:
-            out.append(dict(t))
-            continue
-        content = t["content"]
-        segs = segments(content, tokenizer, min_static_after)
-
-        def join(group: list[_Segment], content: str = content) -> str:
-            return "".join(content[s.start:s.end] + (s.sep if k < len(group) - 1 else "")
-                           for k, s in enumerate(group))
-
-        static = join([s for s in segs if not s.dynamic]).rstrip()
-        dynamic = join([s for s in segs if s.dynamic]).rstrip()
-        trailing = content[len(content.rstrip()):]
-        body = "\n\n".join(p for p in (static, dynamic) if p)
-        out.append({"role": t["role"], "content": body + trailing})
-    return out
+# -- the stage ------------------------------------------------------------------------------
+def _where(templates: list[dict[str, str]], i: int) -> str:
+    has_system = bool(templates) and templates[0]["role"] == "system"
+    return "system" if has_system and i == 0 else f"messages[{i - 1 if has_system else i}]"
 
 
 def _as_prompt(templates: list[dict[str, str]], tools: list[dict[str, Any]] | None
@@ -257,96 +130,242 @@ def _as_prompt(templates: list[dict[str, str]], tools: list[dict[str, Any]] | No
     return prompt
 
 
-# -- the stage ------------------------------------------------------------------------------
-def _elements(evalset: EvalSet, templates: list[dict[str, str]], vars_a: dict[str, Any],
-              tokenizer: Tokenizer, min_static_after: int) -> list[DynamicElement]:
-    tools = evalset.prompt.tools
-    values = {name: [c.vars.get(name) for c in evalset.cases]
-              for name in evalset.prompt.variables()}
-    found: list[DynamicElement] = []
-    for i, t in enumerate(templates):
-        content = t["content"]
-        segs = segments(content, tokenizer, min_static_after)
-        static_tokens = [0 if s.dynamic else len(tokenizer.encode(content[s.start:s.end]))
-                         for s in segs]
-        spans: list[tuple[DynamicKind, int, int, str | None]] = [
-            (placeholder_kind(m.group(1), values[m.group(1)]), m.start(), m.end(), m.group(1))
-            for m in PLACEHOLDER.finditer(content)
-        ]
-        spans += [(kind, s, e, None) for kind, s, e in literal_dynamics(content)]
-        for kind, start, end, var in spans:
-            seg = next((k for k, s in enumerate(segs) if s.start <= start < s.end + 1), 0)
-            found.append(DynamicElement(
-                kind=kind,
-                position=token_position(templates, tools, vars_a, i, start, tokenizer),
-                text=content[start:end],
-                message=i,
-                var=var,
-                static_after_tokens=sum(static_tokens[seg + 1:]),
-            ))
-    return sorted(found, key=lambda e: e.position)
+def _static_after(templates: list[dict[str, str]], d: Dyn, end: int, dyns: list[Dyn],
+                  tok: Any) -> int:
+    rest = templates[d.message]["content"][end:]
+    later = sorted((x for x in dyns if x.message == d.message and x.start >= end
+                    and RATE_ORDER[x.rate] >= RATE_ORDER[d.rate]), key=lambda x: -x.start)
+    for x in later:
+        rest = rest[:x.start - end] + rest[x.end - end:]
+    return int(tok.scale(len(tok.encode(rest.strip()))))
+
+
+def _elements(evalset: EvalSet, templates: list[dict[str, str]], dyns: list[Dyn],
+              kinds: dict[str, str], vars_a: dict[str, Any], tok: Any) -> list[DynamicElement]:
+    out: list[DynamicElement] = []
+    conts = [containers(t["content"]) for t in templates]
+    for d in dyns:
+        content = templates[d.message]["content"]
+        unit = unit_at(content, d.start, d.end, conts[d.message],
+                       first_sentence=d.message == 0 and templates[0]["role"] == "system")
+        kind = kinds.get(d.var, "placeholder") if d.var else _literal_kind(d.text)
+        out.append(DynamicElement(
+            kind=kind,  # type: ignore[arg-type]
+            position=int(tok.scale(token_position(templates, evalset.prompt.tools, vars_a,
+                                                  d.message, d.start, tok))),
+            text=d.text, message=d.message, var=d.var, rate=d.rate,
+            static_after_tokens=_static_after(templates, d, unit.end, dyns, tok),
+            movable=unit.movable, why=unit.why or None))
+    return sorted(out, key=lambda e: e.position)
+
+
+def _literal_kind(text: str) -> str:
+    found = literal_dynamics(text)
+    return found[0][0] if found else "placeholder"
+
+
+def _split_point(templates: list[dict[str, str]], tools: list[dict[str, Any]] | None,
+                 vars_a: dict[str, Any], tok: Any, dyns: list[Dyn], level: Level, raw: int
+                 ) -> dict[str, Any]:
+    """Where to end the cached block: before the line, sentence or clause that holds the
+    first value past the level (so its label goes with it)."""
+    near = sorted((abs(pos - raw), i, d) for i, d in enumerate(dyns)
+                  if RATE_ORDER[d.rate] > RATE_ORDER[level.rate]
+                  and (pos := token_position(templates, tools, vars_a, d.message, d.start, tok))
+                  >= raw - 3)
+    for _dist, _i, d in near[:1]:
+        content = templates[d.message]["content"]
+        unit = unit_at(content, d.start, d.end, containers(content),
+                       first_sentence=d.message == 0 and templates[0]["role"] == "system")
+        head = content[:unit.start]
+        at = token_position(templates, tools, vars_a, d.message, len(head.rstrip()), tok)
+        return {"message": _where(templates, d.message),
+                "after_text": re.sub(r"\s+", " ", head).strip()[-60:],
+                "at_token": int(tok.scale(at))}
+    return {"message": "prompt", "after_text": "", "at_token": int(level.tokens)}
 
 
 def analyse_cache_order(
     evalset: EvalSet,
     pricing: CachePricing,
-    tokenizer: Tokenizer,
+    tokenizer: Any = None,
     *,
     production_model: str,
-    output_tokens: float = 0.0,
+    output_tokens: float | None = None,
+    calls_per_hour: float = DEFAULT_CALLS_PER_HOUR,
     min_static_after: int = MIN_STATIC_AFTER_TOKENS,
 ) -> CacheOrderResult:
-    """Measure the cacheable prefix now and after moving dynamic content last.
+    """Measure the reusable prefixes now and after the suggested reorder, and price both.
 
-    ``output_tokens`` (the mean completion length, e.g. from the draft stage) only adds the
-    same output cost to both estimates so that they read as real per-call prices."""
+    ``output_tokens``: the completion length to price; by default the eval set's
+    ``max_tokens`` or DEFAULT_OUTPUT_TOKENS, whichever is smaller (stated in the result)."""
+    tok = tokenizer if hasattr(tokenizer, "scale") else ModelTokenizer(production_model)
     templates = evalset.prompt.templates()
     tools = evalset.prompt.tools
-    vars_a, vars_b = var_sets(evalset)
+    vars_a = dict(evalset.cases[0].vars)
+    dyns, kinds, rates = dynamic_spans(evalset, templates)
+    cm = pricing.model
+    if output_tokens is None:
+        output_tokens = float(min(DEFAULT_OUTPUT_TOKENS, evalset.max_tokens or 10**9))
+        out_source = (f"{output_tokens:.0f} output tokens assumed per call (the eval set's "
+                      "max_tokens)" if evalset.max_tokens and evalset.max_tokens < DEFAULT_OUTPUT_TOKENS
+                      else f"{output_tokens:.0f} output tokens assumed per call (no measured "
+                      "length; set max_tokens in the eval set to bound it)")
+    else:
+        out_source = f"{output_tokens:.0f} output tokens per call (given)"
 
-    elements = _elements(evalset, templates, vars_a, tokenizer, min_static_after)
-    before_static = [e for e in elements if e.static_after_tokens >= min_static_after]
-    prefix = _prefix_tokens(templates, tools, vars_a, vars_b, tokenizer)
+    elements = _elements(evalset, templates, dyns, kinds, vars_a, tok)
+    before_static = [e for e in elements if e.rate != "per_deployment"
+                     and e.static_after_tokens >= min_static_after]
 
-    reordered = reorder(templates, {e.message for e in before_static}, tokenizer,
-                        min_static_after) if before_static else templates
-    reordered_prefix = (_prefix_tokens(reordered, tools, vars_a, vars_b, tokenizer)
-                        if before_static else prefix)
+    ref_templates, ref_dyns, referred = refer_to_one_place(templates, dyns)
+    plan = plan_reorder(ref_templates, ref_dyns)
+    moved = plan.changed or bool(referred)
+    new_templates = plan.templates if moved else templates
+
+    stable = stable_prefixes(templates, tools, dyns, vars_a, tok)
+    ends = _block_ends(templates, tools, vars_a, tok)
+    now_levels = _levels(stable, tok.scale, pricing, ends)
+    # Suggestions may split blocks where the levels end (Anthropic): any length is usable.
+    split_only = _levels(stable, tok.scale, pricing, None)
+    new_stable, new_levels = stable, split_only
+    if moved:
+        new_dyns = dynamic_spans(evalset, new_templates)[0]
+        new_stable = stable_prefixes(new_templates, tools, new_dyns, vars_a, tok)
+        new_levels = _levels(new_stable, tok.scale, pricing, None)
+        if _gain(split_only, new_levels) < MIN_GAIN_TOKENS:  # not worth changing the text
+            moved, new_templates, new_stable, new_levels = False, templates, stable, split_only
+            plan.moved.clear()
+            referred = {}
+    if _gain(now_levels, new_levels) < MIN_GAIN_TOKENS:
+        new_levels = now_levels
 
     prompt_tokens = sum(
-        len(tokenizer.encode(_layout(evalset.render(c.vars), tools)[0])) for c in evalset.cases
-    ) / len(evalset.cases)
-    now_cost = cost_per_1k_calls(pricing, prompt_tokens, prefix, output_tokens)
-    new_cost = cost_per_1k_calls(pricing, prompt_tokens, reordered_prefix, output_tokens)
+        tok.scale(len(tok.encode(_layout(evalset.render(c.vars), tools)[0])))
+        for c in evalset.cases) / len(evalset.cases)
+    now_cost, ttl, now_share = best_cost(pricing, now_levels, prompt_tokens, output_tokens,
+                                         calls_per_hour)
+    new_cost, new_ttl, new_share = best_cost(pricing, new_levels, prompt_tokens,
+                                             output_tokens, calls_per_hour)
 
-    minimum = pricing.min_cacheable_tokens
+    levels = []
+    for rate, key in LEVEL_KEY.items():
+        levels.append(CacheLevel(
+            rate=rate, tokens=int(tok.scale(stable[key])),
+            cached_tokens=int(max((lv.tokens for lv in now_levels
+                                   if RATE_ORDER[lv.rate] <= RATE_ORDER[rate]), default=0)),
+            reordered_cached_tokens=int(max((lv.tokens for lv in new_levels
+                                             if RATE_ORDER[lv.rate] <= RATE_ORDER[rate]),
+                                            default=0))))
+
     notes: list[str] = []
-    for e in before_static:
-        notes.append(f"{e.kind} {e.text!r} at token {e.position} comes before "
-                     f"{e.static_after_tokens} tokens of static text")
-    if minimum is None:
+    inferred = [r for r in rates.values() if r.source == "inferred"]
+    for r in inferred:
+        notes.append(f"{{{{{r.var}}}}} inferred {r.rate} ({r.why}); declare it in vars_meta")
+    minimum = pricing.min_cacheable_tokens
+    split: list[dict[str, Any]] = []
+    if cm is not None and cm.breakpoints:
+        for lv in new_levels if not moved else []:
+            if lv.tokens - _cached_at(now_levels, lv.rate) >= MIN_GAIN_TOKENS:
+                split.append({**_split_point(templates, tools, vars_a, tok, dyns, lv,
+                                             stable[LEVEL_KEY[lv.rate]]),
+                              "rate": lv.rate, "tail": _tail(elements, lv)})
+        for s in split:
+            notes.append(f"Anthropic caches only up to a cache_control breakpoint on a block "
+                         f"boundary: {s['message']} is one block with a {s['tail']}, so "
+                         f"it caches nothing past it. Split it: end the first block "
+                         f"after {s['after_text']!r} (token {s['at_token']:,}) and put "
+                         f"cache_control {{type: ephemeral}} on it; the tail goes in a second "
+                         "block")
+    for var, wording in referred.items():
+        notes.append(f"{{{{{var}}}}} is also written inside a container that cannot move: the "
+                     f"suggestion states it once and refers to it there as {wording!r}")
+    if moved:
+        old_len = now_levels[-1].tokens if now_levels else 0
+        new_len = new_levels[-1].tokens if new_levels else 0
+        notes.append("static first, dynamic last (moving only the sentence, line or clause "
+                     f"holding each value): cacheable prefix {old_len:,.0f} -> {new_len:,.0f} "
+                     "tokens")
+        if cm is not None and cm.breakpoints:
+            for lv in new_levels:
+                notes.append(f"breakpoint: cache_control after token {lv.tokens:,.0f} "
+                             f"(end of the {lv.rate.replace('_', '-')} part)")
+    for e in elements:
+        if e.why and e.static_after_tokens >= min_static_after and e.rate != "per_deployment" \
+                and e.var not in referred:
+            notes.append(f"{e.text} ({e.rate}) stays: {e.why}; the prefix that survives a "
+                         f"change of it ends at token {e.position:,}")
+    for var, n in repeated_values(templates).items():
+        notes.append(f"{{{{{var}}}}} is written {n} times: state it once (e.g. at the end) "
+                     "and refer to it elsewhere")
+    if cm is None or cm.kind == "none":
         notes.append(f"{production_model}: no prompt caching known for this provider")
-    elif prefix < minimum:
-        notes.append(f"cacheable prefix {prefix} tokens is below the provider minimum "
-                     f"{minimum}: nothing is cached")
-    if before_static:
-        notes.append(f"static first, dynamic last: cacheable prefix {prefix} -> "
-                     f"{reordered_prefix} tokens")
+    elif not now_levels:
+        best = max(tok.scale(v) for v in stable.values())
+        if minimum is not None and best < minimum:
+            notes.append(f"cacheable prefix {best:,.0f} tokens is below the provider minimum "
+                         f"{minimum:,}: nothing is cached")
     if pricing.price is None:
         notes.append(f"{production_model}: price unknown")
 
+    moved_any = moved
+    reordered = _as_prompt(new_templates, tools) if moved_any else None
+    diff = None
+    if reordered is not None:
+        diff = unified_diff(dump_prompt(_as_prompt(templates, tools)), dump_prompt(reordered),
+                            evalset.name)
+        if placeholders(new_templates) != placeholders(templates):  # never ship a changed one
+            reordered, diff = None, None
     return CacheOrderResult(
-        status="warn" if before_static else "pass",
+        status="warn" if (before_static and moved_any) or split else "pass",
         production_model=production_model,
-        cacheable_prefix_tokens=prefix,
+        cacheable_prefix_tokens=int(now_levels[-1].tokens) if now_levels else 0,
         min_cacheable_tokens=minimum,
         dynamic_before_static=before_static,
-        reordered_prefix_tokens=reordered_prefix,
+        reordered_prefix_tokens=int(new_levels[-1].tokens) if new_levels else 0,
         cost_per_1k_calls_usd=now_cost,
         reordered_cost_per_1k_calls_usd=new_cost,
         prompt_tokens=round(prompt_tokens, 1),
         assumed_output_tokens=round(output_tokens, 1),
         dynamic_elements=elements,
-        reordered_prompt=_as_prompt(reordered, tools) if before_static else None,
+        reordered_prompt=reordered,
         notes=notes,
+        provider=cm.kind if cm else "none",
+        min_cacheable_source=cm.min_source if cm else "",
+        tokenizer=getattr(tok, "description", "cl100k_base"),
+        output_tokens_source=out_source,
+        calls_per_hour=calls_per_hour,
+        assumptions=assumptions(calls_per_hour),
+        variables=[VariableRate(var=r.var, rate=r.rate, source=r.source, why=r.why)
+                   for r in rates.values()],
+        levels=levels,
+        ttl=ttl if now_levels else None,
+        reordered_ttl=new_ttl if new_levels else None,
+        cache_read_share=now_share,
+        reordered_cache_read_share=new_share,
+        block_split=split,
+        unmovable=[e for e in elements if e.why and e.rate != "per_deployment"
+                   and e.static_after_tokens >= min_static_after],
+        repeated_values=repeated_values(templates),
+        reordered_diff=diff,
+        moved_values=sorted({d.text for d, _u in plan.moved}) if moved_any else [],
+        referred_values=referred,
     )
+
+
+def _cached_at(levels: list[Level], rate: str) -> float:
+    """What is cached for calls that share values of ``rate`` and slower."""
+    return max((lv.tokens for lv in levels if RATE_ORDER[lv.rate] <= RATE_ORDER[rate]),
+               default=0.0)
+
+
+def _gain(before: list[Level], after: list[Level]) -> float:
+    return max(_cached_at(after, r) - _cached_at(before, r) for r in LEVEL_KEY)
+
+
+def _tail(elements: list[DynamicElement], level: Level) -> str:
+    """How often the text right after a level's end changes."""
+    nxt = next((e for e in elements if e.position >= level.tokens - 3
+                and RATE_ORDER[e.rate] > RATE_ORDER[level.rate]), None)
+    rate = nxt.rate if nxt else "per_call"
+    return rate.replace("_", "-") + " tail" + (f" ({nxt.text})" if nxt else "")

@@ -18,21 +18,26 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from devloop.config import Profile, Settings
-from devloop.evals.evalset import EvalSet, load_evalset
+from devloop.evals.evalset import EvalSet
+from devloop.evals.files import load_one as load_evalset
 from devloop.paths import display_path
 from devloop.pipeline.cache_order import CacheOrderResult, analyse_cache_order
 from devloop.pipeline.cache_prices import cache_pricing
 from devloop.pipeline.compression import analyse_compression
+from devloop.pipeline.compression_parts import ProtectedCompressor
 from devloop.pipeline.draft import DraftResult, Grader, run_draft
 from devloop.pipeline.grading import default_grader
 from devloop.pipeline.lingua import CompressorUnavailable, LinguaCompressor
+from devloop.pipeline.providers import ModelTokenizer
+from devloop.pipeline.rates import DEFAULT_CALLS_PER_HOUR
 from devloop.store.checks import insert_check, latest_checks
+from devloop.store.compressions import CompressionCache, promoted
 from devloop.tokens import TiktokenCounter, Tokenizer
 
 STAGES: tuple[str, ...] = ("draft", "compression", "cache_order")
-# The order they run in: the cache-order costs use the draft's output length, and the
-# compression stage uses the cacheable prefix.
-RUN_ORDER: tuple[str, ...] = ("draft", "cache_order", "compression")
+# The order they run in: the cache-order analysis always runs first, whatever stages are
+# asked (compression prices its savings with it), so the advice is the same for any --stage.
+RUN_ORDER: tuple[str, ...] = ("cache_order", "draft", "compression")
 
 # The keys DESIGN.md fixes for `devloop check --json`: always present (null when not run).
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
@@ -83,7 +88,8 @@ class CheckReport(BaseModel):
 class Checker:
     def __init__(self, settings: Settings, profile: Profile, *, gateway: Any = None,
                  compressor: LinguaCompressor | None = None, tokenizer: Tokenizer | None = None,
-                 grader: Grader | None = None, store: bool = True) -> None:
+                 grader: Grader | None = None, store: bool = True,
+                 calls_per_hour: float = DEFAULT_CALLS_PER_HOUR) -> None:
         self.settings = settings
         self.profile = profile
         self.gateway = gateway
@@ -92,6 +98,7 @@ class Checker:
         self._tokenizer = tokenizer
         self.grader = grader
         self.store = store
+        self.calls_per_hour = calls_per_hour
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -103,7 +110,7 @@ class Checker:
         if self.gateway is None:
             from devloop.gateway import Gateway
 
-            self.gateway = Gateway(self.settings, self.profile)
+            self.gateway = Gateway(self.settings, self.profile, store=self.store)
             await self.gateway.start(probe=probe)
         if self.grader is None:
             self.grader = default_grader(self.gateway)
@@ -122,14 +129,16 @@ class Checker:
 
     async def check_evalset(self, evalset: EvalSet, file: str, stages: Sequence[str] = STAGES,
                             on_stage: StageCallback | None = None) -> CheckReport:
-        if self.gateway is None:
-            await self.start()
+        if self.gateway is None and ("draft" in stages or self.store):
+            await self.start()  # only the draft and the stored results need the gateway
         started = time.perf_counter()
         model = evalset.model_for(self.profile.production_model)
         report = CheckReport(file=file, name=evalset.name, prompt_hash=evalset.prompt_hash,
                              production_model=model)
         for stage in RUN_ORDER:
-            if stage not in stages:
+            # The cache-order analysis runs whatever is asked: compression depends on it.
+            needed = stage in stages or (stage == "cache_order" and "compression" in stages)
+            if not needed:
                 continue
             try:
                 result = await self._run_stage(stage, evalset, report, model)
@@ -138,38 +147,49 @@ class Checker:
             except Exception as exc:  # one failing stage must not stop the others or `watch`
                 result = StageError(error=f"{type(exc).__name__}: {exc}"[:500])
             report.stages[stage] = result
+            if stage not in stages:
+                continue
             await self._store(report, stage, result)
             if on_stage is not None:
                 on_stage(report, stage)
+        for stage in list(report.stages):
+            if stage not in stages:
+                del report.stages[stage]
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
     async def _run_stage(self, stage: str, evalset: EvalSet, report: CheckReport,
                          model: str) -> BaseModel:
-        assert self.gateway is not None and self.grader is not None
         if stage == "draft":
+            assert self.gateway is not None and self.grader is not None
             return await run_draft(evalset, self.gateway, self.grader, production_model=model)
         pricing = cache_pricing(self.profile, model)
         draft = report.stages.get("draft")
+        model_tokenizer = ModelTokenizer(model)
         if stage == "cache_order":
-            output = draft.mean_completion_tokens if isinstance(draft, DraftResult) else 0.0
             return await asyncio.to_thread(analyse_cache_order, evalset, pricing,
-                                           self.tokenizer, production_model=model,
-                                           output_tokens=output)
+                                           model_tokenizer, production_model=model,
+                                           calls_per_hour=self.calls_per_hour)
         cache = report.stages.get("cache_order")
+        if not isinstance(cache, CacheOrderResult):
+            raise RuntimeError("the cache-order analysis failed, so savings cannot be priced: "
+                               f"{getattr(cache, 'error', cache)}")
         baseline = draft.pass_rate if isinstance(draft, DraftResult) else None
         grader, gateway = self.grader, self.gateway
 
         async def rerun(compressed: EvalSet) -> float | None:
-            if not isinstance(draft, DraftResult):
+            if not isinstance(draft, DraftResult) or gateway is None or grader is None:
                 return None
             result = await run_draft(compressed, gateway, grader, production_model=model,
                                      feature=f"check:{evalset.name}:compressed")
             return result.pass_rate
 
+        db_path = self.settings.db_path
+        compressor = ProtectedCompressor(
+            self.compressor, model_tokenizer, CompressionCache(db_path) if self.store else None)
         return await analyse_compression(
-            evalset, self.compressor, self.tokenizer, pricing,
-            cache if isinstance(cache, CacheOrderResult) else None, rerun, baseline)
+            evalset, compressor, model_tokenizer, pricing, cache, rerun, baseline,
+            validated=lambda prompt_hash: promoted(db_path, prompt_hash, model))
 
     async def _store(self, report: CheckReport, stage: str, result: BaseModel) -> None:
         if not self.store or self.gateway is None:

@@ -1,15 +1,18 @@
 """Stage 2, compression: would LLMLingua make this prompt cheaper without making it worse?
 
-Only the compressible parts are compressed: long runs of static text (a style guide, a
-policy, background) and long per-call documents (vars whose values run to hundreds of
-tokens). Instructions, short text and placeholders are left alone. The stage reports
-tokens before and after, dollars saved per 1,000 calls at the production model's prices,
-and a recommendation with its reasons. It recommends against compressing:
-- code, math and contract text (token dropping changes meaning there);
-- text inside a cacheable prefix: cached tokens bill at the cache-read price, so compressing
-  them saves little, can shrink the prefix below the provider minimum, and compressing at
-  request time would change the prefix on every call and break the cache;
-- a compression that lowers the draft pass rate (the draft runs again on the result).
+Safe by construction: URLs, numbers, identifiers, tags, placeholders and code are never shown
+to the compressor (protect.py), long text goes through it in bounded windows, and each
+result is cached by the text's hash. Every part is measured, always: long runs of static
+text and long per-call documents (vars of hundreds of tokens). Each part's compression
+saving is priced where its tokens sit (the cache-read mix inside a cached prefix, the input
+price past it, from the cache-order analysis, which always runs first) and shown next to
+what caching saves on the same text; the larger is preferred, with the reason.
+
+It never recommends compressing instruction text (the prompt's own static text) unless
+asked to, nor code, math or contract text, nor a part that loses text the assertions
+expect. And it never says "compress" on the small local model's word: only when the
+compressed prompt has passed `devloop eval` on the production model; until then a part is a
+candidate and the reasons say how to validate it.
 """
 
 from __future__ import annotations
@@ -18,24 +21,26 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from devloop.evals.evalset import EvalSet, var_to_text
-from devloop.pipeline.cache_order import (
-    MIN_STATIC_AFTER_TOKENS,
-    CacheOrderResult,
-    segments,
-    token_position,
-    var_sets,
-)
+from devloop.money import format_usd
+from devloop.pipeline.cache_order import CacheOrderResult
 from devloop.pipeline.cache_prices import CachePricing
-from devloop.pipeline.lingua import LinguaCompressor
+from devloop.pipeline.compression_parts import (
+    MIN_PART_TOKENS,
+    Compressor,
+    Part,
+    ProtectedCompressor,
+    document_vars,
+    price_part,
+    static_runs,
+)
+from devloop.pipeline.protect import prose_view
 from devloop.tokens import Tokenizer
 
-MIN_PART_TOKENS = 200  # shorter text is not worth a model pass (nor the risk)
 MIN_SAVING_SHARE = 0.15
 MAX_PASS_RATE_DROP = 0.10
 DEFAULT_RATE = 0.5
@@ -64,7 +69,10 @@ class CompressionPart(BaseModel):
     compressed_tokens: float
     content: ContentKind
     in_cacheable_prefix: bool = False
-    measured: bool = False  # False: not run through LLMLingua (blocked before it)
+    measured: bool = False  # False: not run through LLMLingua
+    saved_usd_per_1k_calls: float | None = None  # if compressed, priced where it sits
+    caching_saved_usd_per_1k_calls: float | None = None  # what caching saves on it
+    preferred: Literal["compression", "caching", "neither"] = "neither"
     lost_expected: list[str] = Field(default_factory=list)  # assertion texts it dropped
     compress: bool = True
     blocked: bool = False  # a reason against it beyond "too small a saving"
@@ -88,6 +96,12 @@ class CompressionResult(BaseModel):
     model_convert_seconds: float | None = None
     model_load_seconds: float | None = None
     compressed_prompt: dict[str, Any] | None = None
+    compressed_prompt_hash: str | None = None
+    caching_saved_usd_per_1k_calls: float | None = None
+    candidate: bool = False  # a part worth compressing, not yet validated
+    validated: bool = False  # the compressed prompt passed `devloop eval` on production
+    validate_with: str | None = None
+    protected: str = "URLs, numbers, identifiers, tags, placeholders, quoted strings and code"
 
 
 def classify_content(text: str) -> tuple[ContentKind, str]:
@@ -138,59 +152,10 @@ def lost_texts(expected: list[tuple[str, str]], before: dict[str, str],
     return lost
 
 
-@dataclass(slots=True)
-class _Run:
-    message: int
-    start: int
-    end: int
-    text: str
-
-
-def static_runs(templates: list[dict[str, str]], tokenizer: Tokenizer) -> list[_Run]:
-    """Contiguous static text (no placeholder, timestamp or id) of MIN_PART_TOKENS or more."""
-    runs: list[_Run] = []
-    for i, t in enumerate(templates):
-        content = t["content"]
-        group: list[tuple[int, int]] = []
-        for seg in [*segments(content, tokenizer, MIN_STATIC_AFTER_TOKENS), None]:
-            if seg is not None and not seg.dynamic:
-                group.append((seg.start, seg.end))
-                continue
-            if group:
-                start, end = group[0][0], group[-1][1]
-                if len(tokenizer.encode(content[start:end])) >= MIN_PART_TOKENS:
-                    runs.append(_Run(i, start, end, content[start:end]))
-            group = []
-    return runs
-
-
-def document_vars(evalset: EvalSet, tokenizer: Tokenizer) -> list[str]:
-    """Vars with a value of MIN_PART_TOKENS or more in some case: per-call documents."""
-    out = []
-    for name in evalset.prompt.variables():
-        sizes = [len(tokenizer.encode(var_to_text(c.vars.get(name)))) for c in evalset.cases]
-        if sizes and max(sizes) >= MIN_PART_TOKENS:
-            out.append(name)
-    return out
-
-
-def _compress_document(compressor: LinguaCompressor, tokenizer: Tokenizer, text: str,
-                       rate: float) -> str:
-    """Long values are compressed; short ones are not worth it and stay as they are."""
-    if len(tokenizer.encode(text)) < MIN_PART_TOKENS:
-        return text
-    return compressor.compress(text, rate).text
-
-
 def _block(part: CompressionPart, reason: str, lost: list[str] | None = None) -> None:
     part.compress, part.blocked, part.reason = False, True, reason
     if lost:
         part.lost_expected = lost
-
-
-def _lost_reason(lost: list[str]) -> str:
-    shown = ", ".join(repr(t) for t in lost[:4]) + (" ..." if len(lost) > 4 else "")
-    return f"it drops text the assertions expect ({shown})"
 
 
 def _where(templates: list[dict[str, str]], message: int) -> str:
@@ -218,163 +183,185 @@ def _compressed_evalset(evalset: EvalSet, templates: list[dict[str, str]],
         return None
 
 
+def _usd(x: float | None) -> str:
+    return format_usd(x, unknown="an unknown amount")
+
+
 async def analyse_compression(
     evalset: EvalSet,
-    compressor: LinguaCompressor,
+    compressor: Compressor,
     tokenizer: Tokenizer,
     pricing: CachePricing,
-    cache_order: CacheOrderResult | None = None,
+    cache_order: CacheOrderResult,
     rerun: Callable[[EvalSet], Awaitable[float | None]] | None = None,
     baseline_pass_rate: float | None = None,
     rate: float = DEFAULT_RATE,
+    *,
+    allow_instructions: bool = False,
+    validated: Callable[[str], bool] | None = None,
 ) -> CompressionResult:
-    """Compress the compressible parts, price the saving, re-run the draft, recommend.
-
-    ``rerun`` runs the draft stage on an eval set and returns its pass rate."""
+    """Measure every compressible part (protected, windowed, cached), price it next to caching,
+    and recommend. ``rerun`` (the local draft on the compressed prompt) is reported but never
+    decides; ``validated(prompt_hash)`` says whether a prompt passed the production eval."""
     started = time.perf_counter()
     templates = evalset.prompt.templates()
-    tools = evalset.prompt.tools
-    runs = static_runs(templates, tokenizer)
+    parts_in = static_runs(templates, tokenizer)
     docs = document_vars(evalset, tokenizer)
-    if not runs and not docs:
+    if not parts_in and not docs:
         return CompressionResult(
             status="skipped", origin_tokens=0, compressed_tokens=0, saved_usd_per_1k_calls=0.0,
             recommendation="skip", rate=rate, seconds=round(time.perf_counter() - started, 3),
             reasons=[f"nothing to compress: no static text or document of {MIN_PART_TOKENS}+ "
                      "tokens"])
-
-    minimum = pricing.min_cacheable_tokens
-    best_prefix = 0
-    if cache_order is not None:
-        best_prefix = max(cache_order.cacheable_prefix_tokens, cache_order.reordered_prefix_tokens)
-    prefix_cacheable = minimum is not None and best_prefix >= minimum
-    vars_a, _ = var_sets(evalset)
-    price = pricing.price
-
+    run = compressor.compress if isinstance(compressor, ProtectedCompressor) else \
+        ProtectedCompressor(compressor, tokenizer).compress
+    scale = getattr(tokenizer, "scale", lambda n: n)
     expected = expected_texts(evalset)
     parts: list[CompressionPart] = []
     new_templates = [dict(t) for t in templates]
-    saved_usd = 0.0 if price is not None else None
-    # Replace runs from the end of each message so earlier offsets stay valid.
-    for run in sorted(runs, key=lambda r: (r.message, -r.start)):
-        origin = len(tokenizer.encode(run.text))
-        content, evidence = classify_content(run.text)
-        position = token_position(templates, tools, vars_a, run.message, run.start, tokenizer)
-        in_prefix = prefix_cacheable and position < best_prefix
-        part = CompressionPart(kind="static", where=_where(templates, run.message),
-                               origin_tokens=origin, compressed_tokens=origin, content=content,
-                               in_cacheable_prefix=in_prefix)
-        parts.append(part)
-        # Text that must not be compressed is not run through the model at all: the
-        # answer would be "skip" whatever it saved, and `watch` re-checks on every edit.
-        if content != "prose":
-            _block(part, f"{content}: {evidence}")
-            continue
-        if in_prefix:
-            _block(part, f"inside the cacheable prefix ({best_prefix} tokens, provider minimum "
-                         f"{minimum}): cached tokens bill at the cache-read price, and "
-                         "compressing at request time would change the prefix and break the "
-                         "cache")
-            continue
-        out = await asyncio.to_thread(compressor.compress, run.text, rate)
-        part.measured, part.compressed_tokens = True, len(tokenizer.encode(out.text))
-        lost = lost_texts(expected, {c.id: run.text for c in evalset.cases},
-                          {c.id: out.text for c in evalset.cases})
-        if lost:
-            _block(part, _lost_reason(lost), lost)
-        if saved_usd is not None and price is not None:
-            saved_usd += (origin - part.compressed_tokens) * price.input * CALLS
-        c = new_templates[run.message]["content"]
-        new_templates[run.message]["content"] = c[:run.start] + out.text + c[run.end:]
-
     doc_values: dict[str, list[str]] = {}
+    applied: list[tuple[CompressionPart, Part, str | list[str]]] = []
+
+    for item in sorted(parts_in, key=lambda r: (r.message, -r.start)):
+        origin = float(scale(len(tokenizer.encode(item.text))))
+        content, evidence = classify_content(prose_view(item.text))
+        out = await asyncio.to_thread(run, item.text, rate)
+        part = CompressionPart(kind="static", where=_where(templates, item.message),
+                               origin_tokens=origin, content=content, measured=True,
+                               compressed_tokens=float(scale(len(tokenizer.encode(out)))))
+        _price(part, item, evalset, cache_order, pricing, tokenizer)
+        lost = lost_texts(expected, {c.id: item.text for c in evalset.cases},
+                          {c.id: out for c in evalset.cases})
+        if not allow_instructions:
+            _block(part, "instruction text: never compressed by default (dropping tokens "
+                         "from rules, names and examples changes what the model is told)")
+        elif content != "prose":
+            _block(part, f"{content}: {evidence}")
+        elif lost:
+            _block(part, _lost_reason(lost), lost)
+        parts.append(part)
+        applied.append((part, item, out))
+
     for name in docs:
         values = [var_to_text(c.vars.get(name)) for c in evalset.cases]
-        origin = sum(len(tokenizer.encode(v)) for v in values) / len(values)
-        content, evidence = classify_content("\n".join(values))
-        part = CompressionPart(kind="document", where=f"var:{name}", origin_tokens=origin,
-                               compressed_tokens=origin, content=content)
-        parts.append(part)
-        if content != "prose":
-            _block(part, f"{content}: {evidence}")
-            continue
+        origin = sum(scale(len(tokenizer.encode(v))) for v in values) / len(values)
+        content, evidence = classify_content(prose_view("\n".join(values)))
         doc_started = time.perf_counter()
-        outs = [await asyncio.to_thread(_compress_document, compressor, tokenizer, v, rate)
-                for v in values]
-        part.seconds_per_call = round((time.perf_counter() - doc_started) / len(values), 3)
-        part.measured = True
-        part.compressed_tokens = sum(len(tokenizer.encode(o)) for o in outs) / len(outs)
+        outs = [await asyncio.to_thread(run, v, rate) if len(tokenizer.encode(v))
+                >= MIN_PART_TOKENS else v for v in values]
+        part = CompressionPart(
+            kind="document", where=f"var:{name}", origin_tokens=origin, content=content,
+            measured=True, seconds_per_call=round((time.perf_counter() - doc_started)
+                                                  / len(values), 3),
+            compressed_tokens=sum(scale(len(tokenizer.encode(o))) for o in outs) / len(outs))
+        item = Part("document", next((i for i, t in enumerate(templates)
+                                      if "{{" + name + "}}" in t["content"]), 0), 0, 0, "",
+                    var=name)
+        _price(part, item, evalset, cache_order, pricing, tokenizer)
         lost = lost_texts(expected, {c.id: v for c, v in zip(evalset.cases, values, strict=True)},
                           {c.id: o for c, o in zip(evalset.cases, outs, strict=True)})
-        if lost:
+        if content != "prose":
+            _block(part, f"{content}: {evidence}")
+        elif lost:
             _block(part, _lost_reason(lost), lost)
-        if saved_usd is not None and price is not None:
-            saved_usd += (origin - part.compressed_tokens) * price.input * CALLS
-        doc_values[name] = outs
+        parts.append(part)
+        applied.append((part, item, outs))
 
     reasons: list[str] = []
-    origin_total = sum(p.origin_tokens for p in parts)
-    small_total = sum(p.compressed_tokens for p in parts)
-    ok = [p for p in parts if p.compress]
-    share = 1 - sum(p.compressed_tokens for p in ok) / max(sum(p.origin_tokens for p in ok), 1)
-    if ok and share < MIN_SAVING_SHARE:
-        for p in ok:
-            p.compress, p.reason = False, f"saves only {share:.0%} of its tokens"
-        ok = []
     for p in parts:
-        if p.reason:
-            reasons.append(f"{p.where}: do not compress: {p.reason}")
+        share = 1 - p.compressed_tokens / p.origin_tokens if p.origin_tokens else 0.0
+        if not p.blocked and (share < MIN_SAVING_SHARE or p.preferred != "compression"):
+            p.compress = False
+            p.reason = (f"saves only {share:.0%} of its tokens" if share < MIN_SAVING_SHARE
+                        else "caching saves more on it")
+        compare = (f"compressing it would save {_usd(p.saved_usd_per_1k_calls)} per 1,000 calls "
+                   f"({p.origin_tokens:,.0f} -> {p.compressed_tokens:,.0f} tokens), caching "
+                   f"saves {_usd(p.caching_saved_usd_per_1k_calls)}")
+        if p.compress:
+            why = ("it changes on every call" if not p.caching_saved_usd_per_1k_calls
+                   else "it is not all read from cache")
+            reasons.append(f"{p.where}: {compare}: compression is the larger saving ({why})")
+        else:
+            why = {"caching": "caching is the larger saving"}.get(p.preferred, "")
+            reasons.append(f"{p.where}: do not compress: {p.reason}; {compare}"
+                           + (f" ({why})" if why and p.reason != "caching saves more on it"
+                              else ""))
 
-    # Re-run the draft on what would be shipped: the recommended parts (or, when none is,
-    # everything that was compressed, to show what compressing would do).
-    applied = {p.where for p in (ok or [p for p in parts if p.measured])}
-    ship_templates = [
-        new_templates[i] if _where(templates, i) in applied else dict(t)
-        for i, t in enumerate(templates)
-    ]
-    ship_docs = {n: v for n, v in doc_values.items() if f"var:{n}" in applied}
-    compressed_set = _compressed_evalset(evalset, ship_templates, ship_docs)
-    compressed_pass: float | None = None
-    if rerun is not None and compressed_set is not None and applied:
-        compressed_pass = await rerun(compressed_set)
-    change = None
-    if compressed_pass is not None and baseline_pass_rate is not None:
-        change = round(compressed_pass - baseline_pass_rate, 4)
-        if ok and change < -MAX_PASS_RATE_DROP:
-            reasons.append(f"draft pass rate drops from {baseline_pass_rate:.0%} to "
-                           f"{compressed_pass:.0%} on the compressed prompt")
-            ok = []
-
-    recommendation: Literal["compress", "skip"] = "compress" if ok else "skip"
-    if ok:
-        advice = []
-        if any(p.kind == "static" for p in ok):
-            advice.append("compress the static text once and ship the result")
-        docs_ok = [p for p in ok if p.kind == "document"]
-        if docs_ok:
-            cpu = sum(p.seconds_per_call or 0.0 for p in docs_ok)
-            advice.append(f"compress documents per call (about {cpu:.1f}s of CPU each)")
-        reasons.insert(0, "compress " + ", ".join(p.where for p in ok) + f": {share:.0%} fewer "
-                       "tokens; " + "; ".join(advice))
-    blocked = any(p.blocked for p in parts) or (
-        change is not None and change < -MAX_PASS_RATE_DROP)
-    status: Literal["pass", "warn"] = "warn" if recommendation == "skip" and blocked else "pass"
+    chosen = [p for p in parts if p.compress]
+    ship = [dict(t) for t in new_templates]
+    for p, item, out in applied:
+        if not p.compress:
+            continue
+        if item.kind == "static" and isinstance(out, str):
+            c = ship[item.message]["content"]
+            ship[item.message]["content"] = c[:item.start] + out + c[item.end:]
+        elif isinstance(out, list):
+            doc_values[item.var or ""] = out
+    compressed_set = _compressed_evalset(evalset, ship, doc_values) if chosen else None
+    ok_validated = False
+    if compressed_set is not None:
+        ok_validated = bool(validated and validated(compressed_set.prompt_hash))
+        saving = sum(p.saved_usd_per_1k_calls or 0.0 for p in chosen)
+        names = ", ".join(p.where for p in chosen)
+        if ok_validated:
+            reasons.insert(0, f"compress {names}: saves {_usd(saving)} per 1,000 calls; "
+                              f"validated: the compressed prompt passed devloop eval on "
+                              f"{cache_order.production_model}")
+        else:
+            reasons.insert(0, f"candidate: compress {names} (saves {_usd(saving)} per 1,000 "
+                              "calls), not validated: the small local model's pass rate is no "
+                              "evidence; run `devloop eval` on the production model "
+                              f"({cache_order.production_model}) with the compressed prompt "
+                              f"(hash {compressed_set.prompt_hash[:12]}) and check again")
+    compressed_pass = None
+    if rerun is not None and compressed_set is not None:
+        compressed_pass = await rerun(compressed_set)  # informative only
+    saved = None if pricing.price is None else round(
+        sum(p.saved_usd_per_1k_calls or 0.0 for p in chosen), 6)
+    caching = None if pricing.price is None else round(
+        sum(p.caching_saved_usd_per_1k_calls or 0.0 for p in parts), 6)
+    warn = any(p.blocked and (p.lost_expected or p.content != "prose") for p in parts)
     return CompressionResult(
-        status=status,
-        origin_tokens=round(origin_total, 1),
-        compressed_tokens=round(small_total, 1),
-        saved_usd_per_1k_calls=None if saved_usd is None else round(saved_usd, 6),
-        recommendation=recommendation,
-        reasons=reasons,
-        parts=parts,
-        rate=rate,
-        pass_rate=baseline_pass_rate,
+        status="warn" if warn else "pass",
+        origin_tokens=round(sum(p.origin_tokens for p in parts), 1),
+        compressed_tokens=round(sum(p.compressed_tokens for p in parts), 1),
+        saved_usd_per_1k_calls=saved,
+        recommendation="compress" if chosen and ok_validated else "skip",
+        reasons=reasons, parts=parts, rate=rate, pass_rate=baseline_pass_rate,
         compressed_pass_rate=compressed_pass,
-        pass_rate_change=change,
+        pass_rate_change=(None if compressed_pass is None or baseline_pass_rate is None
+                          else round(compressed_pass - baseline_pass_rate, 4)),
         seconds=round(time.perf_counter() - started, 3),
-        model_convert_seconds=compressor.convert_seconds,
-        model_load_seconds=compressor.load_seconds,
+        model_convert_seconds=getattr(getattr(compressor, "inner", compressor),
+                                      "convert_seconds", None),
+        model_load_seconds=getattr(getattr(compressor, "inner", compressor), "load_seconds",
+                                   None),
         compressed_prompt=(compressed_set.prompt.model_dump(mode="json", exclude_none=True)
-                           if compressed_set is not None and applied else None),
+                           if compressed_set is not None else None),
+        compressed_prompt_hash=compressed_set.prompt_hash if compressed_set else None,
+        caching_saved_usd_per_1k_calls=caching,
+        candidate=compressed_set is not None, validated=ok_validated,
+        validate_with=(f"devloop eval on {cache_order.production_model} with the compressed "
+                       "prompt" if compressed_set is not None else None),
     )
 
+
+def _lost_reason(lost: list[str]) -> str:
+    shown = ", ".join(repr(t) for t in lost[:4]) + (" ..." if len(lost) > 4 else "")
+    return f"it drops text the assertions expect ({shown})"
+
+
+def _price(part: CompressionPart, item: Part, evalset: EvalSet, cache: CacheOrderResult,
+           pricing: CachePricing, tokenizer: Tokenizer) -> None:
+    """Both savings for this part, priced where it sits after the suggested reorder."""
+    at, full, inside = price_part(item, evalset, cache, pricing, tokenizer, part.origin_tokens)
+    part.in_cacheable_prefix = inside
+    if at is None or full is None:
+        return
+    part.saved_usd_per_1k_calls = round((part.origin_tokens - part.compressed_tokens) * at
+                                        * CALLS, 6)
+    part.caching_saved_usd_per_1k_calls = round(max(0.0, part.origin_tokens * (full - at))
+                                                * CALLS, 6)
+    comp, cach = part.saved_usd_per_1k_calls, part.caching_saved_usd_per_1k_calls
+    part.preferred = ("compression" if comp > cach and comp > 0 else
+                      "caching" if cach > 0 else "neither")

@@ -21,7 +21,21 @@ from devloop.evals.evalset import Case, EvalSet
 from devloop.pricing import Pricing
 from devloop.types import RequestContext
 
-DRAFT_TIER = "local"
+DRAFT_TIER = "local"  # the usual answer of draft_tier(); the profile decides
+
+
+def draft_tier(profile: Any, pricing: Pricing | None = None) -> str:
+    """The profile's cheapest non-frontier tier (free local tiers first, then priced ones,
+    then unpriced ones; ties in the profile's order). A profile with only a frontier tier
+    gets "local", which the router refuses with a clear message."""
+    pricing = pricing or Pricing(profile)
+    ranked: list[tuple[int, float, int, str]] = []
+    for index, (name, tier) in enumerate(profile.tiers.items()):
+        if name == "frontier" or tier.backend == "litellm":
+            continue
+        cost = pricing.tier_cost(name, tier.model, 1_000_000, 1_000_000)
+        ranked.append((cost is None, cost or 0.0, index, name))
+    return min(ranked)[3] if ranked else DRAFT_TIER
 
 
 class GatewayLike(Protocol):
@@ -73,11 +87,11 @@ class DraftResult(BaseModel):
 
 
 async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: Grader,
-                   production_model: str, feature: str) -> CaseOutcome:
-    req = evalset.chat_request(case, model=DRAFT_TIER)
+                   production_model: str, feature: str, tier: str = DRAFT_TIER) -> CaseOutcome:
+    req = evalset.chat_request(case, model=tier)
     ctx = RequestContext(request_id=f"check-{uuid.uuid4().hex[:16]}", endpoint="chat",
-                         protocol="openai", feature=feature, forced_tier=DRAFT_TIER,
-                         priority="background")
+                         protocol="openai", feature=feature, forced_tier=tier,
+                         origin="check", priority="background")
     started = time.perf_counter()
     try:
         result = await gateway.call(req, ctx)
@@ -91,7 +105,9 @@ async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: G
     completion_tokens = usage.completion_tokens if usage else 0
     facts = {"cost_usd": result.cost_usd or 0.0, "latency_ms": latency_ms,
              "model": result.model, "tier": result.tier,
-             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "syntax": evalset.syntax,
+             "finish_reason": getattr(completion, "finish_reason", None)}
     verdict = await grader(case, text, facts)
     return CaseOutcome(
         id=case.id, passed=verdict.passed, score=verdict.score, reason=verdict.reason,
@@ -103,11 +119,15 @@ async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: G
 
 
 async def run_draft(evalset: EvalSet, gateway: GatewayLike, grader: Grader, *,
-                    production_model: str, feature: str | None = None) -> DraftResult:
-    """Run every case on the local tier, one at a time (the local model is one process)."""
+                    production_model: str, feature: str | None = None,
+                    tier: str | None = None) -> DraftResult:
+    """Run every case on the draft tier (the profile's cheapest non-frontier tier), one at a
+    time (a local model is one process)."""
     started = time.perf_counter()
     feature = feature or f"check:{evalset.name}"
-    outcomes = [await run_case(evalset, case, gateway, grader, production_model, feature)
+    profile = getattr(gateway.pricing, "profile", None)
+    tier = tier or (draft_tier(profile, gateway.pricing) if profile is not None else DRAFT_TIER)
+    outcomes = [await run_case(evalset, case, gateway, grader, production_model, feature, tier)
                 for case in evalset.cases]
     answered = [o for o in outcomes if o.passed is not None]
     errors = len(outcomes) - len(answered)
@@ -129,6 +149,7 @@ async def run_draft(evalset: EvalSet, gateway: GatewayLike, grader: Grader, *,
         threshold=evalset.threshold,
         production_model=production_model,
         errors=errors,
+        tier=tier,
         models=sorted({o.model for o in answered if o.model}),
         mean_completion_tokens=round(
             sum(o.completion_tokens for o in answered) / len(answered), 1) if answered else 0.0,

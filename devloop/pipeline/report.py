@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from devloop.money import format_usd
 from devloop.pipeline.cache_order import CacheOrderResult
 from devloop.pipeline.checker import STAGES, CheckReport
 from devloop.pipeline.compression import CompressionResult
 from devloop.pipeline.draft import DraftResult
+from devloop.pipeline.reorder import dump_prompt
 
 LABEL_WIDTH = 12
 
@@ -41,38 +40,47 @@ def _cache(r: CacheOrderResult, show_reordered: bool) -> list[str]:
     minimum = "none known" if r.min_cacheable_tokens is None else f"{r.min_cacheable_tokens:,}"
     lines = [f"cacheable prefix {r.cacheable_prefix_tokens:,} of {r.prompt_tokens:,.0f} tokens "
              f"(provider minimum {minimum}); {format_usd(r.cost_per_1k_calls_usd)} per 1,000 calls "
-             f"on {r.production_model}"]
+             f"on {r.production_model}, {_pct(r.cache_read_share)} of input read from cache"
+             + (f" ({r.ttl} lifetime)" if r.ttl else ""),
+             f"counts input and output: {r.output_tokens_source}; tokens: {r.tokenizer}; "
+             f"{r.assumptions}"]
+    rates = ", ".join(f"{v.var} {v.rate}{'' if v.source == 'declared' else ' (inferred)'}"
+                      for v in r.variables)
+    if rates:
+        lines.append(f"variables: {rates}")
     for e in r.dynamic_before_static:
-        lines.append(f"! {e.kind} {e.text} at token {e.position:,} comes before "
-                     f"{e.static_after_tokens:,} tokens of static text")
-    if r.dynamic_before_static:
-        lines.append(f"reordered (static first, dynamic last): prefix "
-                     f"{r.reordered_prefix_tokens:,} tokens, "
-                     f"{format_usd(r.reordered_cost_per_1k_calls_usd)} per 1,000 calls")
-        if r.reordered_prompt and show_reordered:
-            lines.append("suggested prompt:")
-            lines.extend("    " + ln for ln in dump_prompt(r.reordered_prompt).splitlines())
-        elif r.reordered_prompt:
-            lines.append("run with --show-reordered to print the suggested prompt")
-    lines.extend(n for n in r.notes if n.startswith(("cacheable prefix", "price", "no prompt")))
+        lines.append(f"! {e.kind} {e.text} ({e.rate}) at token {e.position:,} comes before "
+                     f"{e.static_after_tokens:,} tokens of slower-changing text")
+    if r.reordered_prefix_tokens != r.cacheable_prefix_tokens or r.block_split:
+        lines.append(f"suggested: prefix {r.reordered_prefix_tokens:,} tokens, "
+                     f"{format_usd(r.reordered_cost_per_1k_calls_usd)} per 1,000 calls, "
+                     f"{_pct(r.reordered_cache_read_share)} read from cache"
+                     + (f" ({r.reordered_ttl} lifetime)" if r.reordered_ttl else ""))
+    lines.extend(n for n in r.notes if not n.startswith("{{") or "inferred" not in n)
+    if r.reordered_diff and show_reordered:
+        lines.append("suggested prompt:")
+        lines.extend("    " + ln for ln in dump_prompt(r.reordered_prompt or {}).splitlines())
+        lines.append("as a diff:")
+        lines.extend("    " + ln for ln in r.reordered_diff.splitlines())
+    elif r.reordered_diff:
+        lines.append("run with --show-reordered to print the suggested prompt and its diff")
     return lines
 
 
 def _compression(r: CompressionResult) -> list[str]:
     if r.status == "skipped":
         return [r.reasons[0] if r.reasons else "nothing to compress"]
-    if not any(p.measured for p in r.parts):
-        return [f"{r.origin_tokens:,.0f} tokens of compressible text, not compressed; "
-                f"recommendation: {r.recommendation}", *r.reasons]
     saved = r.origin_tokens - r.compressed_tokens
     share = saved / r.origin_tokens if r.origin_tokens else 0.0
-    lines = [f"{r.origin_tokens:,.0f} -> {r.compressed_tokens:,.0f} tokens (-{share:.0%}), "
-             f"saves {format_usd(r.saved_usd_per_1k_calls)} per 1,000 calls; "
-             f"recommendation: {r.recommendation}"]
+    lines = [f"{r.origin_tokens:,.0f} -> {r.compressed_tokens:,.0f} tokens (-{share:.0%}) if "
+             f"compressed ({r.protected} kept); recommendation: {r.recommendation}",
+             f"per 1,000 calls: compression saves {format_usd(r.saved_usd_per_1k_calls)} on the "
+             f"parts it may touch; caching saves {format_usd(r.caching_saved_usd_per_1k_calls)} on "
+             "the same text"]
     lines.extend(r.reasons)
     if r.compressed_pass_rate is not None:
-        lines.append(f"draft pass rate {_pct(r.pass_rate)} -> {_pct(r.compressed_pass_rate)} "
-                     "on the compressed prompt")
+        lines.append(f"local draft pass rate {_pct(r.pass_rate)} -> {_pct(r.compressed_pass_rate)}"
+                     " on the compressed prompt (informative only: not a validation)")
     return lines
 
 
@@ -101,21 +109,3 @@ def render_report(report: CheckReport, show_reordered: bool = False) -> str:
         lines.extend("  " + ln for ln in render_stage(stage, report.stages.get(stage),
                                                         show_reordered))
     return "\n".join(lines) + "\n"
-
-
-class _BlockDumper(yaml.SafeDumper):
-    pass
-
-
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_BlockDumper.add_representer(str, _str)
-
-
-def dump_prompt(prompt: dict[str, Any]) -> str:
-    """A prompt as the `prompt:` block of an eval set file, multi-line text as blocks."""
-    return yaml.dump({"prompt": prompt}, Dumper=_BlockDumper, sort_keys=False,
-                     allow_unicode=True, width=100)

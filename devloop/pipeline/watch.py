@@ -21,7 +21,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from devloop.config import ConfigError, Profile, Settings, load_profile
-from devloop.evals.evalset import find_evalsets, load_evalset
+from devloop.evals.evalset import find_evalsets, promptfoo_config_for
+from devloop.evals.files import load_one as load_evalset
 from devloop.paths import display_path
 from devloop.pipeline.checker import STAGES, Checker, CheckReport, last_prompt_hash
 
@@ -67,8 +68,10 @@ class _Handler(FileSystemEventHandler):
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if raw:
                 path = Path(raw if isinstance(raw, str) else raw.decode())
-                if path.suffix in SUFFIXES and not path.name.startswith("."):
-                    self.notify(path)
+                if path.name.startswith("."):
+                    continue
+                if path.suffix in SUFFIXES or promptfoo_config_for(path) is not None:
+                    self.notify(path)  # a promptfoo folder: its prompt and test files too
 
 
 class FolderWatcher:
@@ -233,6 +236,9 @@ class EvalsetWatcher:
                 and path.parent != self.folder.resolve():
             await self._profile_changed(path)
             return
+        config = promptfoo_config_for(path)
+        if config is not None:  # a prompt, test or var file of a promptfoo config changed
+            path = config.resolve()
         if not path.exists():
             self._emit(WatchEvent("removed", self._display(path)))
             return

@@ -52,6 +52,9 @@ class Need:
     capability: str  # a Capabilities field, or "option", "native", "context"
     param: str  # the request field, as the client wrote it
     value: Any = None  # n for "n", the option's name, the prompt's tokens for "context"
+    # Served without when no allowed tier can honour it: tools the model may choose not to
+    # call (tool_choice auto or unset), so a text answer keeps the request's meaning.
+    optional: bool = False
 
 
 def _image_params(req: ChatRequest) -> list[str]:
@@ -72,9 +75,10 @@ def needs(req: ChatRequest | CompletionRequest | EmbeddingRequest,
     out: list[Need] = []
     if isinstance(req, ChatRequest):
         if req.tools and req.tool_choice != "none":
-            out.append(Need("tools", "tools"))
+            optional = req.tool_choice in (None, "auto")
+            out.append(Need("tools", "tools", optional=optional))
             if req.parallel_tool_calls:
-                out.append(Need("parallel_tool_calls", "parallel_tool_calls"))
+                out.append(Need("parallel_tool_calls", "parallel_tool_calls", optional=optional))
         elif req.tool_choice not in (None, "none", "auto"):
             raise CapabilityError("tool_choice: requires tools", "tool_choice", "invalid_value")
         out.extend(Need("vision", p) for p in _image_params(req)[:1])
@@ -139,7 +143,30 @@ def route_capable(decision: RouteDecision, wanted: list[Need],
                   caps_of: Callable[[str], Capabilities],
                   model_of: Callable[[str], str]) -> RouteDecision:
     """The decision, moved to a capable tier when the chosen one lacks something; its
-    fallback chain keeps only capable tiers (a fallback never answers without a field)."""
+    fallback chain keeps only capable tiers (a fallback never answers without a field).
+
+    Optional needs (tools under tool_choice auto) go the same way while some allowed tier
+    can honour them; when none can, the call is served without them and says so in
+    ``decision.ignored`` and the reason, rather than refused: a model offered tools may
+    always answer in text. Required ones raise ``CapabilityError``.
+    """
+    try:
+        return _route_capable(decision, wanted, caps_of, model_of)
+    except CapabilityError:
+        optional = [n for n in wanted if n.optional]
+        if not optional:
+            raise
+    routed = _route_capable(decision, [n for n in wanted if not n.optional], caps_of, model_of)
+    names = [n.param for n in optional]
+    return dataclasses.replace(
+        routed, ignored=names,
+        reason=f"{routed.reason}; {', '.join(names)} not offered to the model: no allowed tier "
+               f"can call tools (tool_choice auto), answered as text")
+
+
+def _route_capable(decision: RouteDecision, wanted: list[Need],
+                   caps_of: Callable[[str], Capabilities],
+                   model_of: Callable[[str], str]) -> RouteDecision:
     if not wanted:
         return decision
     chain = [t for t in decision.fallback_chain

@@ -71,24 +71,64 @@ def available_models(profile: Profile) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def bare_model(name: str) -> str:
+    """``anthropic/claude-sonnet-4-6`` -> ``claude-sonnet-4-6``: the name agents send."""
+    return name.split("/", 1)[1] if "/" in name else name
+
+
+def alias_target(model: str, profile: Profile) -> tuple[str, str] | None:
+    """The alias for ``model``: an exact key first, then glob keys (``claude-*haiku*``) in order."""
+    if model in profile.aliases:
+        return model, profile.aliases[model]
+    for key, target in profile.aliases.items():
+        if any(c in key for c in "*?[") and fnmatch.fnmatchcase(model, key):
+            return key, target
+    return None
+
+
 def resolve_model(model: str, profile: Profile) -> tuple[str | None, str | None, str]:
-    """-> (tier or None for auto, concrete model or None for the tier default, how)."""
+    """-> (tier or None for auto, concrete model or None for the tier default, how).
+
+    Order: an exact alias; ``auto``, a tier, a routed name or a tier's model (with or
+    without its provider prefix: agents send ``claude-sonnet-4-6`` for
+    ``anthropic/claude-sonnet-4-6``); then glob aliases (``claude-*haiku*``).
+    """
     seen = set()
     how = ""
-    while model in profile.aliases and model not in seen:
+    while model not in seen:
+        direct = model == "auto" or model in profile.tiers or model in route_model_names(
+            profile) or tier_model(model, profile) is not None
+        hit = None if direct and model not in profile.aliases else alias_target(model, profile)
+        if hit is None:
+            break
         seen.add(model)
-        how = f"alias {model!r} -> {profile.aliases[model]!r}; "
-        model = profile.aliases[model]
+        key, target = hit
+        how = (f"alias {model!r} -> {target!r}; " if key == model else
+               f"alias {key!r} ({model!r}) -> {target!r}; ")
+        model = target
     if model == "auto":
         return None, None, how
     if model in route_model_names(profile) and model not in profile.tiers:
         return None, None, how or f"model {model!r} is routed; "
     if model in profile.tiers:
         return model, None, how
+    if (found := tier_model(model, profile)) is not None:
+        return found[0], found[1], how
+    raise ModelNotFound(model, available_models(profile))
+
+
+def tier_model(model: str, profile: Profile) -> tuple[str, str] | None:
+    """(tier, model) for a tier's model named exactly, else without its provider prefix."""
     for name, tier in profile.tiers.items():
         if model in tier.all_models():
-            return name, model, how
-    raise ModelNotFound(model, available_models(profile))
+            return name, model
+    if "/" in model:
+        return None
+    for name, tier in profile.tiers.items():
+        for candidate in tier.all_models():
+            if bare_model(candidate) == model:
+                return name, candidate
+    return None
 
 
 def route_matches(route: Route, inp: PolicyInput, complexity: str) -> bool:

@@ -22,7 +22,7 @@ from devloop import __version__
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
 from devloop.gateway.metering import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from devloop.server import ollama_api, openai_api
+from devloop.server import anthropic_api, ollama_api, openai_api, responses_api
 from devloop.server.errors import APIError, error_response
 from devloop.store.batches import has_pending_batches
 
@@ -125,6 +125,8 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
         Route("/metrics", metrics, methods=["GET"]),
         *openai_api.routes,
         *ollama_api.routes,
+        *anthropic_api.routes,
+        *responses_api.routes,
         *(extra_routes or []),
     ]
     for factory in optional_route_factories():

@@ -222,6 +222,7 @@ class FrontierForwarder:
             cost_usd=cost, counterfactual_usd=counterfactual,
             saved_usd=saved(cost, counterfactual),
             production_model=self.gw.profile.production_model, batch_id=pid,
+            origin=ctx.origin,
             input_cost_usd=None if price is None else p * price.input,
             output_cost_usd=None if price is None else c * price.output, ts=time.time()),
             settle))

@@ -52,13 +52,36 @@ def from_validation(err: ValidationError) -> APIError:
                     param)
 
 
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+    500: "api_error", 502: "api_error", 503: "overloaded_error", 504: "api_error",
+}
+
+
 def is_ollama_path(path: str) -> bool:
     return path.startswith("/api/")
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path.startswith(("/v1/messages", "/messages"))
+
+
+def anthropic_body(err: APIError) -> dict[str, Any]:
+    """Anthropic's error shape, for /v1/messages."""
+    kind = ANTHROPIC_TYPES.get(err.status, "invalid_request_error" if err.status < 500
+                               else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": err.message}}
 
 
 def error_response(request: Request | None, err: APIError, extra: dict[str, str] | None = None
                    ) -> Response:
     path = request.url.path if request is not None else ""
-    body = {"error": err.message} if is_ollama_path(path) else err.openai_body()
+    if is_ollama_path(path):
+        body: dict[str, Any] = {"error": err.message}
+    elif is_anthropic_path(path):
+        body = anthropic_body(err)
+    else:
+        body = err.openai_body()
     headers = {**err.headers, **(extra or {})}
     return Response(orjson.dumps(body), err.status, headers, media_type="application/json")

@@ -17,11 +17,13 @@ from devloop.routing.capabilities import CapabilityError
 from devloop.routing.policy import InvalidTier, ModelNotFound
 from devloop.security import forbidden_field
 from devloop.server.errors import APIError, error_response, from_validation
+from devloop.sessions import session_from
 from devloop.types import Endpoint, RequestContext
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 CACHE_MODES = {"bypass", "refresh"}
+# Where coding agents put their session id: Claude Code, Codex, then any client.
 
 
 def gateway(request: Request) -> Gateway:
@@ -90,6 +92,7 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         forced_tier=h.get("x-devloop-tier") or None,
         cache_mode=cache or "default",  # type: ignore[arg-type]
         queue=request.scope.get("devloop.queue"),  # QueueStats, set by team mode's queue
+        session=session_from(h),
         priority=priority,  # type: ignore[arg-type]
     )
 
@@ -114,6 +117,8 @@ def result_headers(result: CallResult) -> dict[str, str]:
     }
     if result.saved_usd is not None:
         headers["X-Devloop-Saved-USD"] = f"{result.saved_usd:.8f}"
+    if result.decision.ignored:
+        headers["X-Devloop-Ignored"] = ", ".join(result.decision.ignored)
     return headers
 
 
@@ -127,6 +132,8 @@ def stream_headers(call: StreamCall) -> dict[str, str]:
     # Known up front only for a replay from the cache; a live stream's saving is in the ledger.
     if call.result is not None and call.result.saved_usd is not None:
         headers["X-Devloop-Saved-USD"] = f"{call.result.saved_usd:.8f}"
+    if call.prep.decision.ignored:
+        headers["X-Devloop-Ignored"] = ", ".join(call.prep.decision.ignored)
     return headers
 
 

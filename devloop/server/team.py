@@ -41,6 +41,7 @@ QUEUED_PATHS = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
     "/chat/completions", "/completions", "/embeddings",
     "/api/chat", "/api/generate", "/api/embed", "/api/embeddings",
+    "/v1/messages", "/v1/responses", "/responses",
 })
 # A proxy in front makes every client look local; a forwarded request is never "loopback".
 FORWARDING_HEADERS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
@@ -84,7 +85,8 @@ def apply_key_limits(budgets: Budgets, keys: list[KeyRow]) -> None:
                                                period=row.budget_period or "day")  # type: ignore[arg-type]
             except ValidationError as exc:
                 log.warning("key %s: ignoring its budget: %s", row.name, exc.errors()[0]["msg"])
-    budgets.set_key_limits(rpm, concurrency, key_budgets)
+    # a new key with a revoked key's name starts with its own spend
+    budgets.set_key_limits(rpm, concurrency, key_budgets, {row.name: row.created for row in keys})
 
 
 # -- the middleware ------------------------------------------------------------------------------
@@ -123,7 +125,8 @@ class TeamMiddleware:
                 401, AUTH_MESSAGES[reason], "invalid_api_key",
                 headers={"WWW-Authenticate": 'Bearer realm="devloop"'}))
             return
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+        scope["headers"] = [(k, v) for k, v in scope["headers"]
+                            if k not in (b"authorization", b"x-api-key")]
         scope["devloop.key"] = {"name": name}
         self._touch(gw, name)
         if path == "/metrics":
@@ -199,12 +202,16 @@ class TeamMiddleware:
 
 # -- ASGI helpers --------------------------------------------------------------------------------
 def bearer_token(scope: Scope) -> str | None:
+    """``Authorization: Bearer KEY``, or Anthropic's ``x-api-key: KEY`` (Claude Code)."""
+    api_key = None
     for key, value in scope["headers"]:
         if key == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             token = token.strip()
             return token if scheme.lower() == "bearer" and token else None
-    return None
+        if key == b"x-api-key":
+            api_key = value.decode("latin-1").strip() or None
+    return api_key
 
 
 def from_loopback(scope: Scope) -> bool:

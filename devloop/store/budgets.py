@@ -9,27 +9,26 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, tzinfo
 
+from devloop import periods
 from devloop.store.calls import WriteJob
 
-# A budget scope ("global", "tier:NAME", "feature:NAME", "key:NAME") as a condition on calls.
-SCOPE_SQL = {"global": "1", "tier": "tier = ?", "feature": "feature = ?", "key": "key_id = ?"}
+# A budget scope ("global", "tier:NAME", "feature:NAME", "key:NAME", "user:NAME") as a
+# condition on calls. `=` on TEXT compares bytes (BINARY collation): exact names, no
+# patterns, no case folding.
+SCOPE_SQL = {"global": "1", "tier": "tier = ?", "feature": "feature = ?", "key": "key_id = ?",
+             "user": "user = ?"}
+# Reservations list their scopes joined by a space: a scope never holds whitespace
+# (config.Budget refuses it), so instr() on " scope " matches exactly one scope.
+SCOPE_SEP = " "
 
 
-def period_bounds(period: str, now: float | None = None) -> tuple[float, float]:
-    """Calendar periods in UTC: [start, end) as epoch seconds."""
-    t = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
-    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        start, end = day, day + timedelta(days=1)
-    elif period == "week":
-        start = day - timedelta(days=day.weekday())
-        end = start + timedelta(days=7)
-    else:
-        start = day.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-    return start.timestamp(), end.timestamp()
+def period_bounds(period: str, now: float | None = None, tz: tzinfo | None = UTC
+                  ) -> tuple[float, float]:
+    """Calendar periods in ``tz`` (the ``timezone`` setting; None: machine local):
+    [start, end) as epoch seconds."""
+    return periods.period_bounds(period, now, tz)
 
 
 def spent_since(conn: sqlite3.Connection, scope: str, start: float) -> float:
@@ -45,7 +44,8 @@ def held_since(conn: sqlite3.Connection, scope: str, start: float) -> float:
     """What unsettled reservations made from ``start`` on hold against the scope."""
     row = conn.execute(
         "SELECT coalesce(sum(usd), 0) FROM reservations WHERE settled = 0 AND ts >= ? "
-        "AND (',' || scopes || ',') LIKE ?", (start, f"%,{scope},%")).fetchone()
+        "AND instr(? || scopes || ?, ?) > 0",  # exact: no LIKE wildcards, no case folding
+        (start, SCOPE_SEP, SCOPE_SEP, f"{SCOPE_SEP}{scope}{SCOPE_SEP}")).fetchone()
     return float(row[0])
 
 
@@ -54,6 +54,7 @@ class BudgetLimit:
     scope: str
     usd: float
     period: str  # day | week | month
+    since: float = 0.0  # a key's creation: an earlier key of the same name is not its spend
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ class Overrun:
 
 
 def reserve_job(limits: list[BudgetLimit], reservation_id: str, usd: float,
-                stale_after_s: float) -> WriteJob:
+                stale_after_s: float, tz: tzinfo | None = UTC) -> WriteJob:
     """Check every limit and, when all hold, insert the reservation, in one transaction.
 
     The job returns None once reserved, else the ``Overrun`` (and reserves nothing).
@@ -78,14 +79,14 @@ def reserve_job(limits: list[BudgetLimit], reservation_id: str, usd: float,
     def job(conn: sqlite3.Connection) -> Overrun | None:
         now = time.time()
         for limit in limits:
-            start, end = period_bounds(limit.period, now)
-            spent = spent_since(conn, limit.scope, start)
+            start, end = period_bounds(limit.period, now, tz)
+            spent = spent_since(conn, limit.scope, max(start, limit.since))
             held = held_since(conn, limit.scope, max(start, now - stale_after_s))
             if spent + held + usd > limit.usd + 1e-12:
                 return Overrun(limit, spent, held, end, now)
         conn.execute("INSERT INTO reservations (id, ts, scopes, usd, settled) "
                      "VALUES (?, ?, ?, ?, 0)",
-                     (reservation_id, now, ",".join(b.scope for b in limits), usd))
+                     (reservation_id, now, SCOPE_SEP.join(b.scope for b in limits), usd))
         return None
 
     return job

@@ -59,6 +59,10 @@ class CallRecord:
     parent_request_id: str | None = None
     semantic_similarity: float | None = None
     audit_sampled: int = 0
+    # who sent it ('client', or devloop's own: check, eval, judge, probe, ladder) and the
+    # whole request's hash (identical requests: retries); migration m101
+    origin: str | None = None
+    request_hash: str | None = None
 
     def row(self) -> dict[str, Any]:
         data = asdict(self)

@@ -46,6 +46,16 @@ class EvalStore:
              "ts": time.time()},
             pk=("prompt_hash", "model"))
 
+    def promote_content(self, row: dict[str, Any]) -> None:
+        """A promotion for one content hash and model (devloop.evals.gate; migration m100)."""
+        self.db["eval_promotions"].upsert({**row, "ts": time.time()},
+                                          pk=("content_hash", "model"))
+
+    def content_promotions(self, evalset: str) -> list[dict[str, Any]]:
+        """The eval set's promotions by content hash, newest first."""
+        return list(self.db.query(
+            "SELECT * FROM eval_promotions WHERE evalset = ? ORDER BY ts DESC", [evalset]))
+
     def promotion(self, prompt_hash: str, model: str) -> dict[str, Any] | None:
         rows = list(self.db.query(
             "SELECT * FROM promotions WHERE prompt_hash = ? AND model = ?", [prompt_hash, model]))

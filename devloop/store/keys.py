@@ -25,7 +25,7 @@ log = logging.getLogger("devloop.team")
 
 PREFIX = "dlk_"
 ROW_COLUMNS = ("name, key_prefix, salt, key_hash, revoked IS NOT NULL, budget_usd, "
-               "budget_period, rpm, max_concurrent")
+               "budget_period, rpm, max_concurrent, created")
 
 
 class KeyError_(ValueError):
@@ -41,37 +41,44 @@ def create_key(db: sqlite_utils.Database, name: str, budget_usd: float | None = 
                max_concurrent: int | None = None) -> str:
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise KeyError_("a key name uses letters, digits, '-', '_' or '.'")
-    existing = list(db.query("SELECT revoked FROM keys WHERE name = ?", [name]))
-    if existing and existing[0]["revoked"] is None:
+    existing = list(db.query("SELECT 1 FROM keys WHERE name = ? AND revoked IS NULL", [name]))
+    if existing:
         raise KeyError_(f"a key named {name!r} exists; revoke it first")
     key = PREFIX + secrets.token_urlsafe(32)
     salt = secrets.token_hex(16)
-    db["keys"].upsert({
+    # a new row even when a revoked key had this name: that key's history stays its own
+    db["keys"].insert({
         "name": name, "key_prefix": key[: len(PREFIX) + 6], "salt": salt,
         "key_hash": salted_hash(salt, key), "created": time.time(), "last_used": None,
         "revoked": None, "budget_usd": budget_usd, "budget_period": period if budget_usd else None,
         "rpm": rpm, "max_concurrent": max_concurrent,
-    }, pk="name")
+    })
     return key
 
 
 def revoke_key(db: sqlite_utils.Database, name: str) -> None:
-    rows = list(db.query("SELECT revoked FROM keys WHERE name = ?", [name]))
-    if not rows or rows[0]["revoked"] is not None:
+    rows = list(db.query("SELECT id FROM keys WHERE name = ? AND revoked IS NULL", [name]))
+    if not rows:
         raise KeyError_(f"no active key named {name!r}")
-    db.execute("UPDATE keys SET revoked = ? WHERE name = ?", [time.time(), name])
+    db.execute("UPDATE keys SET revoked = ? WHERE id = ?", [time.time(), rows[0]["id"]])
     db.conn.commit()
 
 
+# A key's calls: its name (exactly: = compares bytes, no case folding) during its lifetime.
+KEY_CALLS = ("c.key_id = k.name AND c.ts >= k.created "
+             "AND (k.revoked IS NULL OR c.ts <= k.revoked)")
+
+
 def list_keys(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Name, dates, spend and limits; never the key or its hash."""
-    sql = """
-        SELECT k.name, k.key_prefix, k.created, k.last_used, k.revoked, k.budget_usd,
+    """Every key, revoked ones too (oldest first): dates, spend and limits; never the key
+    or its hash. A key's spend is its own calls, not an earlier key's of the same name."""
+    sql = f"""
+        SELECT k.id, k.name, k.key_prefix, k.created, k.last_used, k.revoked, k.budget_usd,
                k.budget_period, k.rpm, k.max_concurrent,
-               (SELECT coalesce(sum(cost_usd), 0) FROM calls c WHERE c.key_id = k.name) AS spend_usd,
-               (SELECT count(*) FROM calls c WHERE c.key_id = k.name) AS calls,
-               (SELECT max(ts) FROM calls c WHERE c.key_id = k.name) AS last_call
-        FROM keys k ORDER BY k.created
+               (SELECT coalesce(sum(cost_usd), 0) FROM calls c WHERE {KEY_CALLS}) AS spend_usd,
+               (SELECT count(*) FROM calls c WHERE {KEY_CALLS}) AS calls,
+               (SELECT max(ts) FROM calls c WHERE {KEY_CALLS}) AS last_call
+        FROM keys k ORDER BY k.created, k.id
     """
     return list(db.query(sql))
 
@@ -93,13 +100,16 @@ def match_key(rows: Iterable[KeyRow], presented: str) -> KeyRow | None:
 
 def touch_job(name: str, now: float) -> Callable[[sqlite3.Connection], Any]:
     """A writer job that records when key ``name`` was last used."""
-    return lambda conn: conn.execute("UPDATE keys SET last_used = ? WHERE name = ?", (now, name))
+    return lambda conn: conn.execute(
+        "UPDATE keys SET last_used = ? WHERE name = ? AND revoked IS NULL", (now, name))
 
 
-def key_spend_since(db: sqlite_utils.Database, name: str, start: float) -> float:
-    """What key ``name`` spent from ``start`` on (known prices only)."""
+def key_spend_since(db: sqlite_utils.Database, name: str, start: float,
+                    created: float = 0.0) -> float:
+    """What key ``name`` (the one created at ``created``) spent from ``start`` on (known
+    prices only): an earlier, revoked key of the same name is not its spend."""
     return float(db.execute("SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE key_id = ? "
-                            "AND ts >= ?", [name, start]).fetchone()[0])
+                            "AND ts >= ?", [name, max(start, created)]).fetchone()[0])
 
 
 def count_active_keys(path: Path) -> int:
@@ -122,6 +132,7 @@ class KeyRow:
     budget_period: str | None
     rpm: int | None
     max_concurrent: int | None
+    created: float = 0.0
 
 
 class KeyRing:
@@ -146,8 +157,11 @@ class KeyRing:
         try:
             if self._conn is None:
                 self._conn = connect(self.db_path)
-            cur = self._conn.execute(f"SELECT {ROW_COLUMNS} FROM keys")
-            rows = {r[0]: KeyRow(*r[:4], bool(r[4]), *r[5:]) for r in cur.fetchall()}
+            # a name's active key is read last: it is the one the name stands for
+            cur = self._conn.execute(f"SELECT {ROW_COLUMNS} FROM keys "
+                                     "ORDER BY revoked IS NULL, created")
+            every = [KeyRow(*r[:4], bool(r[4]), *r[5:]) for r in cur.fetchall()]
+            rows = {row.name: row for row in every}
         except sqlite3.Error as exc:
             log.warning("could not re-read the keys table (keeping the last copy): %s", exc)
             return False
@@ -156,7 +170,7 @@ class KeyRing:
         self.rows = rows
         self.version += 1
         self._by_prefix = {}
-        for row in rows.values():
+        for row in every:  # revoked keys too: presenting one answers "revoked"
             self._by_prefix.setdefault(row.prefix, []).append(row)
         self._verified = {
             digest: (name, stored) for digest, (name, stored) in self._verified.items()

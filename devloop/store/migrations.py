@@ -267,6 +267,80 @@ def m010_ledger_contract_columns(db: sqlite_utils.Database) -> None:
 
 
 @migration
+def m011_key_history(db: sqlite_utils.Database) -> None:
+    """Keys keep their history: each key is its own row (a numbered id), so a revoked key
+    stays listed and a new key with an old name starts with its own spend. At most one
+    active key per name."""
+    db.execute("ALTER TABLE keys RENAME TO keys_before_history")
+    db["keys"].create(
+        {
+            "id": int,
+            "name": str,
+            "key_prefix": str,
+            "salt": str,
+            "key_hash": str,
+            "created": float,
+            "last_used": float,
+            "revoked": float,
+            "budget_usd": float,
+            "budget_period": str,
+            "rpm": int,
+            "max_concurrent": int,
+        },
+        pk="id",
+    )
+    db.execute("INSERT INTO keys (name, key_prefix, salt, key_hash, created, last_used, revoked, "
+               "budget_usd, budget_period, rpm, max_concurrent) SELECT name, key_prefix, salt, "
+               "key_hash, created, last_used, revoked, budget_usd, budget_period, rpm, "
+               "max_concurrent FROM keys_before_history ORDER BY created")
+    db.execute("DROP TABLE keys_before_history")
+    db.execute("CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked IS NULL")
+
+
+@migration
+def m012_call_origin(db: sqlite_utils.Database) -> None:
+    """``origin``: who sent the call ('client', or devloop's own: 'check', 'eval', 'judge',
+    'probe', 'ladder'), so own traffic is never counted as saved; ``request_hash``: the
+    whole request's hash, so identical requests (retries) can be counted."""
+    calls = db["calls"]
+    calls.add_column("origin", str)
+    calls.add_column("request_hash", str)
+    calls.create_index(["request_hash"])
+
+
+@migration
+def m013_compressions(db: sqlite_utils.Database) -> None:
+    """LLMLingua results keyed by the text's hash, so unchanged text is never recompressed."""
+    from devloop.store.compressions_schema import create_table
+
+    create_table(db)
+
+
+@migration
+def m014_content_promotions(db: sqlite_utils.Database) -> None:
+    """Promotions keyed by the eval set's content hash (prompt, cases, assertions, threshold,
+    model, request settings), with the per-case hashes the gate re-checks; and each eval
+    result's finish reason (a truncated output is flagged)."""
+    db["eval_promotions"].create(
+        {
+            "content_hash": str,
+            "model": str,
+            "evalset": str,
+            "file": str,
+            "prompt_hash": str,
+            "run_id": str,
+            "pass_rate": float,
+            "threshold": float,
+            "cases_json": str,
+            "ts": float,
+        },
+        pk=("content_hash", "model"),
+    )
+    db["eval_promotions"].create_index(["evalset"])
+    db["eval_results"].add_column("finish_reason", str)
+
+
+@migration
 def m111_batch_provider_batches(db: sqlite_utils.Database) -> None:
     """Batches submitted to a provider's Batch API (eval runs, the gateway's frontier lines):
     what to poll after a restart, and what `devloop batches` lists."""

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import tzinfo
 from typing import Any
 
 import sqlite_utils
 
 from devloop.money import total_usd
+from devloop.store.spend_detail import add_details, register_day
 
 GROUPINGS = {
     "tier": "tier",
     "model": "model",
     "feature": "coalesce(feature, '(none)')",
     "user": "coalesce(user, '(none)')",
-    "day": "date(ts, 'unixepoch')",
+    "day": "devloop_day(ts)",  # the date in the `timezone` setting's zone
     # the pipeline's prompt hash when the call named one, else its leading-text hash
     "prompt": "coalesce(prompt_hash, prefix_hash, '(none)')",
+    "session": "coalesce(session, '(none)')",  # a coding agent's session (Claude Code, Codex)
 }
 PERIODS = {"1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}
 PERIOD_PATTERN = re.compile(r"(\d+)([hdw])")
@@ -43,10 +46,12 @@ def unknown_sql(column: str, when: str = "") -> str:
 
 
 def spend_report(
-    db: sqlite_utils.Database, since: str = "all", by: str | None = None
+    db: sqlite_utils.Database, since: str = "all", by: str | None = None,
+    tz: tzinfo | None = None,
 ) -> dict[str, Any]:
     """The `devloop spend` figures: totals, and groups when ``by`` is given."""
     seconds = period_seconds(since)
+    register_day(db, tz)
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}")
     where, params = "", []
@@ -82,10 +87,12 @@ def spend_report(
     report: dict[str, Any] = {"since": since, "totals": shape(totals), "groups": []}
     if by:
         key = GROUPINGS[by]
-        sql = f"SELECT {key} AS key, {fields} FROM calls {where} GROUP BY key ORDER BY calls DESC"
+        order = "key" if by == "day" else "calls DESC, key"  # days in date order
+        sql = f"SELECT {key} AS key, {fields} FROM calls {where} GROUP BY key ORDER BY {order}"
         for row in db.query(sql, params):
             report["groups"].append({"key": row["key"] if row["key"] is not None else "(none)",
                                      **shape(row)})
+    add_details(db, report, where, params, GROUPINGS[by] if by else None)
     if by == "feature":
         _add_prefix_stability(db, where, params, report["groups"])
     return report

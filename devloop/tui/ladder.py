@@ -59,7 +59,7 @@ def list_evalset_files(folder: Path) -> list[Path]:
 
 def read_evalset(path: Path) -> EvalsetInfo:
     """Parse one eval set file; a bad file becomes a row that says why, not an exception."""
-    from devloop.evals.evalset import load_evalset
+    from devloop.evals.files import load_one as load_evalset
 
     try:
         es = load_evalset(path)
@@ -204,7 +204,7 @@ class EvalEstimate:
 
 def estimate_eval(path: Path, profile: Any, db_path: Path) -> EvalEstimate:
     """What `devloop eval` would spend at most: its own plan (cache lookups included)."""
-    from devloop.evals.evalset import load_evalset
+    from devloop.evals.files import load_one as load_evalset
     from devloop.evals.runner import RunOptions, make_plan
     from devloop.pricing import Pricing
     from devloop.store.evals import EvalStore

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from devloop.evals.assertions import (
+    CaseError,
     Output,
+    as_list,
     combine,
     cosine,
     evaluate,
@@ -85,11 +87,9 @@ async def test_assertion_table(spec: dict[str, Any], text: str, expected: bool) 
 @pytest.mark.parametrize(("spec", "out", "expected"), [
     ({"type": "cost", "threshold": 0.01}, Output("x", cost_usd=0.005), True),
     ({"type": "cost", "threshold": 0.01}, Output("x", cost_usd=0.02), False),
-    ({"type": "cost", "threshold": 0.01}, Output("x", cost_usd=None), False),  # unknown price
     ({"type": "not-cost", "threshold": 0.01}, Output("x", cost_usd=0.02), True),
     ({"type": "latency", "threshold": 500}, Output("x", latency_ms=120.0), True),
     ({"type": "latency", "threshold": 500}, Output("x", latency_ms=900.0), False),
-    ({"type": "latency", "threshold": 500}, Output("x", latency_ms=None), False),
 ])
 async def test_cost_and_latency(spec: dict[str, Any], out: Output, expected: bool) -> None:
     assert (await run_assertion(Assertion.model_validate(spec), out)).passed is expected
@@ -143,14 +143,36 @@ async def test_case_reason_names_the_failed_checks() -> None:
 @pytest.mark.parametrize(("reply", "threshold", "passed", "score"), [
     ('{"reason": "ok", "pass": true, "score": 1.0}', None, True, 1.0),
     ('{"reason": "bad", "pass": false, "score": 0.0}', None, False, 0.0),
-    ('Sure! {"reason": "fine", "score": 0.0}', None, True, 0.0),  # pass defaults to true
+    ('Sure! {"reason": "fine", "score": 0.0}', None, False, 0.0),  # no pass: score decides
+    ('The output {"total": 3} is wrong. {"reason": "no", "pass": false, "score": 0}', None,
+     False, 0.0),  # the verdict is the last object carrying pass/score, not the quoted JSON
     ('{"pass": true, "score": 0.4}', 0.5, False, 0.4),  # threshold: both must hold
     ('{"pass": true, "score": 0.9}', 0.5, True, 0.9),
-    ("I think it is good.", None, False, 0.0),  # no JSON verdict fails
 ])
 def test_rubric_reply(reply: str, threshold: float | None, passed: bool, score: float) -> None:
     got = parse_rubric_reply(reply, threshold)
     assert (got[0], got[1]) == (passed, score)
+
+
+@pytest.mark.parametrize("reply", ["I think it is good.", 'The output {"total": 3} is fine.'])
+def test_rubric_reply_without_verdict_is_an_error(reply: str) -> None:
+    with pytest.raises(CaseError, match="the judge gave no verdict"):
+        parse_rubric_reply(reply, None)
+
+
+@pytest.mark.parametrize("spec", [{"type": "cost", "threshold": 0.01},
+                                  {"type": "latency", "threshold": 500}])
+async def test_unknown_cost_or_latency_is_an_error(spec: dict) -> None:
+    with pytest.raises(CaseError):
+        await run_assertion(Assertion.model_validate(spec), Output("x"))
+
+
+@pytest.mark.parametrize(("value", "kind", "items"), [
+    ('"a, b", c', "contains-any", ["a, b", "c"]),  # promptfoo keeps quoted commas
+    ("a, b,c", "contains-all", ["a", "b", "c"]),
+])
+def test_list_values_split_like_promptfoo(value: str, kind: str, items: list[str]) -> None:
+    assert as_list(value, kind) == items
 
 
 class FixedGrader:

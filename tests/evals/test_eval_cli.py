@@ -152,15 +152,15 @@ def test_batch_end_to_end_through_devloops_batch_api(eval_cli: EvalCli, tmp_path
     path = evalset(tmp_path / "batch.yaml", "batch-eval", PASSING + FAILING, threshold=0.5)
     before = ledger_rows(eval_cli.server)
     res = eval_cli(str(path), "--batch", "--json", str(tmp_path / "r.json"))
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 2, res.output  # alice's latency check cannot be decided
     assert "batch batch_" in res.stderr and "submitted (4 requests)" in res.stderr
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["batch"] is True and data["passed"] == 2
     cases = {c["id"]: c for c in data["cases"]}
     assert {k: c["pass"] for k, c in cases.items()} == {
         "alice": False, "bob": True, "carol": False, "dave": True}
-    # a batch result has no per-request latency, so a latency check cannot pass
-    assert "latency unknown" in cases["alice"]["reason"]
+    # a batch result has no per-request latency: a latency check is an error, never a pass
+    assert "latency unknown" in cases["alice"]["error"]
     assert all(c["output"] and c["completion_tokens"] > 0 for c in data["cases"])
     assert ledger_rows(eval_cli.server) == before + 4
     batches = httpx.get(eval_cli.server.base_url + "/v1/batches").json()["data"]
@@ -178,7 +178,8 @@ def test_batch_needs_a_provider_with_a_batch_api(eval_cli: EvalCli, tmp_path: Pa
 def test_gate_fails_until_the_prompt_passes(eval_cli: EvalCli, tmp_path: Path) -> None:
     path = evalset(tmp_path / "gated.yaml", "gated", PASSING)
     res = eval_cli(str(path), "--gate")
-    assert res.exit_code == 1 and "has no passing eval on openai/embedded" in res.stdout
+    assert res.exit_code == 1
+    assert "no passing eval of this eval set on openai/embedded" in res.stdout
     assert ledger_rows(eval_cli.server) >= 0
     failing = evalset(tmp_path / "gated-fail.yaml", "gated-fail", FAILING)
     assert eval_cli(str(failing)).exit_code == 1
@@ -204,7 +205,6 @@ def test_model_graded_assertions_call_the_server(eval_cli: EvalCli, tmp_path: Pa
     assert:
       - {{type: not-contains, value: "{IMPOSSIBLE}"}}
       - {{type: similar, value: "Hello Ada", threshold: -1}}
-      - {{type: llm-rubric, value: "Greets the user", weight: 0}}
   - id: never-similar
     vars: {{name: Ada}}
     assert:
@@ -218,8 +218,7 @@ def test_model_graded_assertions_call_the_server(eval_cli: EvalCli, tmp_path: Pa
     assert graded["pass"] and not never["pass"]
     kinds = {a["type"]: a for a in graded["assertions"]}
     assert kinds["similar"]["pass"] and -1 <= kinds["similar"]["score"] <= 1
-    assert kinds["llm-rubric"]["reason"].startswith("llm-rubric: judge")
-    assert kinds["llm-rubric"]["cost_usd"] > 0  # the judge call was priced and counted
+    # llm-rubric needs a judge that answers with a verdict: tests/evals/test_gate.py
     assert "cosine similarity" in never["reason"]
 
 

@@ -63,9 +63,10 @@ def test_reads_prompts_providers_tests_and_default_test(tmp_path: Path) -> None:
     config = tmp_path / "promptfooconfig.yaml"
     config.write_text(CONFIG)
     plain, chat = load_promptfoo(config)
-    assert plain.name == "Translator:prompt-1" and chat.name == "Translator:chat"
+    assert plain.name == "Translator:prompt-1" and chat.name == "Translator:chat.json"
     assert plain.production_model == "openai/gpt-4o-mini"
-    assert plain.temperature == 0 and plain.max_tokens == 50
+    # promptfoo sends no temperature when the config's is 0 (it omits falsy values)
+    assert plain.temperature is None and plain.max_tokens == 50
     assert plain.render({"text": "Hi"}) == [{"role": "user", "content": "Translate to French: Hi"}]
     assert chat.render({"text": "Hi", "tone": "formal"})[0] == {
         "role": "system", "content": "You translate in a formal tone."}
@@ -84,9 +85,12 @@ def test_reads_prompts_providers_tests_and_default_test(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "field"), [
     ("providers: [openai:gpt-4o]\ntests: [{vars: {}}]\n", "prompts"),
     ("prompts: ['{{x}}']\ntests: []\n", "tests"),
-    ("prompts: ['{{x}}']\ntests: [{vars: {y: 1}}]\n", "tests.0.vars"),
-    ("prompts: ['hi']\ntests: [{assert: [{type: javascript, value: 'true'}]}]\n",
+    ("prompts: ['{{x}']\ntests: [{vars: {x: 1}}]\n", "prompt"),
+    ("prompts: ['hi']\ntests: [{assert: [{type: answer-relevance, value: 'x'}]}]\n",
      "tests.0.assert.0.type"),
+    ("prompts: ['hi']\ntests: [{assert: [{type: equals, value: file://nope.json}]}]\n",
+     "tests.0.assert.0.value"),
+    ("prompts: ['hi']\ntests: [{options: {rubricPrompt: x}}]\n", "tests.0.options"),
     ("prompts: [file://missing.txt]\ntests: [{vars: {}}]\n", "prompts.0"),
 ])
 def test_bad_configs_name_file_and_field(tmp_path: Path, text: str, field: str) -> None:

@@ -42,7 +42,8 @@ def test_json_has_the_contract_keys_and_every_case(tmp_path: Path) -> None:
     assert set(data) >= DESIGN_KEYS
     assert [c["id"] for c in data["cases"]] == ["ok", "bad", "cached", "boom"]
     assert all(set(c) >= DESIGN_CASE_KEYS for c in data["cases"])
-    assert (data["passed"], data["failed"], data["cached_cases"]) == (2, 2, 1)
+    # errors are counted apart from failures, as in JUnit (failures="1" errors="1")
+    assert (data["passed"], data["failed"], data["errors"], data["cached_cases"]) == (2, 1, 1, 1)
     assert data["pass_rate"] == 0.5 and data["threshold"] == 0.5
     assert data["cost_usd"] == 0.0022 and data["saved_usd"] == 0.002
     assert data["status"] == "error" and data["errors"] == 1

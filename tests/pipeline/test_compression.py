@@ -19,8 +19,12 @@ from devloop.pipeline.compression import (
     expected_texts,
     lost_texts,
 )
+from devloop.pipeline.compression_parts import COMPRESSOR_ID, ProtectedCompressor
 from devloop.pipeline.lingua import LinguaCompressor
+from devloop.pipeline.providers import ModelTokenizer
+from devloop.store.compressions import CompressionCache
 from tests.pipeline.conftest import block, style_guide, write
+from tests.pipeline.test_compression_safety import DropEveryOther
 
 SONNET = "anthropic/claude-sonnet-4-5"
 
@@ -81,78 +85,90 @@ def profile() -> Profile:
     return load_profile("default")
 
 
-async def compress_stage(path: Path, compressor: LinguaCompressor, tokenizer, profile: Profile):
+async def compress_stage(path: Path, compressor, tokenizer, profile: Profile, **kw):
     es = load_evalset(path)
     pricing = cache_pricing(profile, SONNET)
-    cache = analyse_cache_order(es, pricing, tokenizer, production_model=SONNET)
-    return await analyse_compression(es, compressor, tokenizer, pricing, cache)
+    tok = ModelTokenizer(SONNET)
+    cache = analyse_cache_order(es, pricing, tok, production_model=SONNET)
+    return await analyse_compression(es, compressor, tok, pricing, cache, **kw)
+
+
+def document_evalset(tmp_path: Path, document: str, name: str = "doc") -> Path:
+    """A short instruction and a long per-call document (the part compression may touch)."""
+    cases = "".join(f"  - id: c{i}\n    vars:\n      doc: |\n{block(document + extra, 8)}\n"
+                    "    assert: [{type: icontains-any, value: [explain, reason]}]\n"
+                    for i, extra in enumerate(("", "\nPlease reply before the 12th.")))
+    return write(tmp_path / f"{name}.yaml",
+                 f"name: {name}\nproduction_model: {SONNET}\nprompt:\n"
+                 "  system: Answer the question about the document in two sentences.\n"
+                 "  messages:\n    - {role: user, content: \"Document:\\n{{doc}}\"}\n"
+                 f"cases:\n{cases}")
 
 
 @pytest.mark.slow
-async def test_real_llmlingua_run_offline_and_deterministic(
+@pytest.mark.timeout(1800)
+async def test_real_llmlingua_run_offline_deterministic_protected_and_cached(
         tmp_path: Path, lingua_home: Path, lingua: LinguaCompressor, tokenizer,
         profile: Profile, loopback_only: list[object]) -> None:
-    # Prose below the provider's minimum cacheable length: caching cannot help it,
-    # compression can.
-    context = style_guide().split("## 4.")[0]
-    assert 300 < len(tokenizer.encode(context)) < 1024
-    path = evalset_with_context(tmp_path, context)
+    # Prose with URLs, numbers and identifiers: a per-call document, not instruction text.
+    document = style_guide().split("## 3.")[0] + (
+        "\nSee https://wiki.example.com/review-guide#nits (version 2.3, updated 2025-01-14) and "
+        "the review_bot setting max_nits_per_pr = 12.\n")
+    path = document_evalset(tmp_path, document)
+    db = tmp_path / "devloop.db"
 
     started = time.perf_counter()
-    first = await compress_stage(path, lingua, tokenizer, profile)
+    first_pc = ProtectedCompressor(lingua, ModelTokenizer(SONNET), CompressionCache(db))
+    first = await compress_stage(path, first_pc, tokenizer, profile)
     first_seconds = time.perf_counter() - started
-    # A second compressor loads the converted model again from disk: same result.
+    # A second compressor loads the converted model again from disk: same result; and a
+    # third reads every result from the cache (the model is not even loaded).
     again = LinguaCompressor(lingua_home)
-    second = await compress_stage(path, again, tokenizer, profile)
+    second = await compress_stage(path, ProtectedCompressor(again, ModelTokenizer(SONNET)),
+                                  tokenizer, profile)
+    unused = LinguaCompressor(tmp_path / "never-loaded")
+    cached_pc = ProtectedCompressor(unused, ModelTokenizer(SONNET), CompressionCache(db))
+    third = await compress_stage(path, cached_pc, tokenizer, profile)
 
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
     assert loopback_only == []  # nothing tried to reach the network
     assert again.convert_seconds == 0.0  # the folder under $DEVLOOP_HOME/models was reused
     assert (lingua_home / "models" / "smollm2-135m-instruct-hf" / "config.json").is_file()
 
-    assert first.status == "pass" and first.recommendation == "compress"
-    assert 0 < first.compressed_tokens < 0.8 * first.origin_tokens
-    assert first.origin_tokens == len(tokenizer.encode(context.rstrip("\n")))
-    price = cache_pricing(profile, SONNET).price
-    assert price is not None
-    assert first.saved_usd_per_1k_calls == pytest.approx(
-        (first.origin_tokens - first.compressed_tokens) * price.input * 1000, rel=1e-6)
-    assert first.reasons[0].startswith("compress system:")
     [part] = first.parts
-    assert (part.kind, part.content, part.in_cacheable_prefix) == ("static", "prose", False)
-
-    assert second.origin_tokens == first.origin_tokens
-    assert second.compressed_tokens == first.compressed_tokens
-    assert second.compressed_prompt == first.compressed_prompt
-    assert second.compressed_prompt is not None
-    assert second.compressed_prompt["messages"][0]["content"] == "Question: {{question}}"
-    print(f"\ncompression of {first.origin_tokens:.0f} tokens: {first_seconds:.1f}s "
+    assert (part.kind, part.where, part.content) == ("document", "var:doc", "prose")
+    assert 0 < part.compressed_tokens < part.origin_tokens  # about -10% here, protected
+    assert first.recommendation == "skip"  # too small a saving, or not validated on production
+    assert first.reasons and (first.candidate or "saves only" in (part.reason or ""))
+    shipped = first.compressed_prompt
+    assert shipped is not None
+    cache = CompressionCache(db)
+    for case in load_evalset(path).cases:  # the stored results: no new model run
+        out = cache.get(case.vars["doc"], first.rate, COMPRESSOR_ID)
+        assert out is not None and len(out) < len(case.vars["doc"])
+        for span in ("https://wiki.example.com/review-guide#nits", "2.3", "2025-01-14",
+                     "review_bot", "max_nits_per_pr", "12"):
+            assert span in out, span
+    assert (second.compressed_tokens, second.reasons) == (first.compressed_tokens, first.reasons)
+    assert (third.compressed_tokens, third.reasons) == (first.compressed_tokens, first.reasons)
+    assert cached_pc.cache_hits == 2 and unused.load_seconds is None
+    print(f"\ncompression of {part.origin_tokens:.0f} tokens x 2 cases: {first_seconds:.1f}s "
           f"(convert {lingua.convert_seconds}, load {lingua.load_seconds:.1f}s)")
 
 
-async def test_code_heavy_prompt_is_not_compressed(tmp_path: Path, lingua: LinguaCompressor,
-                                                   tokenizer, profile: Profile) -> None:
+async def test_code_heavy_prompt_is_not_compressed(tmp_path: Path, tokenizer,
+                                                   profile: Profile) -> None:
     context = "Answer questions about this module.\n\n```python" + PYTHON_MODULE + "```\n"
-    result = await compress_stage(evalset_with_context(tmp_path, context, "code"), lingua,
-                                  tokenizer, profile)
+    path = evalset_with_context(tmp_path, context, "code")
+    result = await compress_stage(path, DropEveryOther(), tokenizer, profile)
     assert result.recommendation == "skip"
-    assert result.status == "warn"
-    assert result.parts[0].content == "code"
-    assert any("do not compress: code" in r for r in result.reasons)
-    assert result.origin_tokens > 200 and not result.parts[0].measured
-
-
-async def test_cacheable_prefix_is_not_compressed(tmp_path: Path, lingua: LinguaCompressor,
-                                                  tokenizer, profile: Profile) -> None:
-    result = await compress_stage(evalset_with_context(tmp_path, style_guide(), "guide"),
-                                  lingua, tokenizer, profile)
-    assert result.recommendation == "skip" and result.status == "warn"
-    [part] = result.parts
-    assert part.in_cacheable_prefix and not part.compress
-    assert "inside the cacheable prefix" in (part.reason or "")
-    # Blocked before the model runs: nothing is measured, nothing claimed as saved.
-    assert not part.measured and result.compressed_tokens == result.origin_tokens
-    assert result.saved_usd_per_1k_calls == 0.0 and result.compressed_prompt is None
+    assert "instruction text" in (result.parts[0].reason or "")
+    allowed = await compress_stage(path, DropEveryOther(), tokenizer, profile,
+                                   allow_instructions=True)
+    assert allowed.parts[0].content == "code" and allowed.status == "warn"
+    assert any("do not compress: code" in r for r in allowed.reasons)
+    # The code block is protected: the compressor never saw it.
+    assert allowed.parts[0].compressed_tokens == allowed.parts[0].origin_tokens
 
 
 async def test_short_prompt_has_nothing_to_compress(tmp_path: Path, tokenizer,
@@ -201,3 +217,27 @@ def test_lost_expected_text(tmp_path: Path) -> None:
     before = {"a": "Invoice GL-5520 totals GBP 8,615.20"}
     assert lost_texts(expected, before, {"a": "Invoice totals G 8,615"}) == ["GL-5520", "gbp"]
     assert lost_texts(expected, before, {"a": "GL-5520 GBP"}) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_compressing_5000_tokens_peaks_under_1_5_gb(home_with_model: Path) -> None:
+    """The whole process (Python, torch, the model, windows of 400 tokens): peak RSS from
+    resource.getrusage in a fresh subprocess."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+    from tests.pipeline.conftest import cli_env
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_compression_rss.py"),
+                           "--home", str(home_with_model), "--tokens", "5000"],
+                          env=cli_env(home_with_model), capture_output=True, text=True,
+                          timeout=1800, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["origin_tokens"] >= 5000 and got["compressed_tokens"] < got["origin_tokens"]
+    assert got["largest_window_tokens"] <= 400
+    assert got["peak_rss_mb"] <= 1536, got
+    print(f"\ncompression of {got['origin_tokens']} tokens: {got}")

@@ -67,13 +67,15 @@ async def test_draft_runs_on_the_local_tier_and_records_the_would_have_cost(
     assert draft.would_cost_usd == pytest.approx(expected) and expected > 0
     assert 0 < draft.mean_completion_tokens <= 8
 
-    # The calls are in the ledger, attributed to the check, free, with their counterfactual.
+    # The calls are in the ledger, attributed to the check, free, booked as devloop's own
+    # traffic: never "saved" (the stage's would-cost above is where that figure lives).
     conn = sqlite3.connect(settings.db_path)
-    rows = conn.execute("SELECT tier, route_reason, cost_usd, counterfactual_usd FROM calls "
-                        "WHERE feature = 'check:tiny-draft'").fetchall()
+    rows = conn.execute("SELECT tier, route_reason, cost_usd, counterfactual_usd, saved_usd, "
+                        "origin FROM calls WHERE feature = 'check:tiny-draft'").fetchall()
     assert len(rows) == 2
-    assert all(tier == "embedded" and cost == 0 and cf > 0 for tier, _, cost, cf in rows)
-    assert all("local" in reason for _, reason, _, _ in rows)
+    assert all(tier == "embedded" and cost == 0 and cf == 0 and saved == 0 and origin == "check"
+               for tier, _, cost, cf, saved, origin in rows)
+    assert all("local" in reason for _, reason, *_ in rows)
 
     # Each stage's result is stored against the prompt's content hash.
     es = load_evalset(path)

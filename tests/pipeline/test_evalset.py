@@ -79,16 +79,16 @@ def test_assertion_helpers(tmp_path: Path) -> None:
     assert a.negated and a.base_type == "contains"
     assert es.cases[1].assertions[0].values() == ["hi", "hello"]
     assert render_template("{{a}}-{{ b }}", {"a": 1, "b": None}) == "1-"
-    assert "javascript" not in ASSERTION_TYPES
+    assert "javascript" in ASSERTION_TYPES and "answer-relevance" not in ASSERTION_TYPES
 
 
 @pytest.mark.parametrize(("text", "field", "reason"), [
     ("name: x\nprompt: {system: hi\ncases: [\n", "line 3", "invalid YAML"),
     ("- just\n- a list\n", "(top level)", "must be a mapping"),
-    (GOOD.replace("type: icontains", "type: javascript"), "cases.0.assert.0.type",
-     "unknown assertion type 'javascript'"),
-    (GOOD.replace("type: icontains", "type: not-python"), "cases.0.assert.0.type",
-     "unknown assertion type 'not-python'"),
+    (GOOD.replace("type: icontains", "type: answer-relevance"), "cases.0.assert.0.type",
+     "answer-relevance is not supported by devloop"),
+    (GOOD.replace("type: icontains", "type: not-pythonic"), "cases.0.assert.0.type",
+     "unknown assertion type 'not-pythonic'"),
     (GOOD.replace("topic: tea", "subject: tea"), "cases.0.vars",
      "missing var 'topic' used by the prompt"),
     (GOOD.replace("{type: icontains, value: hello}", "{type: icontains}"),
@@ -125,8 +125,8 @@ def test_find_evalsets(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("edit", "expected"), [
     (lambda t: t.replace("cases:", "cases: [\n"), "invalid YAML"),
-    (lambda t: t.replace("type: icontains", "type: javascript"),
-     "cases.0.assert.0.type: unknown assertion type 'javascript'"),
+    (lambda t: t.replace("type: icontains", "type: jsonnet"),
+     "cases.0.assert.0.type: unknown assertion type 'jsonnet'"),
     (lambda t: t.replace("topic: tea", "subject: tea"),
      "cases.0.vars: case 'one' is missing var 'topic' used by the prompt"),
 ])

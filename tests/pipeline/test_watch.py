@@ -167,9 +167,9 @@ def test_watcher_class_reports_through_its_callback(tmp_path: Path,
         assert not any(e.kind == "started" for e in list(events.queue))
 
         # A broken save is reported as one line; the watcher keeps going.
-        path.write_text(quick("x").replace("{type: not-contains", "{type: javascript"))
+        path.write_text(quick("x").replace("{type: not-contains", "{type: jsonnet"))
         invalid = next_event("invalid")
-        assert "cases.0.assert.0.type: unknown assertion type 'javascript'" in invalid.message
+        assert "cases.0.assert.0.type: unknown assertion type 'jsonnet'" in invalid.message
         path.write_text(quick("Fixed."))
         assert next_event("done").report is not None
 

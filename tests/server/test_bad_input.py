@@ -16,6 +16,8 @@ pytestmark = pytest.mark.slow
 
 OPENAI_POSTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
 OLLAMA_POSTS = ["/api/chat", "/api/generate", "/api/embed", "/api/show"]
+ANTHROPIC_POSTS = ["/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens"]
+RESPONSES_POSTS = ["/v1/responses"]
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,30 @@ def test_malformed_json(http: httpx.Client, path: str) -> None:
     err = assert_openai_error(http.post(path, content=b'{"model": "auto", "messages": ['), 400,
                               "invalid_json")
     assert err["type"] == "invalid_request_error"
+
+
+def assert_anthropic_error(resp: httpx.Response, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"type", "error"} and body["type"] == "error"
+    assert set(body["error"]) == {"type", "message"} and body["error"]["message"]
+    return body["error"]
+
+
+@pytest.mark.parametrize("path", ANTHROPIC_POSTS)
+def test_malformed_json_anthropic_shape(http: httpx.Client, path: str) -> None:
+    err = assert_anthropic_error(http.post(path, content=b'{"model": "embedded", "messages": ['),
+                                 400)
+    assert err["type"] == "invalid_request_error"
+    body = template(path)
+    body["model"] = "nope-9"
+    err = assert_anthropic_error(http.post(path, json=body), 404)
+    assert err["type"] == "not_found_error"
+
+
+def test_malformed_json_responses_shape(http: httpx.Client) -> None:
+    assert_openai_error(http.post("/v1/responses", content=b"{nope"), 400, "invalid_json")
+    assert_openai_error(http.post("/v1/responses", json={"model": "embedded"}), 400)
 
 
 @pytest.mark.parametrize("path", OLLAMA_POSTS)
@@ -101,6 +127,14 @@ def test_bad_headers_and_routes(http: httpx.Client) -> None:
 
 
 def template(path: str) -> dict[str, Any]:
+    if path.startswith("/v1/messages"):
+        body: dict[str, Any] = {"model": "embedded", "max_tokens": 1, "system": "x", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "x"}]}]}
+        if path.endswith("count_tokens"):  # count_tokens takes no max_tokens
+            body.pop("max_tokens")
+        return body
+    if path == "/v1/responses":
+        return {"model": "embedded", "input": "x", "max_output_tokens": 1, "instructions": "x"}
     if "embed" in path:
         return {"model": "embedded", "input": "x"}
     if path in ("/v1/completions", "/api/generate"):
@@ -121,14 +155,17 @@ json_values = st.recursive(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=st.sampled_from(OPENAI_POSTS + OLLAMA_POSTS), data=st.data())
+@given(path=st.sampled_from(OPENAI_POSTS + OLLAMA_POSTS + ANTHROPIC_POSTS + RESPONSES_POSTS),
+       data=st.data())
 def test_fuzzed_bodies_never_500(http: httpx.Client, path: str, data: st.DataObject) -> None:
     body = template(path)
     # Mutate one or two fields (never the token limits: a huge one would only be slow).
     for _ in range(data.draw(st.integers(1, 2))):
         key = data.draw(st.sampled_from([k for k in (*body, "stream", "temperature", "stop",
-                                                     "suffix", "extra", "messages", "model")
-                                         if k not in ("max_tokens", "options")]))
+                                                     "suffix", "extra", "messages", "model",
+                                                     "tools", "tool_choice", "input")
+                                         if k not in ("max_tokens", "options",
+                                                      "max_output_tokens")]))
         if data.draw(st.booleans()):
             body.pop(key, None)
         else:
@@ -139,6 +176,9 @@ def test_fuzzed_bodies_never_500(http: httpx.Client, path: str, data: st.DataObj
     resp = http.post(path, content=raw)
     assert resp.status_code < 500, (path, raw, resp.text)
     if resp.status_code >= 400:
+        if path.startswith("/v1/messages"):
+            assert_anthropic_error(resp, resp.status_code)
+            return
         err = resp.json()["error"]
         if path.startswith("/api/"):
             assert isinstance(err, str) and err

@@ -111,7 +111,8 @@ def test_key_ring_verifies_from_memory_and_sees_a_revoke(tmp_path: Path) -> None
     assert ring.verify(key) == (None, "revoked")
     fresh = create_key(db, "alice")  # a new key under the same name
     ring.refresh(force=True)
-    assert ring.verify(fresh) == ("alice", "") and ring.verify(key) == (None, "invalid")
+    # the revoked key keeps its history row (issue 12): it stays refused, and says why
+    assert ring.verify(fresh) == ("alice", "") and ring.verify(key) == (None, "revoked")
     ring.close()
     db.close()
 

@@ -98,7 +98,8 @@ def test_developer_role_is_the_system_turn(server: RunningServer) -> None:
 @pytest.mark.parametrize(("body", "param"), [
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
       "tool_choice": "required"}, "tools"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+      "tool_choice": {"type": "function", "function": {"name": "f"}}}, "tools"),
     ({"logprobs": True}, "logprobs"),
     ({"n": 2}, "n"),
 ])
@@ -110,6 +111,22 @@ def test_what_the_embedded_tier_cannot_do_is_a_400_naming_field_and_tier(
     assert err["type"] == "invalid_request_error"
     assert err["param"] == param
     assert param in err["message"] and "embedded" in err["message"]
+
+
+def test_tools_the_model_may_skip_are_named_as_ignored_and_answered_as_text(
+        server: RunningServer) -> None:
+    """tool_choice auto (or unset): a text answer is a valid reply, so a tier that cannot call
+    tools answers without them and says so, instead of refusing every agent's request."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    for extra in ({}, {"tool_choice": "auto"}):
+        resp = chat(server, temperature=0, max_tokens=8, tools=tools,
+                    messages=[{"role": "user", "content": "hi"}], **extra)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-devloop-ignored"] == "tools"
+        assert "tools not offered" in resp.headers["x-devloop-route-reason"]
+        message = resp.json()["choices"][0]["message"]
+        assert message["content"] and not message.get("tool_calls")
+        assert resp.json()["choices"][0]["finish_reason"] != "tool_calls"
 
 
 def test_image_part_is_refused_not_described(server: RunningServer) -> None:

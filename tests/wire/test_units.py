@@ -136,7 +136,7 @@ def test_context_need_and_n_with_stream() -> None:
     with pytest.raises(CapabilityError, match="n: "):
         needs(ChatRequest.model_validate({"model": "a", "messages": TEXT, "n": 2,
                                           "stream": True}))
-    assert Need("tools", "tools") in needs(ChatRequest.model_validate(
+    assert Need("tools", "tools", optional=True) in needs(ChatRequest.model_validate(
         {"model": "a", "messages": TEXT, "tools": TOOLS}))
 
 
