@@ -80,6 +80,7 @@ bench: install $(BENCH_STAMP) $(PORTKEY_STAMP)
 	$(PY) scripts/bench_gateway.py
 	$(PY) scripts/bench_startup.py
 	$(PY) scripts/bench_embedded.py
+	$(PY) scripts/bench_ladder.py
 	$(PY) scripts/bench_cache.py
 	$(PY) scripts/bench_ledger.py
 

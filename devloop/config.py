@@ -200,6 +200,9 @@ DEFAULT_CORS_ORIGINS = (
     "http://[::1]", "http://[::1]:*", "app://*", "file://*", "tauri://*",
     "vscode-webview://*", "vscode-file://*")
 
+# Request kinds of the embedded model's speculative decoding (backends/speculative.py).
+SPECULATIVE_KINDS = ("fim", "edit", "chat", "completion")
+
 
 class Settings(BaseSettings):
     """Process-wide settings from the environment (``DEVLOOP_`` prefix)."""
@@ -238,6 +241,25 @@ class Settings(BaseSettings):
         from devloop.periods import zone
 
         return zone(self.timezone)
+    # The embedded model's KV prefix cache: states of recent prompts kept in RAM (MB, LRU;
+    # 0 turns reuse beyond the last prompt off) and on disk under home/kv-prefix (MB; 0: RAM only).
+    embedded_prefix_cache_mb: int = Field(default=512, ge=0)
+    embedded_prefix_cache_disk_mb: int = Field(default=2048, ge=0)
+    # Request kinds the embedded model decodes speculatively with prompt lookup (any of fim,
+    # edit, chat, completion). Off by default: on this CPU, checking the guessed tokens in a
+    # batch costs more than it saves, and batched logits can flip near-ties at temperature 0
+    # (docs/benchmarks.md, "Speculative decoding").
+    embedded_speculative: str = ""
+
+    @field_validator("embedded_speculative")
+    @classmethod
+    def _speculative_kinds(cls, value: str) -> str:
+        unknown = sorted({k.strip() for k in value.split(",") if k.strip()}
+                         - set(SPECULATIVE_KINDS))
+        if unknown:
+            raise ValueError(f"unknown request kind {unknown[0]!r} "
+                             f"(use any of {', '.join(SPECULATIVE_KINDS)})")
+        return value
 
     @property
     def db_path(self) -> Path:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
-from devloop.config import TierConfig
+from devloop.config import Settings, TierConfig
 
 __all__ = ["Backend", "BackendError", "UpstreamTimeout", "UpstreamUnavailable", "make_backend"]
 
 
-def make_backend(tier: str, config: TierConfig, ollama_probe_timeout: float = 2.0) -> Backend:
+def make_backend(tier: str, config: TierConfig, ollama_probe_timeout: float = 2.0,
+                 settings: Settings | None = None) -> Backend:
     """Build a tier's backend; modules are imported only for the kinds a profile uses."""
     if config.backend == "embedded":
         from devloop.backends.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(tier, config)
+        return EmbeddedBackend(tier, config, settings)
     if config.backend == "ollama":
         from devloop.backends.ollama import OllamaBackend
 

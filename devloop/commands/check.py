@@ -44,6 +44,8 @@ async def _check_all(checker: Checker, files: list[Path], stages: tuple[str, ...
     reports = []
     if "draft" in stages or checker.store:  # the gateway: for the draft and the DB writer
         await checker.start()
+    if progress:
+        checker.on_progress = lambda message: click.echo(f"  {message}", err=True)
     try:
         for path in files:
             if progress:

@@ -56,7 +56,7 @@ class Gateway:
         settings.ensure_home()
         self.writer = DbWriter(settings.db_path)
         self.read_conn = connect(settings.db_path)
-        self.router = Router(profile, settings.ollama_probe_timeout)
+        self.router = Router(profile, settings.ollama_probe_timeout, settings)
         self.pricing = Pricing(profile)
         self.cache = ResponseCache(profile.cache, self.writer, self.read_conn)
         self.budgets = Budgets(profile, self.writer, settings.zone())

@@ -99,6 +99,7 @@ class Checker:
         self.grader = grader
         self.store = store
         self.calls_per_hour = calls_per_hour
+        self.on_progress: Callable[[str], None] | None = None  # a line per draft step
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -162,7 +163,8 @@ class Checker:
                          model: str) -> BaseModel:
         if stage == "draft":
             assert self.gateway is not None and self.grader is not None
-            return await run_draft(evalset, self.gateway, self.grader, production_model=model)
+            return await run_draft(evalset, self.gateway, self.grader, production_model=model,
+                                   progress=self.on_progress)
         pricing = cache_pricing(self.profile, model)
         draft = report.stages.get("draft")
         model_tokenizer = ModelTokenizer(model)

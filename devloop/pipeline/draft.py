@@ -54,6 +54,8 @@ class Verdict(BaseModel):
 
 # Grades one output against a case's assertions: (case, output text, call facts) -> verdict.
 Grader = Callable[[Case, str, dict[str, Any]], Awaitable[Verdict]]
+# Told what the draft is doing, one line per step (`watch` prints them).
+Progress = Callable[[str], None]
 
 
 class CaseOutcome(BaseModel):
@@ -68,6 +70,8 @@ class CaseOutcome(BaseModel):
     cache: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Prompt tokens the local model did not process again (its KV prefix cache).
+    cached_tokens: int = 0
     latency_ms: float = 0.0
     would_cost_usd: float | None = None
 
@@ -82,6 +86,8 @@ class DraftResult(BaseModel):
     tier: str = DRAFT_TIER
     models: list[str] = Field(default_factory=list)
     mean_completion_tokens: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens answered from the local model's prefix cache
     seconds: float = 0.0
     cases: list[CaseOutcome] = Field(default_factory=list)
 
@@ -103,6 +109,7 @@ async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: G
     usage = completion.usage if completion is not None else None
     prompt_tokens = usage.prompt_tokens if usage else 0
     completion_tokens = usage.completion_tokens if usage else 0
+    cached_tokens = usage.cached_tokens if usage else 0
     facts = {"cost_usd": result.cost_usd or 0.0, "latency_ms": latency_ms,
              "model": result.model, "tier": result.tier,
              "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -113,22 +120,34 @@ async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: G
         id=case.id, passed=verdict.passed, score=verdict.score, reason=verdict.reason,
         output=text, tier=result.tier, model=result.model, cache=result.cache,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        latency_ms=round(latency_ms, 1),
+        cached_tokens=cached_tokens, latency_ms=round(latency_ms, 1),
         would_cost_usd=gateway.pricing.cost(production_model, prompt_tokens, completion_tokens),
     )
 
 
 async def run_draft(evalset: EvalSet, gateway: GatewayLike, grader: Grader, *,
                     production_model: str, feature: str | None = None,
-                    tier: str | None = None) -> DraftResult:
+                    tier: str | None = None, progress: Progress | None = None) -> DraftResult:
     """Run every case on the draft tier (the profile's cheapest non-frontier tier), one at a
-    time (a local model is one process)."""
+    time (a local model is one process).
+
+    The cases go in the eval set's own order: they share the prompt's static prefix, so the
+    local model's prefix cache (kept on disk between runs) processes only what differs from
+    a case it has seen, and a re-check after editing one case's text redoes only that tail.
+    """
     started = time.perf_counter()
     feature = feature or f"check:{evalset.name}"
     profile = getattr(gateway.pricing, "profile", None)
     tier = tier or (draft_tier(profile, gateway.pricing) if profile is not None else DRAFT_TIER)
-    outcomes = [await run_case(evalset, case, gateway, grader, production_model, feature, tier)
-                for case in evalset.cases]
+    outcomes = []
+    total = len(evalset.cases)
+    for i, case in enumerate(evalset.cases, 1):
+        if progress is not None:
+            progress(f"draft {i}/{total} {case.id}: running on the {tier} tier")
+        outcome = await run_case(evalset, case, gateway, grader, production_model, feature, tier)
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(f"draft {i}/{total} {case.id}: {describe(outcome)}")
     answered = [o for o in outcomes if o.passed is not None]
     errors = len(outcomes) - len(answered)
     pass_rate = (sum(1 for o in answered if o.passed) / len(outcomes)) if answered else None
@@ -153,6 +172,19 @@ async def run_draft(evalset: EvalSet, gateway: GatewayLike, grader: Grader, *,
         models=sorted({o.model for o in answered if o.model}),
         mean_completion_tokens=round(
             sum(o.completion_tokens for o in answered) / len(answered), 1) if answered else 0.0,
+        prompt_tokens=sum(o.prompt_tokens for o in answered),
+        cached_tokens=sum(o.cached_tokens for o in answered),
         seconds=round(time.perf_counter() - started, 3),
         cases=outcomes,
     )
+
+
+def describe(o: CaseOutcome) -> str:
+    """One line for a finished case: verdict, time, and what the prefix cache saved."""
+    if o.passed is None:
+        return f"error: {o.error}"
+    verdict = "pass" if o.passed else "fail"
+    if o.cache == "hit":
+        return f"{verdict} (answered from the response cache)"
+    return (f"{verdict} in {o.latency_ms / 1000:.1f}s, {o.prompt_tokens:,} prompt tokens "
+            f"({o.cached_tokens:,} reused), {o.completion_tokens:,} generated")

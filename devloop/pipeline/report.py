@@ -27,6 +27,9 @@ def _draft(r: DraftResult) -> list[str]:
             f"{r.threshold:.0%}, informative) on {r.tier} ({models}); would have cost "
             f"{format_usd(r.would_cost_usd)} on {r.production_model}")
     lines = [head]
+    if r.cached_tokens:
+        lines.append(f"{r.cached_tokens:,} of {r.prompt_tokens:,} prompt tokens reused from the "
+                     f"local model's prefix cache; {r.seconds:.1f}s")
     if r.errors:
         first = next((c.error for c in r.cases if c.error), "")
         lines.append(f"{r.errors} case(s) failed to run: {first}")

@@ -27,7 +27,7 @@ from devloop.paths import display_path
 from devloop.pipeline.checker import STAGES, Checker, CheckReport, last_prompt_hash
 
 EventKind = Literal["ready", "started", "stage", "done", "invalid", "stale", "removed",
-                    "profile"]
+                    "profile", "progress"]
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -280,6 +280,11 @@ class EvalsetWatcher:
 
         def stage_done(report: CheckReport, stage: str) -> None:
             self._emit(WatchEvent("stage", shown, report, stage))
+
+        def progress(message: str) -> None:
+            self._emit(WatchEvent("progress", shown, message=message))
+
+        self.checker.on_progress = progress
 
         report = await self.checker.check_evalset(evalset, shown, self.stages, stage_done)
         self._emit(WatchEvent("done", shown, report, message=f"{report.seconds:.1f}s"))

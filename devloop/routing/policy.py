@@ -186,10 +186,12 @@ def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -
     elif tier is not None:
         reason = f"{how}tier {tier}" if how else f"model {inp.model!r} names tier {tier}"
     else:
+        # The heuristics scan the whole prompt: only when a route matches on complexity.
         complexity, why = ("high", "local model verdict") if inp.complexity == "high" else (
-            ("low", "local model verdict") if inp.complexity == "low"
-            else classify_complexity(inp.prompt, inp.prompt_tokens))
+            ("low", "local model verdict") if inp.complexity == "low" else ("", ""))
         for i, candidate in enumerate(profile.routes):
+            if candidate.match.complexity and not complexity:
+                complexity, why = classify_complexity(inp.prompt, inp.prompt_tokens)
             if route_matches(candidate, inp, complexity):
                 route, tier = candidate, candidate.tier
                 reason = f"{how}{describe(candidate, i)} -> {tier}"

@@ -17,7 +17,7 @@ from devloop.backends import (
     UpstreamUnavailable,
     make_backend,
 )
-from devloop.config import Profile
+from devloop.config import Profile, Settings
 from devloop.routing.capabilities import needs, route_capable
 from devloop.routing.policy import TierState
 from devloop.types import Capabilities, Health, RouteDecision
@@ -36,10 +36,11 @@ class TierHealth:
 
 
 class Router:
-    def __init__(self, profile: Profile, ollama_probe_timeout: float = 2.0) -> None:
+    def __init__(self, profile: Profile, ollama_probe_timeout: float = 2.0,
+                 settings: Settings | None = None) -> None:
         self.profile = profile
         self.backends: dict[str, Backend] = {
-            name: make_backend(name, cfg, ollama_probe_timeout)
+            name: make_backend(name, cfg, ollama_probe_timeout, settings)
             for name, cfg in profile.tiers.items()
         }
         self.health = {name: TierHealth() for name in profile.tiers}
