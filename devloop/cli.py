@@ -24,6 +24,7 @@ COMMANDS = {
     "agent-config": "devloop.commands.launch:agent_config",
     "audit": "devloop.commands.audit:audit",
     "alerts": "devloop.commands.alerts:alerts",
+    "batches": "devloop.commands.batches:batches",
 }
 
 

@@ -254,6 +254,13 @@ class AlertsConfig(Strict):
         return v
 
 
+class PriorityConfig(Strict):
+    # Background calls (batch lines, eval drafts, judge replays) at once, per tier; keep the
+    # shared tier's below what the GPU serves at once so interactive calls find a slot.
+    background_concurrency: dict[str, int] = Field(
+        default_factory=lambda: {"local": 2, "embedded": 1, "shared": 2})
+
+
 class Profile(Strict):
     name: str
     production_model: str
@@ -280,6 +287,7 @@ class Profile(Strict):
     health_interval: float = 15.0
     cooldown: float = 30.0
     failure_threshold: int = 2
+    priority: PriorityConfig = Field(default_factory=PriorityConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Profile:

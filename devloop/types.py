@@ -325,3 +325,6 @@ class RequestContext:
     # "ladder"), booked as its own kind and never counted as saved
     origin: str = "client"
     session: str | None = None  # the agent session (devloop.sessions)
+    # interactive (default) or background: batch lines, eval drafts, judge replays yield to
+    # interactive calls on the local and shared tiers (devloop/gateway/priority.py)
+    priority: Literal["interactive", "background"] = "interactive"

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 import click
 
 from devloop.commands._common import fail, load
+from devloop.commands.batch_option import BatchOptionCommand
 from devloop.config import ConfigError, Profile
 from devloop.evals.plan import RunOptions
 from devloop.money import format_usd
 
 if TYPE_CHECKING:
     from devloop.evals.evalset import EvalSet
+    from devloop.pricing import Pricing
 
 GATE_HINT = "run `devloop eval {file}{model}` and commit devloop.promotions.json"
 
@@ -38,14 +40,18 @@ def _echo_err(text: str) -> None:
     click.echo(text, err=True)
 
 
-@click.command("eval", epilog=EXIT_CODES)
+@click.command("eval", cls=BatchOptionCommand, epilog=EXIT_CODES)
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--model", default=None,
               help="Model to evaluate (litellm name); default: the eval set's production_model, "
                    "else the profile's.")
 @click.option("--api-base", default=None,
               help="Base URL of an OpenAI-compatible server (e.g. devloop's .../v1).")
-@click.option("--batch", is_flag=True, help="Submit the cases through the OpenAI Batch API.")
+@click.option("--batch", "batch_mode", flag_value="on", default=None,
+              help="Submit the cases through the provider's Batch API (OpenAI, Anthropic) at "
+                   "the batch price; --batch=auto runs synchronously where the provider has "
+                   "none.")
+@click.option("--batch-auto", "batch_mode", flag_value="auto", hidden=True)
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False), default=None,
               help="Write a JUnit XML report here.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None,
@@ -88,7 +94,8 @@ def _echo_err(text: str) -> None:
                    "--model) can embed, else judge. [default: auto]")
 @click.option("--min-similarity", type=click.FloatRange(0, 1), default=None,
               help="[--from-ledger] Cosine similarity at which answers agree. [default: 0.75]")
-def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None, batch: bool,
+def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None,
+             batch_mode: str | None,
              junit_file: str | None, json_file: str | None, threshold: float | None,
              max_cost: float | None, concurrency: int, gate: bool, profile: str | None,
              judge_model: str | None, embedding_model: str | None, no_cache: bool,
@@ -102,6 +109,7 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None, ba
     """
     from devloop.evals.runner import load_targets
 
+    batch = batch_mode is not None
     audit_only = {"--feature": feature, "--sample": sample, "--since": since, "--seed": seed,
                   "--grader": grader, "--min-similarity": min_similarity}
     if from_ledger:
@@ -126,7 +134,8 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None, ba
     opts = RunOptions(model=model, api_base=api_base, threshold=threshold, max_cost=max_cost,
                       concurrency=concurrency, batch=batch, judge_model=judge_model,
                       embedding_model=embedding_model, max_retries=retries,
-                      use_cache=not no_cache, progress=not quiet)
+                      use_cache=not no_cache, progress=not quiet,
+                      db_path=settings.db_path if batch else None)
     try:
         evalsets = load_targets(list(paths))
     except ConfigError as exc:
@@ -137,7 +146,13 @@ def eval_cmd(paths: tuple[str, ...], model: str | None, api_base: str | None, ba
             _echo_err(f"devloop: warning: {warning}")
     if gate:
         sys.exit(_gate(evalsets, opts, prof, settings.db_path))
-    sys.exit(_run(evalsets, opts, prof, settings.db_path, json_file, junit_file))
+    if batch:
+        from devloop.commands.batches import batch_setup
+
+        pricing = batch_setup(evalsets, opts, prof, batch_mode == "auto", _echo_err)
+    else:
+        pricing = None
+    sys.exit(_run(evalsets, opts, prof, settings.db_path, json_file, junit_file, pricing))
 
 
 def _gate(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path) -> int:
@@ -162,21 +177,18 @@ def _gate(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Pat
 
 
 def _run(evalsets: list[EvalSet], opts: RunOptions, prof: Profile, db_path: Path,
-         json_file: str | None, junit_file: str | None) -> int:
-    from devloop.evals.batch import check_batch_model
+         json_file: str | None, junit_file: str | None, batch_pricing: Pricing | None = None
+         ) -> int:
     from devloop.evals.client import EvalCallError
     from devloop.evals.report import summary, table, write_json, write_junit
     from devloop.evals.runner import make_plan, record, run_plans, total_estimate
     from devloop.pricing import Pricing
     from devloop.store.evals import EvalStore
 
-    pricing = Pricing(prof)
+    pricing = batch_pricing or Pricing(prof)
     store = EvalStore(db_path)
     try:
         plans = [make_plan(es, opts, prof, store, pricing) for es in evalsets]
-        if opts.batch:
-            for plan in plans:
-                check_batch_model(plan.model)
         from devloop.evals.preflight import credential_problems
 
         for problem in credential_problems(plans):

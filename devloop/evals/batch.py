@@ -1,127 +1,137 @@
-"""``devloop eval --batch``: the cases go through the OpenAI Batch API via litellm's files and
-batches calls (upload a JSONL file, create a batch, poll it, read the output file).
+"""``devloop eval --batch``: the cases go to the provider's Batch API at the batch price.
 
-Works with any OpenAI-compatible Batch API: OpenAI itself, or devloop's own endpoint
-(``--model openai/<name> --api-base http://127.0.0.1:8790/v1``).
+OpenAI-compatible models (``openai/...``, devloop's own endpoint with ``--api-base``) go
+through litellm's files and batches calls; ``anthropic/...`` through Anthropic Message
+Batches (devloop.evals.batch_providers). The batch id and its state are in SQLite (table
+``provider_batches``) before the first poll, so a run interrupted by a restart finds its
+batch again and resumes polling instead of submitting (and paying for) it twice. Each
+request's result is booked in the ledger at the batch price, with ``batch_id`` on the row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-import os
 import time
+import uuid
 from typing import Any
 
-from devloop.config import ConfigError
-from devloop.evals.client import EvalCallError, ModelClient, Reply, import_litellm
+from devloop.batch_pricing import batch_price
+from devloop.evals.batch_providers import (
+    FINAL,
+    BatchRequest,
+    check_batch_model,
+    client_for,
+    parse_openai_output,
+    provider_of,
+    supports_batch,
+)
+from devloop.evals.client import EvalCallError, ModelClient, Reply
 from devloop.evals.plan import Plan, PlannedCase, RunOptions
 from devloop.evals.report import Progress
+from devloop.pricing import Pricing
+from devloop.store.batches import ProviderBatchStore, book_batch_calls
+from devloop.store.calls import CallRecord, saved
 
-ENDPOINT = "/v1/chat/completions"
-DONE = frozenset({"completed", "failed", "expired", "cancelled"})
-
-
-def check_batch_model(model: str) -> None:
-    """--batch speaks the OpenAI Batch API: the model must be an ``openai/`` one."""
-    if not model.startswith("openai/"):
-        raise ConfigError("--batch", "model", f"{model!r} is not an OpenAI-compatible model; "
-                          "use --model openai/NAME (with --api-base for another server)")
+__all__ = ["batch_replies", "check_batch_model", "parse_output", "supports_batch"]
+parse_output = parse_openai_output  # the OpenAI output format, kept under its old name
+MAX_POLL_S = 30.0
 
 
-def batch_lines(plan: Plan, items: list[PlannedCase]) -> bytes:
-    name = plan.model.split("/", 1)[1]
-    lines = []
-    for item in items:
-        body: dict[str, Any] = {"model": name, "messages": item.messages,
-                                **{k: v for k, v in plan.params.items()
-                                   if k not in ("api_base", "judge", "embedding")},
-                                "max_tokens": plan.max_tokens}
-        lines.append(json.dumps({"custom_id": item.case.id, "method": "POST", "url": ENDPOINT,
-                                 "body": body}, ensure_ascii=False))
-    return ("\n".join(lines) + "\n").encode("utf-8")
+def plan_key(plan: Plan, items: list[PlannedCase], api_base: str | None) -> str:
+    digest = hashlib.sha256(json.dumps([plan.model, api_base or "", sorted(i.key for i in items)])
+                            .encode()).hexdigest()
+    return digest[:32]
 
 
-def _kwargs(client: ModelClient) -> dict[str, Any]:
-    kw: dict[str, Any] = {"custom_llm_provider": "openai", "timeout": client.timeout}
-    if client.api_base:
-        kw["api_base"] = client.api_base
-        if not os.environ.get("OPENAI_API_KEY"):
-            kw["api_key"] = "devloop-local"
-    return kw
+def requests_for(plan: Plan, items: list[PlannedCase]) -> list[BatchRequest]:
+    """The cases with the eval set's request params (sampling options, tools, ...)."""
+    name = plan.model.split("/", 1)[1] if "/" in plan.model else plan.model
+    extra = {k: v for k, v in plan.params.items()
+             if k not in ("api_base", "judge", "embedding", "temperature", "max_tokens")}
+    return [BatchRequest(i.case.id, name, i.messages, plan.params.get("temperature"),
+                         plan.max_tokens, extra) for i in items]
 
 
-def _content_bytes(content: Any) -> bytes:
-    for attr in ("content", "read"):
-        value = getattr(content, attr, None)
-        if isinstance(value, bytes):
-            return value
-        if callable(value):
-            data = value()
-            if isinstance(data, bytes):
-                return data
-    if isinstance(content, bytes | str):
-        return content.encode() if isinstance(content, str) else content
-    raise EvalCallError(f"unexpected batch file content: {type(content).__name__}")
-
-
-def parse_output(data: bytes) -> dict[str, Reply | Exception]:
-    """OpenAI batch output/error JSONL -> custom_id: Reply, or the error for that line."""
-    out: dict[str, Reply | Exception] = {}
-    for raw in data.decode("utf-8", "replace").splitlines():
-        if not raw.strip():
+def ledger_records(plan: Plan, batch_id: str, replies: dict[str, Reply | Exception],
+                   pricing: Pricing) -> list[CallRecord]:
+    """One row per answered request, booked at the batch price."""
+    price = batch_price(getattr(pricing, "sync", pricing), plan.model)
+    out = []
+    for reply in replies.values():
+        if not isinstance(reply, Reply):
             continue
-        line = json.loads(raw)
-        custom_id = str(line.get("custom_id"))
-        response = line.get("response") or {}
-        body = response.get("body") or {}
-        status = int(response.get("status_code") or 0)
-        if status == 200 and body.get("choices"):
-            choice = body["choices"][0]
-            usage = body.get("usage") or {}
-            out[custom_id] = Reply((choice.get("message") or {}).get("content") or "",
-                                   int(usage.get("prompt_tokens") or 0),
-                                   int(usage.get("completion_tokens") or 0), None,
-                                   choice.get("finish_reason") or "stop")
-            continue
-        error = line.get("error") or body.get("error") or {}
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        out[custom_id] = EvalCallError(f"batch request failed ({status or 'no response'}): "
-                                       f"{message or 'unknown error'}", status or None)
+        p, c = reply.prompt_tokens, reply.completion_tokens
+        cost = None if price is None else price.cost(p, c)
+        counterfactual = cost  # devloop's own traffic (an eval run): never counted as saved
+        out.append(CallRecord(
+            request_id=uuid.uuid4().hex, endpoint="chat", tier="frontier",
+            backend=f"batch:{provider_of(plan.model)}", model=plan.model,
+            route_reason="eval --batch", feature=f"eval-{plan.evalset.name}",
+            prompt_tokens=p, completion_tokens=c, cost_usd=cost,
+            counterfactual_usd=counterfactual, saved_usd=saved(cost, counterfactual),
+            production_model=plan.model, batch_id=batch_id, origin="eval",
+            input_cost_usd=None if price is None else p * price.input,
+            output_cost_usd=None if price is None else c * price.output, ts=time.time()))
     return out
 
 
 async def batch_replies(plan: Plan, items: list[PlannedCase], opts: RunOptions,
-                        client: ModelClient, progress: Progress) -> dict[str, Reply | Exception]:
+                        client: ModelClient, progress: Progress,
+                        pricing: Pricing | None = None) -> dict[str, Reply | Exception]:
     check_batch_model(plan.model)
-    litellm = import_litellm()
-    kw = _kwargs(client)
-    data = batch_lines(plan, items)
-    upload = await client._with_retries("batch file upload", lambda: litellm.acreate_file(
-        file=(f"{plan.evalset.name}.jsonl", data, "application/jsonl"), purpose="batch", **kw))
-    batch = await client._with_retries("batch create", lambda: litellm.acreate_batch(
-        completion_window="24h", endpoint=ENDPOINT, input_file_id=upload.id,
-        metadata={"devloop_evalset": plan.evalset.name}, **kw))
-    progress.note(f"batch {batch.id} submitted ({len(items)} requests)")
-    batch_id = batch.id
-    deadline = time.monotonic() + opts.batch_timeout_s
-    while batch.status not in DONE:
-        if time.monotonic() > deadline:
-            raise EvalCallError(f"batch {batch_id} did not finish in {opts.batch_timeout_s:g}s")
-        await asyncio.sleep(opts.poll_interval_s)
-        batch = await client._with_retries("batch status", lambda: litellm.aretrieve_batch(
-            batch_id=batch_id, **kw))
-    results: dict[str, Reply | Exception] = {}
-    for file_id in (batch.error_file_id, batch.output_file_id):
-        if file_id:
-            content = await client._with_retries("batch output", lambda f=file_id:
-                                                  litellm.afile_content(file_id=f, **kw))
-            results.update(parse_output(_content_bytes(content)))
-    if batch.status != "completed":
-        errors = getattr(batch, "errors", None)
-        detail = "; ".join(str(getattr(e, "message", e)) for e in
-                           (getattr(errors, "data", None) or [])) or batch.status
-        failure = EvalCallError(f"batch {batch.id} {batch.status}: {detail}")
-    else:
-        failure = EvalCallError(f"batch {batch.id} has no result for this case")
+    provider = client_for(plan.model, client.api_base, client)
+    key = plan_key(plan, items, client.api_base)
+    store = ProviderBatchStore(opts.db_path) if opts.db_path is not None else None
+    try:
+        pending = store.pending_for(key) if store is not None else None
+        if pending is not None:
+            batch_id = pending["id"]
+            progress.note(f"batch {batch_id} resumed ({pending['requests']} requests)")
+        else:
+            batch_id = await provider.submit(requests_for(plan, items),
+                                             {"devloop_evalset": plan.evalset.name})
+            if store is not None:
+                store.add({"id": batch_id, "provider": provider.provider, "model": plan.model,
+                           "api_base": client.api_base or "", "kind": "eval",
+                           "status": "submitted", "plan_key": key, "requests": len(items),
+                           "context": json.dumps({"evalset": plan.evalset.name})})
+            progress.note(f"batch {batch_id} submitted ({len(items)} requests)")
+        plan.batch_id = batch_id
+        status, detail = await _wait(provider, batch_id, opts, store)
+        results: dict[str, Reply | Exception] = {}
+        if status in ("ended", "cancelled", "expired"):
+            results = await provider.results(batch_id)
+        if store is not None:
+            store.update(batch_id, "cancelled" if status == "cancelled" else
+                         ("ended" if status == "ended" else status), detail)
+            if pricing is not None:
+                book_batch_calls(opts.db_path,  # type: ignore[arg-type]
+                                 ledger_records(plan, batch_id, results, pricing))
+    finally:
+        if store is not None:
+            store.close()
+    failure = EvalCallError(f"batch {batch_id} {status}: {detail or status}" if status != "ended"
+                            else f"batch {batch_id} has no result for this case")
     return {item.case.id: results.get(item.case.id, failure) for item in items}
+
+
+async def _wait(provider: Any, batch_id: str, opts: RunOptions,
+                store: ProviderBatchStore | None) -> tuple[str, str]:
+    """Poll with backoff until the batch is final."""
+    deadline = time.monotonic() + opts.batch_timeout_s
+    interval = opts.poll_interval_s
+    last = ""
+    while True:
+        status, detail = await provider.poll(batch_id)
+        if status in FINAL:
+            return status, detail
+        if store is not None and status != last:
+            store.update(batch_id, status, detail)
+            last = status
+        if time.monotonic() > deadline:
+            raise EvalCallError(f"batch {batch_id} did not finish in {opts.batch_timeout_s:g}s "
+                                "(it is still running; run the same command again to resume)")
+        await asyncio.sleep(interval)
+        interval = min(interval * 1.5, max(MAX_POLL_S, opts.poll_interval_s))

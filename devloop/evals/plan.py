@@ -4,6 +4,7 @@ Batch API client, so neither imports the other)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from devloop.config import Profile
@@ -27,6 +28,7 @@ class RunOptions:
     poll_interval_s: float = 1.0
     batch_timeout_s: float = 24 * 3600.0
     progress: bool = True
+    db_path: Path | None = None  # --batch: provider batch ids and ledger rows go here
 
 
 @dataclass(slots=True)
@@ -52,6 +54,7 @@ class Plan:
     estimate_usd: float | None = 0.0
     api_base: str | None = None
     unpriced: set[str] = field(default_factory=set)  # models with no known price
+    batch_id: str | None = None  # set by the Batch API client once submitted
 
     @property
     def to_run(self) -> list[PlannedCase]:

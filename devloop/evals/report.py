@@ -73,6 +73,7 @@ class RunResult:
     evalset_threshold: float = 1.0  # the file's own threshold: the one that promotes
     content_hash: str = ""
     promotion_note: str | None = None  # why a run did not promote
+    batch_id: str | None = None  # the provider batch that answered the cases (--batch)
 
     @property
     def total(self) -> int:
@@ -133,6 +134,7 @@ class RunResult:
             "batch": self.batch, "retries": self.retries,
             "evalset_threshold": self.evalset_threshold, "content_hash": self.content_hash,
             "promotion_note": self.promotion_note, "truncated": self.truncated,
+            "batch_id": self.batch_id,
         }
 
 
@@ -200,7 +202,8 @@ def junit_xml(runs: list[RunResult]) -> ET.Element:
                             ("threshold", f"{run.threshold:g}"),
                             ("cost_usd", format_usd(run.cost_usd)),
                             ("cached_cases", str(run.cached_cases)),
-                            ("status", run.status)):
+                            ("status", run.status),
+                            *((("batch_id", run.batch_id),) if run.batch_id else ())):
             ET.SubElement(props, "property", {"name": name, "value": _xml_text(value)})
         for case in run.cases:
             # a cached case reports the latency measured when it ran (said in system-err)

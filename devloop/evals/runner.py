@@ -68,13 +68,14 @@ def case_estimate(item: PlannedCase, plan: Plan, pricing: Pricing) -> float | No
         if a.base_type == "llm-rubric":
             model = grader_model(a) or plan.judge_model
             judge_in = prompt_tokens(rubric_messages(str(value), "")) + plan.max_tokens
-            cost = pricing.cost(model, judge_in, LiteLLMGrader.JUDGE_MAX_TOKENS)
+            cost = getattr(pricing, "sync", pricing).cost(model, judge_in,
+                                                          LiteLLMGrader.JUDGE_MAX_TOKENS)
         elif a.base_type == "similar":
             model = grader_model(a) or plan.embedding_model
             texts = value if isinstance(value, list) else [value]
             emb_in = plan.max_tokens + sum(
                 math.ceil(count_tokens(str(t)) * TOKENIZER_MARGIN) for t in texts)
-            cost = pricing.cost(model, emb_in, 0)
+            cost = getattr(pricing, "sync", pricing).cost(model, emb_in, 0)
         else:
             continue
         if cost is None:
@@ -222,8 +223,8 @@ async def _direct(plan: Plan, item: PlannedCase, client: ModelClient) -> Reply |
 async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: Pricing,
                    progress: Progress) -> RunResult:
     started = time.perf_counter()
-    grader = LiteLLMGrader(client, pricing, plan.judge_model, plan.embedding_model,
-                           plan.api_base)
+    grader = LiteLLMGrader(client, getattr(pricing, "sync", pricing), plan.judge_model,
+                           plan.embedding_model, plan.api_base)
     results: dict[int, CaseResult] = {}
     for n, item in enumerate(plan.items):
         if item.problem is not None:
@@ -245,7 +246,8 @@ async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: P
     todo = [(n, i) for n, i in enumerate(plan.items) if i in plan.to_run]
     if todo and opts.batch:
         try:
-            replies = await batch_replies(plan, [i for _, i in todo], opts, client, progress)
+            replies = await batch_replies(plan, [i for _, i in todo], opts, client, progress,
+                                          pricing)
         except EvalCallError as exc:  # the batch as a whole failed: every case is an error
             replies = {i.case.id: exc for _, i in todo}
         await asyncio.gather(*(finish(n, i, replies[i.case.id]) for n, i in todo))
@@ -262,7 +264,7 @@ async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: P
         prompt_hash=plan.evalset.prompt_hash, threshold=plan.threshold,
         cases=[_with_prompt(results[n], plan.items[n]) for n in range(len(plan.items))],
         run_id=uuid.uuid4().hex,
-        estimate_usd=plan.estimate_usd, batch=opts.batch,
+        estimate_usd=plan.estimate_usd, batch=opts.batch, batch_id=plan.batch_id,
         seconds=time.perf_counter() - started, evalset_threshold=plan.evalset.threshold,
         content_hash=plan.evalset.content_hash(plan.model),
     )

@@ -27,6 +27,7 @@ from devloop.config import Profile, Settings
 from devloop.gateway.admission import Admission, BudgetExceeded, Budgets
 from devloop.gateway.metering import Meter, Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
+from devloop.gateway.priority import PriorityGate
 from devloop.gateway.stream import StreamCall
 from devloop.pricing import Pricing
 from devloop.routing.capabilities import CapabilityError
@@ -68,6 +69,7 @@ class Gateway:
         self.classifier = ModelClassifier(profile, self.router)
         self.auditor = Auditor(self)  # judge sampling (devloop/audit/); inert without `audit:`
         self.alerts: Any = None  # the AlertScheduler, when a server runs one (its gauges)
+        self.priority = PriorityGate.from_profile(profile)
         if profile.cache.enabled and profile.cache.semantic:
             from devloop.semantic_cache import SemanticCache  # numpy only when asked for
 
@@ -188,6 +190,9 @@ class Gateway:
         """A call that was admitted has ended: it no longer counts in flight or in rate limits."""
         self.in_flight -= 1
         self.admission.release_rate(prep)
+        if prep.priority_tier is not None:
+            self.priority.leave(prep.priority_tier)
+            prep.priority_tier = None
 
     # -- the caches -------------------------------------------------------------------------
     async def _cached(self, prep: Prepared) -> CallResult | None:
@@ -248,8 +253,9 @@ class Gateway:
             t = time.perf_counter()
             try:
                 req = self._outgoing(prep, backend, model)
-                return await (backend.chat(req, model, prep.forward_headers) if chat
-                              else backend.complete(req, model, prep.forward_headers))
+                async with self.priority.slot(backend.tier or "", prep.ctx.priority):
+                    return await (backend.chat(req, model, prep.forward_headers) if chat
+                                  else backend.complete(req, model, prep.forward_headers))
             finally:
                 upstream_ms += (time.perf_counter() - t) * 1000
 
@@ -338,6 +344,8 @@ class Gateway:
         except StopAsyncIteration:
             self.release(prep)
             raise BackendError("upstream stream was empty") from None
+        if prep.ctx.priority != "background" and self.priority.enter(tier):
+            prep.priority_tier = tier  # background work yields until this stream ends
         return StreamCall(self, prep, tier, self.router.backends[tier].kind,
                           prep.decision.reason + note, it=it, first=first)
 

@@ -38,6 +38,8 @@ class Prepared:
     forward_headers: dict[str, str] | None = None
     # A cascade's escalation: the request id of the call whose answer failed a check.
     parent_request_id: str | None = None
+    # An interactive stream on a local/shared tier, counted by the priority gate until released.
+    priority_tier: str | None = None
 
 
 @dataclass(slots=True)

@@ -97,7 +97,7 @@ async def run_case(evalset: EvalSet, case: Case, gateway: GatewayLike, grader: G
     req = evalset.chat_request(case, model=tier)
     ctx = RequestContext(request_id=f"check-{uuid.uuid4().hex[:16]}", endpoint="chat",
                          protocol="openai", feature=feature, forced_tier=tier,
-                         origin="check")
+                         origin="check", priority="background")
     started = time.perf_counter()
     try:
         result = await gateway.call(req, ctx)

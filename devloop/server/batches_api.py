@@ -17,12 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from devloop.server.batches_service import (
-    ENDPOINTS,
-    BatchService,
-    CallerContext,
-    file_object,
-)
+from devloop.server.batch_objects import CallerContext, file_object
+from devloop.server.batches_service import ENDPOINTS, BatchService
 from devloop.server.errors import APIError
 from devloop.server.http import context, endpoint, gateway, read_json
 

@@ -3,10 +3,10 @@
 Files are kept under ``$DEVLOOP_HOME/files`` (metadata in SQLite, table ``batch_files``);
 batch objects in table ``batches``. A batch runs in the background: each JSONL line's body
 goes through the in-process gateway (routing, cache, budgets, ledger) exactly as the same
-request over HTTP would, a few at a time. Results are appended to a part file as they finish,
-so a batch interrupted by a restart resumes where it stopped. Output and error files are in
-OpenAI's format: ``{"id", "custom_id", "response": {"status_code", "request_id", "body"},
-"error"}``.
+request over HTTP would, a few at a time, at background priority; chat lines routed to a
+frontier tier go to the provider's Batch API instead (batch_forward.py). Results are
+appended to a part file as they finish, so a batch interrupted by a restart resumes where it
+stopped. Output/error files are in OpenAI's format (``id``, ``custom_id``, ``response``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from devloop.gateway import Gateway
+from devloop.server.batch_forward import FrontierForwarder
+from devloop.server.batch_objects import CallerContext, new_id, visible
 from devloop.server.errors import APIError
 from devloop.server.http import parse, translate
 from devloop.store.batches import BatchStore
@@ -37,33 +39,6 @@ MAX_LINES = 50_000  # OpenAI's limit per batch
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
-
-
-@dataclass(slots=True)
-class CallerContext:
-    """Who created the batch: every line is attributed and budgeted as theirs."""
-
-    feature: str | None = None
-    user: str | None = None
-    key_id: str | None = None
-    forced_tier: str | None = None
-    cache_mode: str = "default"
-
-
-def visible(row: dict[str, Any] | None, owner: str | None) -> bool:
-    """In team mode a key sees only its own files and batches; solo, everything."""
-    return row is not None and (owner is None or row.get("owner") == owner)
-
-
-def file_object(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "object": "file", "bytes": row["bytes"],
-            "created_at": row["created_at"], "filename": row["filename"],
-            "purpose": row["purpose"], "status": "processed", "expires_at": None,
-            "status_details": None}
-
-
 class BatchService:
     def __init__(self, gateway: Gateway, folder: Path) -> None:
         self.gw = gateway
@@ -73,6 +48,7 @@ class BatchService:
         self.cancel_requested: set[str] = set()
         self.live: dict[str, dict[str, Any]] = {}  # batches being executed, shared with cancel
         self.db = BatchStore(gateway.read_conn, gateway.writer)
+        self.forward = FrontierForwarder(gateway)
 
     # -- files -------------------------------------------------------------------------------
     async def add_file(self, filename: str, purpose: str, data: bytes,
@@ -280,20 +256,24 @@ class BatchService:
         part = self._part(batch_id)
         lock = asyncio.Lock()
 
-        async def one(line: dict[str, Any]) -> None:
-            async with limit:
-                if batch_id in self.cancel_requested or time.time() > batch["expires_at"]:
-                    return
-                record, ok = await self._call(batch["endpoint"], line, ctx)
+        async def write(record: dict[str, Any], ok: bool) -> None:
             async with lock:
                 with part.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps({"ok": ok, "record": record}) + "\n")
                 counts["completed" if ok else "failed"] += 1
                 await self._save(batch)
 
+        async def one(line: dict[str, Any]) -> None:
+            async with limit:
+                if batch_id in self.cancel_requested or time.time() > batch["expires_at"]:
+                    return
+                await write(*await self._call(batch["endpoint"], line, ctx))
+
         todo = [line for line in lines if line["custom_id"] not in done]
-        if batch["status"] != "cancelling":
-            await asyncio.gather(*(one(line) for line in todo))
+        if batch["status"] != "cancelling":  # frontier lines: one provider batch per model
+            groups, todo = await self.forward.split(batch["endpoint"], todo, ctx)
+            await asyncio.gather(self.forward.run(batch_id, groups, ctx, write, lambda: (
+                batch_id in self.cancel_requested)), *(one(line) for line in todo))
         await self._finalize(batch, lines)
 
     def _done_lines(self, batch_id: str) -> dict[str, bool]:
@@ -314,7 +294,8 @@ class BatchService:
         ctx = RequestContext(request_id=uuid.uuid4().hex, endpoint=kind,  # type: ignore[arg-type]
                              protocol="openai", feature=caller.feature, user=caller.user,
                              key_id=caller.key_id, forced_tier=caller.forced_tier,
-                             cache_mode=caller.cache_mode)  # type: ignore[arg-type]
+                             cache_mode=caller.cache_mode,  # type: ignore[arg-type]
+                             priority="background")
         record: dict[str, Any] = {"id": new_id("batch_req_"), "custom_id": line["custom_id"],
                                   "response": None, "error": None}
         try:

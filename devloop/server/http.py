@@ -78,6 +78,10 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         raise APIError(400, "X-Devloop-Cache must be bypass or refresh", "invalid_header",
                        "X-Devloop-Cache")
     auth = request.scope.get("devloop.key")  # set by team auth
+    priority = (h.get("x-devloop-priority") or "interactive").lower()
+    if priority not in ("interactive", "background"):
+        raise APIError(400, "X-Devloop-Priority must be interactive or background",
+                       "invalid_header", "X-Devloop-Priority")
     return RequestContext(
         request_id=h.get("x-request-id") or uuid.uuid4().hex,
         endpoint=endpoint,
@@ -89,6 +93,7 @@ def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestConte
         cache_mode=cache or "default",  # type: ignore[arg-type]
         queue=request.scope.get("devloop.queue"),  # QueueStats, set by team mode's queue
         session=session_from(h),
+        priority=priority,  # type: ignore[arg-type]
     )
 
 

@@ -1,22 +1,15 @@
 """Numbered schema migrations, applied in order on open (the simonw/llm pattern).
 
 Append new functions; never edit or reorder an existing one: a database records how
-many it has applied in ``_migrations``.
+many it has applied in ``_migrations``. m001-m010 are here, m011 onwards in
+migrations_more.py (imported below, so the list is whole once this module is).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import sqlite_utils
 
-Migration = Callable[[sqlite_utils.Database], None]
-MIGRATIONS: list[Migration] = []
-
-
-def migration(fn: Migration) -> Migration:
-    MIGRATIONS.append(fn)
-    return fn
+from devloop.store.migration_list import MIGRATIONS, Migration, migration
 
 
 @migration
@@ -266,131 +259,7 @@ def m010_ledger_contract_columns(db: sqlite_utils.Database) -> None:
     calls.add_column("audit_sampled", int, not_null_default=0)
 
 
-@migration
-def m011_key_history(db: sqlite_utils.Database) -> None:
-    """Keys keep their history: each key is its own row (a numbered id), so a revoked key
-    stays listed and a new key with an old name starts with its own spend. At most one
-    active key per name."""
-    db.execute("ALTER TABLE keys RENAME TO keys_before_history")
-    db["keys"].create(
-        {
-            "id": int,
-            "name": str,
-            "key_prefix": str,
-            "salt": str,
-            "key_hash": str,
-            "created": float,
-            "last_used": float,
-            "revoked": float,
-            "budget_usd": float,
-            "budget_period": str,
-            "rpm": int,
-            "max_concurrent": int,
-        },
-        pk="id",
-    )
-    db.execute("INSERT INTO keys (name, key_prefix, salt, key_hash, created, last_used, revoked, "
-               "budget_usd, budget_period, rpm, max_concurrent) SELECT name, key_prefix, salt, "
-               "key_hash, created, last_used, revoked, budget_usd, budget_period, rpm, "
-               "max_concurrent FROM keys_before_history ORDER BY created")
-    db.execute("DROP TABLE keys_before_history")
-    db.execute("CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked IS NULL")
+# m011 onwards; importing the module appends them, after the ones above.
+from devloop.store import migrations_more  # noqa: E402
 
-
-@migration
-def m012_call_origin(db: sqlite_utils.Database) -> None:
-    """``origin``: who sent the call ('client', or devloop's own: 'check', 'eval', 'judge',
-    'probe', 'ladder'), so own traffic is never counted as saved; ``request_hash``: the
-    whole request's hash, so identical requests (retries) can be counted."""
-    calls = db["calls"]
-    calls.add_column("origin", str)
-    calls.add_column("request_hash", str)
-    calls.create_index(["request_hash"])
-
-
-@migration
-def m013_compressions(db: sqlite_utils.Database) -> None:
-    """LLMLingua results keyed by the text's hash, so unchanged text is never recompressed."""
-    from devloop.store.compressions_schema import create_table
-
-    create_table(db)
-
-
-@migration
-def m014_content_promotions(db: sqlite_utils.Database) -> None:
-    """Promotions keyed by the eval set's content hash (prompt, cases, assertions, threshold,
-    model, request settings), with the per-case hashes the gate re-checks; and each eval
-    result's finish reason (a truncated output is flagged)."""
-    db["eval_promotions"].create(
-        {
-            "content_hash": str,
-            "model": str,
-            "evalset": str,
-            "file": str,
-            "prompt_hash": str,
-            "run_id": str,
-            "pass_rate": float,
-            "threshold": float,
-            "cases_json": str,
-            "ts": float,
-        },
-        pk=("content_hash", "model"),
-    )
-    db["eval_promotions"].create_index(["evalset"])
-    db["eval_results"].add_column("finish_reason", str)
-
-
-@migration
-def m015_admin_keys(db: sqlite_utils.Database) -> None:
-    """Admin keys (`devloop keys create --admin`): only they read /metrics in team mode."""
-    db["keys"].add_column("admin", int, not_null_default=0)
-
-
-@migration
-def m016_audit(db: sqlite_utils.Database) -> None:
-    """Judge sampling: the sampled calls (bodies kept only for these, redacted), their
-    replay on the production tier and the judge's verdict (agree 1/0; NULL with an error)."""
-    db["audit_samples"].create(
-        {
-            "request_id": str,
-            "ts": float,
-            "kind": str,  # call | semantic (a semantic-cache hit)
-            "route": str,
-            "feature": str,
-            "tier": str,
-            "model": str,
-            "request_json": str,
-            "response_text": str,
-            "status": str,  # pending | judged | error
-            "agree": int,
-            "error": str,
-            "replay_text": str,
-            "judge_text": str,
-            "cost_usd": float,
-            "judged_ts": float,
-        },
-        pk="request_id",
-    )
-    db["audit_samples"].create_index(["status", "ts"])
-
-
-@migration
-def m017_semantic_index(db: sqlite_utils.Database) -> None:
-    """The semantic cache's index (vectors, the prompt text the guard compares, the answer),
-    so that it survives restarts."""
-    db["semantic_entries"].create(
-        {"key": str, "bucket": str, "created": float, "vector": bytes, "prompt": str,
-         "completion_json": str},
-        pk="key",
-    )
-    db["semantic_entries"].create_index(["created"])
-
-
-@migration
-def m018_alerts(db: sqlite_utils.Database) -> None:
-    """Alerts that fired (rule + scope), when, and whether the webhook got them."""
-    db["alerts_fired"].create(
-        {"rule": str, "scope": str, "since": float, "value": float, "threshold": float,
-         "message": str, "fired_ts": float, "sent": int},
-        pk=("rule", "scope", "since"),
-    )
+__all__ = ["MIGRATIONS", "Migration", "migration", "migrations_more"]

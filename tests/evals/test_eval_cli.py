@@ -169,10 +169,10 @@ def test_batch_end_to_end_through_devloops_batch_api(eval_cli: EvalCli, tmp_path
     assert mine[0]["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
 
 
-def test_batch_needs_an_openai_compatible_model(eval_cli: EvalCli, tmp_path: Path) -> None:
+def test_batch_needs_a_provider_with_a_batch_api(eval_cli: EvalCli, tmp_path: Path) -> None:
     path = evalset(tmp_path / "b.yaml", "b", PASSING)
-    res = eval_cli(str(path), "--batch", "--model", "anthropic/claude-sonnet-4-5")
-    assert res.exit_code == 2 and "not an OpenAI-compatible model" in res.stderr
+    res = eval_cli(str(path), "--batch", "--model", "ollama/llama3")
+    assert res.exit_code == 2 and "no Batch API for ollama/llama3 (provider 'ollama')" in res.stderr
 
 
 def test_gate_fails_until_the_prompt_passes(eval_cli: EvalCli, tmp_path: Path) -> None:

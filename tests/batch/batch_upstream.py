@@ -1,0 +1,272 @@
+"""A scripted provider Batch API on loopback: Anthropic Message Batches (create, retrieve,
+results JSONL, cancel) and OpenAI Files + Batches (upload, create, retrieve, file content,
+cancel), plus a plain chat endpoint. Every answer echoes the request's last user message, with
+fixed usage (1000 tokens in, 100 out) so prices are exact. ``hold`` keeps batches in
+progress until released."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.helpers import free_port
+
+PROMPT_TOKENS, COMPLETION_TOKENS = 1000, 100
+
+
+def answer(messages: list[dict[str, Any]]) -> str:
+    users = [m for m in messages if m.get("role") == "user"]
+    content = users[-1]["content"] if users else ""
+    if isinstance(content, list):
+        content = " ".join(b.get("text", "") for b in content)
+    return f"echo: {content}"
+
+
+@dataclass
+class BatchState:
+    hold: bool = False
+    keys: list[str] = field(default_factory=list)  # x-api-key / Authorization seen
+    anthropic: dict[str, dict[str, Any]] = field(default_factory=dict)
+    openai: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    creates: int = 0
+    polls: int = 0
+    cancels: int = 0
+    chat_requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    serve_at_once: int = 0  # >0: a chat endpoint that serves N at a time
+    chat_delay: float = 0.0
+    batch_requests: list[list[dict[str, Any]]] = field(default_factory=list)
+
+
+class BatchUpstream:
+    def __init__(self) -> None:
+        self.state = BatchState()
+        self.port = free_port()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="batch-upstream")
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> BatchUpstream:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("batch upstream did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        r = app.router
+        r.add_post("/v1/messages/batches", self._a_create)
+        r.add_get("/v1/messages/batches/{id}", self._a_get)
+        r.add_get("/v1/messages/batches/{id}/results", self._a_results)
+        r.add_post("/v1/messages/batches/{id}/cancel", self._a_cancel)
+        r.add_post("/v1/files", self._o_upload)
+        r.add_get("/v1/files/{id}/content", self._o_content)
+        r.add_post("/v1/batches", self._o_create)
+        r.add_get("/v1/batches/{id}", self._o_get)
+        r.add_post("/v1/batches/{id}/cancel", self._o_cancel)
+        r.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(self._runner.setup())
+        loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        loop.run_forever()
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _key(self, request: web.Request) -> None:
+        self.state.keys.append(request.headers.get("x-api-key")
+                               or request.headers.get("Authorization", ""))
+
+    # -- Anthropic Message Batches -------------------------------------------------------
+    def _a_obj(self, b: dict[str, Any]) -> dict[str, Any]:
+        ended = b["cancelled"] or not self.state.hold
+        n = len(b["requests"])
+        return {"id": b["id"], "type": "message_batch",
+                "processing_status": "ended" if ended else "in_progress",
+                "request_counts": {"processing": 0 if ended else n,
+                                   "succeeded": 0 if b["cancelled"] or not ended else n,
+                                   "errored": 0, "canceled": n if b["cancelled"] else 0,
+                                   "expired": 0},
+                "created_at": "2026-01-01T00:00:00Z", "ended_at": None,
+                "expires_at": "2026-01-02T00:00:00Z", "cancel_initiated_at": None,
+                "results_url": f"{self.base_url}/v1/messages/batches/{b['id']}/results"
+                if ended else None}
+
+    async def _a_create(self, request: web.Request) -> web.Response:
+        self._key(request)
+        if request.headers.get("anthropic-version") is None:
+            return web.json_response({"type": "error", "error": {
+                "type": "invalid_request_error", "message": "anthropic-version missing"}}, 400)
+        body = await request.json()
+        self.state.creates += 1
+        self.state.batch_requests.append(body["requests"])
+        b = {"id": f"msgbatch_{uuid.uuid4().hex[:20]}", "requests": body["requests"],
+             "cancelled": False}
+        self.state.anthropic[b["id"]] = b
+        return web.json_response(self._a_obj(b))
+
+    def _a_batch(self, request: web.Request) -> dict[str, Any]:
+        b = self.state.anthropic.get(request.match_info["id"])
+        if b is None:
+            raise web.HTTPNotFound(text=json.dumps({"type": "error", "error": {
+                "type": "not_found_error", "message": "no such batch"}}),
+                content_type="application/json")
+        return b
+
+    async def _a_get(self, request: web.Request) -> web.Response:
+        self._key(request)
+        self.state.polls += 1
+        return web.json_response(self._a_obj(self._a_batch(request)))
+
+    async def _a_cancel(self, request: web.Request) -> web.Response:
+        self._key(request)
+        b = self._a_batch(request)
+        b["cancelled"] = True
+        self.state.cancels += 1
+        return web.json_response({**self._a_obj(b), "processing_status": "canceling"})
+
+    async def _a_results(self, request: web.Request) -> web.Response:
+        self._key(request)
+        b = self._a_batch(request)
+        lines = []
+        for req in b["requests"]:
+            if b["cancelled"]:
+                result: dict[str, Any] = {"type": "canceled"}
+            else:
+                p = req["params"]
+                result = {"type": "succeeded", "message": {
+                    "id": "msg_" + uuid.uuid4().hex[:8], "type": "message", "role": "assistant",
+                    "model": p["model"], "stop_reason": "end_turn", "stop_sequence": None,
+                    "content": [{"type": "text", "text": answer(p["messages"])}],
+                    "usage": {"input_tokens": PROMPT_TOKENS,
+                              "output_tokens": COMPLETION_TOKENS}}}
+            lines.append(json.dumps({"custom_id": req["custom_id"], "result": result}))
+        return web.Response(text="\n".join(lines) + "\n", content_type="application/binary")
+
+    # -- OpenAI Files + Batches ----------------------------------------------------------
+    async def _o_upload(self, request: web.Request) -> web.Response:
+        self._key(request)
+        form = await request.post()
+        upload = form["file"]
+        data = upload.file.read()  # type: ignore[union-attr]
+        file_id = f"file-{uuid.uuid4().hex[:20]}"
+        self.state.files[file_id] = data
+        return web.json_response({"id": file_id, "object": "file", "bytes": len(data),
+                                  "created_at": int(time.time()), "filename": "in.jsonl",
+                                  "purpose": str(form.get("purpose", "batch")),
+                                  "status": "processed"})
+
+    async def _o_content(self, request: web.Request) -> web.Response:
+        self._key(request)
+        data = self.state.files.get(request.match_info["id"])
+        if data is None:
+            return web.json_response({"error": {"message": "no such file"}}, status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    def _o_obj(self, b: dict[str, Any]) -> dict[str, Any]:
+        if b["status"] == "in_progress" and not self.state.hold:
+            out = []
+            for line in b["lines"]:
+                out.append(json.dumps({"id": "r", "custom_id": line["custom_id"], "error": None,
+                                       "response": {"status_code": 200, "request_id": "x",
+                                                    "body": self._completion(line["body"])}}))
+            file_id = f"file-{uuid.uuid4().hex[:20]}"
+            self.state.files[file_id] = ("\n".join(out) + "\n").encode()
+            b.update(status="completed", output_file_id=file_id)
+        n = len(b["lines"])
+        done = b["status"] == "completed"
+        return {"id": b["id"], "object": "batch", "endpoint": "/v1/chat/completions",
+                "errors": None, "input_file_id": b["input_file_id"],
+                "completion_window": "24h", "status": b["status"],
+                "output_file_id": b.get("output_file_id"), "error_file_id": None,
+                "created_at": int(time.time()), "metadata": b["metadata"],
+                "request_counts": {"total": n, "completed": n if done else 0, "failed": 0}}
+
+    def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": answer(body.get("messages") or [])}}],
+                "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
+                          "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}}
+
+    async def _o_create(self, request: web.Request) -> web.Response:
+        self._key(request)
+        body = await request.json()
+        data = self.state.files.get(body.get("input_file_id", ""))
+        if data is None:
+            return web.json_response({"error": {"message": "no such file"}}, status=400)
+        lines = [json.loads(x) for x in data.decode().splitlines() if x.strip()]
+        self.state.creates += 1
+        self.state.batch_requests.append(lines)
+        b = {"id": f"batch_{uuid.uuid4().hex[:20]}", "lines": lines, "status": "in_progress",
+             "input_file_id": body["input_file_id"], "metadata": body.get("metadata")}
+        self.state.openai[b["id"]] = b
+        return web.json_response({**self._o_obj_pending(b)})
+
+    def _o_obj_pending(self, b: dict[str, Any]) -> dict[str, Any]:
+        hold, self.state.hold = self.state.hold, True
+        try:
+            return self._o_obj(b)
+        finally:
+            self.state.hold = hold
+
+    async def _o_get(self, request: web.Request) -> web.Response:
+        self._key(request)
+        self.state.polls += 1
+        b = self.state.openai.get(request.match_info["id"])
+        if b is None:
+            return web.json_response({"error": {"message": "no such batch"}}, status=404)
+        return web.json_response(self._o_obj(b))
+
+    async def _o_cancel(self, request: web.Request) -> web.Response:
+        self._key(request)
+        b = self.state.openai.get(request.match_info["id"])
+        if b is None:
+            return web.json_response({"error": {"message": "no such batch"}}, status=404)
+        self.state.cancels += 1
+        if b["status"] == "in_progress":
+            b["status"] = "cancelled"
+        return web.json_response(self._o_obj(b))
+
+    # -- a plain chat endpoint serving N at a time (the shared tier in the benchmark) ----
+    async def _chat(self, request: web.Request) -> web.Response:
+        s = self.state
+        body = await request.json()
+        s.chat_requests += 1
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(1, s.serve_at_once or 1_000_000))
+        async with self._slots:
+            s.in_flight += 1
+            s.max_in_flight = max(s.max_in_flight, s.in_flight)
+            try:
+                if s.chat_delay:
+                    await asyncio.sleep(s.chat_delay)
+                return web.json_response(self._completion(body))
+            finally:
+                s.in_flight -= 1
