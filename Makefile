@@ -81,6 +81,8 @@ bench: install $(BENCH_STAMP) $(PORTKEY_STAMP)
 	$(PY) scripts/bench_startup.py
 	$(PY) scripts/bench_embedded.py
 	$(PY) scripts/bench_ladder.py
+	$(PY) scripts/bench_compression_rss.py --tokens 5000
+	$(PY) scripts/bench_priority.py
 	$(PY) scripts/bench_cache.py
 	$(PY) scripts/bench_ledger.py
 
