@@ -295,6 +295,8 @@ class RouteDecision:
     # Optional fields no allowed tier can honour, served without (``X-Devloop-Ignored``):
     # only ``tools`` with tool_choice auto, where a text answer is a valid reply.
     ignored: list[str] = field(default_factory=list)
+    # Fallback tiers that get the request without those optional fields, should they serve.
+    text_only: list[str] = field(default_factory=list)
     route: str | None = None  # "routes.N" of the route that matched, if one did
     escalate_to: str | None = None  # a cascade route's second tier
     checks: tuple[Any, ...] = ()

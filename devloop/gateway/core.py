@@ -52,6 +52,11 @@ from devloop.types import (
 log = logging.getLogger("devloop.gateway")
 
 
+def without_optional_tools(req: ChatRequest) -> ChatRequest:
+    """``req`` without the tools a model was free not to call (tool_choice auto or unset)."""
+    return req.model_copy(update=dict.fromkeys(("tools", "tool_choice", "parallel_tool_calls")))
+
+
 class Gateway:
     def __init__(self, settings: Settings, profile: Profile, store: bool = True) -> None:
         self.settings = settings
@@ -123,8 +128,7 @@ class Gateway:
             exc.prepared = Prepared(req, ctx, decision, None, "off", started)  # type: ignore[attr-defined]
             raise
         if decision.ignored and isinstance(req, ChatRequest):  # said in X-Devloop-Ignored
-            req = req.model_copy(update=dict.fromkeys(
-                ("tools", "tool_choice", "parallel_tool_calls")))
+            req = without_optional_tools(req)
         if not isinstance(req, EmbeddingRequest):
             req = apply_token_limits(req, decision)
             if instrument.is_paid(decision.tier, decision.model, self.pricing):
@@ -183,8 +187,16 @@ class Gateway:
         return backend.kind if backend is not None else None
 
     def _outgoing(self, prep: Prepared, backend: Backend, model: str) -> Any:
-        """The request as sent to ``backend``: cache breakpoints where the provider needs them."""
-        return instrument.for_provider(prep.req, backend.kind, model, self.profile, self.pricing)
+        """The request as sent to ``backend``: cache breakpoints where the provider needs them;
+        for a fallback that cannot call tools (``decision.text_only``), without the tools the
+        client left to the model's choice, said in ``X-Devloop-Ignored`` and the reason."""
+        req, decision = prep.req, prep.decision
+        if backend.tier in decision.text_only and isinstance(req, ChatRequest):
+            req = without_optional_tools(req)
+            decision.ignored = ["tools"]
+            decision.reason += (f"; tools not offered to {backend.tier}: it cannot call tools "
+                                f"(tool_choice auto), answered as text")
+        return instrument.for_provider(req, backend.kind, model, self.profile, self.pricing)
 
     def release(self, prep: Prepared) -> None:
         """A call that was admitted has ended: it no longer counts in flight or in rate limits."""

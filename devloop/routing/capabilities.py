@@ -171,19 +171,25 @@ def _route_capable(decision: RouteDecision, wanted: list[Need],
         return decision
     chain = [t for t in decision.fallback_chain
              if all(honours(caps_of(t), n) for n in wanted)]
-    dropped = [t for t in decision.fallback_chain if t not in chain]
+    # Fallbacks that lack only optional needs stay last in the chain: if every capable tier
+    # fails, they answer as text (the gateway strips the tools for them and says so).
+    text_only = [t for t in decision.fallback_chain if t not in chain and all(
+        honours(caps_of(t), n) for n in wanted if not n.optional)]
+    dropped = [t for t in decision.fallback_chain if t not in chain and t not in text_only]
     skipped = "; ".join(
         f"fallback {t} skipped: it cannot honour "
         + ", ".join(describe(caps_of(t), n) for n in wanted if not honours(caps_of(t), n))
         for t in dropped)
     missing = [n for n in wanted if not honours(caps_of(decision.tier), n)]
     if not missing:
-        return dataclasses.replace(decision, fallback_chain=chain, skipped=skipped)
+        return dataclasses.replace(decision, fallback_chain=chain + text_only, skipped=skipped,
+                                   text_only=text_only)
     lacks = "; ".join(describe(caps_of(decision.tier), n) for n in missing)
     if chain:
         tier = chain[0]
         return dataclasses.replace(
-            decision, tier=tier, model=model_of(tier), fallback_chain=chain[1:],
+            decision, tier=tier, model=model_of(tier), fallback_chain=chain[1:] + text_only,
+            text_only=text_only,
             reason=f"{decision.reason}; {decision.tier} lacks {lacks} -> {tier}",
             skipped=skipped)
     first = missing[0]

@@ -129,6 +129,19 @@ def test_tools_the_model_may_skip_are_named_as_ignored_and_answered_as_text(
         assert resp.json()["choices"][0]["finish_reason"] != "tool_calls"
 
 
+def test_auto_tools_fall_back_to_the_embedded_tier_as_text(server: RunningServer) -> None:
+    """`model: auto` with Ollama down (what `continue-config` sends on a fresh machine): the
+    embedded fallback answers without the tools instead of a 503, and says so."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    resp = chat(server, model="auto", temperature=0, max_tokens=8, tools=tools,
+                messages=[{"role": "user", "content": "hello there"}])
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-devloop-tier"] == "embedded"
+    assert resp.headers["x-devloop-ignored"] == "tools"
+    assert "tools not offered to embedded" in resp.headers["x-devloop-route-reason"]
+    assert not resp.json()["choices"][0]["message"].get("tool_calls")
+
+
 def test_image_part_is_refused_not_described(server: RunningServer) -> None:
     resp = chat(server, messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is in this image?"},

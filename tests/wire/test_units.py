@@ -111,6 +111,20 @@ def test_capability_routing(tier: str, chain: list[str], body: dict[str, object]
         assert f"{tier} lacks" in out.reason and out.model == served + "-model"
 
 
+def test_a_fallback_that_cannot_call_tools_stays_last_for_auto_tools() -> None:
+    """tool_choice auto: capable fallbacks first, then the ones that would answer as text."""
+    req = ChatRequest.model_validate({"model": "auto", "messages": TEXT, "tools": TOOLS})
+    out = route_capable(decision("shared", ["embedded", "local"]), needs(req),
+                        CAPS.__getitem__, lambda t: t + "-model")
+    assert (out.tier, out.fallback_chain, out.text_only) == ("shared", ["local", "embedded"],
+                                                             ["embedded"])
+    required = ChatRequest.model_validate({"model": "auto", "messages": TEXT, "tools": TOOLS,
+                                           "tool_choice": "required"})
+    out = route_capable(decision("shared", ["embedded", "local"]), needs(required),
+                        CAPS.__getitem__, lambda t: t + "-model")
+    assert (out.fallback_chain, out.text_only) == (["local"], [])
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"tools": TOOLS, "tool_choice": "required"}, "tools"),
     ({"messages": IMG}, "messages[0].content[0]"),
