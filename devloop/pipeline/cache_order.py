@@ -303,7 +303,7 @@ def analyse_cache_order(
     elif not now_levels:
         best = max(tok.scale(v) for v in stable.values())
         if minimum is not None and best < minimum:
-            notes.append(f"cacheable prefix {best:,.0f} tokens is below the provider minimum "
+            notes.append(f"static prefix {best:,.0f} tokens is below the provider minimum "
                          f"{minimum:,}: nothing is cached")
     if pricing.price is None:
         notes.append(f"{production_model}: price unknown")
