@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-from bench_gateway import body, devloop_profile, start_stub  # noqa: E402
 from benchlib import BENCH_VENV, pcts  # noqa: E402
+from gateway_targets import body, devloop_profile, start_stub  # noqa: E402
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 

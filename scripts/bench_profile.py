@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-from bench_gateway import body, start_devloop, start_stub  # noqa: E402
 from benchlib import BENCH_VENV, ROOT  # noqa: E402
+from gateway_targets import body, start_devloop, start_stub  # noqa: E402
 
 
 def summarize(collapsed: Path, top: int) -> str:

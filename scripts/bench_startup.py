@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-from bench_gateway import devloop_profile, start_stub  # noqa: E402
 from benchlib import MAIN_PY, ROOT, dumps, free_port, machine_info, spawn, wait_http  # noqa: E402
+from gateway_targets import devloop_profile, start_stub  # noqa: E402
 
 TARGET_S = 1.5
 
