@@ -15,7 +15,7 @@ from devloop.commands._common import fail, load
 @click.option("--notify", is_flag=True, help="Also send them to the profile's alerts.webhook.")
 @click.option("--profile", default=None, help="Profile (its alerts: rules and webhook).")
 def alerts(as_json: bool, notify: bool, profile: str | None) -> None:
-    """Evaluate the alert rules on the ledger (spend spikes, cache and error rates, ...)."""
+    """Evaluate the alert rules on the ledger: spend spikes, cache, error and judge rates."""
     from devloop.alerts import evaluate, send_webhook
 
     settings, prof = load(profile)

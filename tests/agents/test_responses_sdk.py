@@ -32,7 +32,9 @@ def test_create_on_embedded(client: openai.OpenAI, agents_server: RunningServer)
     assert resp.object == "response" and resp.status in ("completed", "incomplete")
     assert resp.output_text.strip()
     assert resp.usage is not None and resp.usage.input_tokens > 0
-    assert resp.usage.input_tokens_details.cached_tokens == 0
+    # the embedded model's KV prefix reuse (issue 15) is reported as cached input tokens: an
+    # earlier call on this server may share the chat template's first tokens, never all
+    assert 0 <= resp.usage.input_tokens_details.cached_tokens < resp.usage.input_tokens
     rows = ledger(agents_server.db_path, raw.headers["x-request-id"])
     assert rows and rows[0]["endpoint"] == "responses"
 
