@@ -40,6 +40,7 @@ from gateway_targets import (  # noqa: E402
     RESULTS,
     Target,
     added_table,
+    baseline_tree,
     body,
     concurrent,
     print_table,
@@ -62,6 +63,11 @@ async def section_compare(args: argparse.Namespace, work: Path, stub: Target) ->
         if name != "direct":
             targets.append(await starters[name](work, stub.port))
             print(f"  started {name} on port {targets[-1].port}", file=sys.stderr)
+    if args.baseline:  # the earlier devloop, interleaved with the others on the same load
+        targets.append(await start_devloop(work, stub.port, "baseline",
+                                           baseline_tree(args.baseline)))
+        print(f"  started baseline ({args.baseline}) on port {targets[-1].port}",
+              file=sys.stderr)
     results: dict = {}
     try:
         for stream in [m == "stream" for m in args.modes]:
@@ -111,35 +117,53 @@ async def hits_at(dl: Target, payload: bytes, c: int, n: int) -> tuple[list[floa
 
 
 async def section_cache(args: argparse.Namespace, work: Path, stub: Target) -> dict:
-    dl = await start_devloop(work, stub.port, "devloop-cache")
+    """Cache hits on one repeated request: devloop, then the baseline (when asked), each
+    measured the same way, alternating runs so a load change hits both."""
+    trees: dict[str, Path | None] = {"devloop": None}
+    if args.baseline:
+        trees["baseline"] = baseline_tree(args.baseline)
     same = (b'{"model":"auto","messages":[{"role":"user","content":"cached question"}],'
             b'"temperature":0,"max_tokens":32}')
+    servers = {name: await start_devloop(work, stub.port, f"{name}-cache", tree)
+               for name, tree in trees.items()}
+    out: dict[str, dict] = {name: {} for name in servers}
     try:
-        first = await dl.conn(0).request("POST", dl.path, same)
-        assert first.headers.get(b"x-devloop-cache") == b"miss", first.headers
-        for _ in range(200):
-            await dl.conn(0).request("POST", dl.path, same)
-        seq = []
-        for _ in range(args.cache_seq):
-            r = await dl.conn(0).request("POST", dl.path, same)
-            assert r.status == 200 and r.headers.get(b"x-devloop-cache") == b"hit"
-            seq.append(r.total_ms)
-        out = {"sequential": pcts(seq)}
+        for dl in servers.values():
+            first = await dl.conn(0).request("POST", dl.path, same)
+            assert first.headers.get(b"x-devloop-cache") == b"miss", first.headers
+            for _ in range(200):
+                await dl.conn(0).request("POST", dl.path, same)
+        for name, dl in servers.items():
+            seq = []
+            for _ in range(args.cache_seq):
+                r = await dl.conn(0).request("POST", dl.path, same)
+                assert r.status == 200 and r.headers.get(b"x-devloop-cache") == b"hit"
+                seq.append(r.total_ms)
+            out[name]["sequential"] = pcts(seq)
         for c in (10, 50):
-            lat, elapsed = await hits_at(dl, same, c, args.cache_conc)
-            out[f"concurrency {c}"] = {**pcts(lat), "rps": len(lat) / elapsed}
+            for name, dl in servers.items():
+                lat, elapsed = await hits_at(dl, same, c, args.cache_conc)
+                out[name][f"concurrency {c}"] = {**pcts(lat), "rps": len(lat) / elapsed}
     finally:
-        for conn in dl.conns:
-            conn.close()
-        assert dl.proc is not None
-        dl.proc.stop()
-    print("\n### devloop cache hits")
-    print("| load | p50 ms | p95 ms | p99 ms | rps |")
-    print("|---|---:|---:|---:|---:|")
-    for k, v in out.items():
-        rps = f"{v['rps']:.0f}" if "rps" in v else f"{1000 / v['p50']:.0f} (1/p50)"
-        print(f"| {k} | {v['p50']:.2f} | {v['p95']:.2f} | {v['p99']:.2f} | {rps} |")
-    return out
+        for dl in servers.values():
+            for conn in dl.conns:
+                conn.close()
+            assert dl.proc is not None
+            dl.proc.stop()
+    print("\n### cache hits (one repeated request)")
+    print("| target | load | p50 ms | p95 ms | p99 ms | rps |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, rows in out.items():
+        for k, v in rows.items():
+            rps = f"{v['rps']:.0f}" if "rps" in v else f"{1000 / v['p50']:.0f} (1/p50)"
+            print(f"| {name} | {k} | {v['p50']:.2f} | {v['p95']:.2f} | {v['p99']:.2f} "
+                  f"| {rps} |")
+    if "baseline" in out:
+        for k in out["devloop"]:
+            key = "rps" if "rps" in out["devloop"][k] else "p50"
+            ratio = out["devloop"][k][key] / out["baseline"][k][key]
+            print(f"cache hits, {k}: devloop {key} / baseline {key} = {ratio:.2f}")
+    return out if "baseline" in out else out["devloop"]
 
 
 async def section_memory(args: argparse.Namespace, work: Path, stub: Target) -> dict:
@@ -292,6 +316,9 @@ def main() -> None:
     ap.add_argument("--ledger-seq", type=int, default=2000)
     ap.add_argument("--ledger-rows", type=int, default=20_000)
     ap.add_argument("--quick", action="store_true", help="fewer requests everywhere")
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="also run devloop as of this git revision (a worktree in .bench/), "
+                         "interleaved: what a change did, on the same load")
     args = ap.parse_args()
     args.only = {"direct", *args.only.split(",")}
     args.sections = set(args.sections.split(","))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -97,7 +98,21 @@ async def start_stub(work: Path, gap_ms: float) -> Target:
     return Target("direct", port, "stub-model", proc=p)
 
 
-async def start_devloop(work: Path, stub: int, name: str = "devloop") -> Target:
+def baseline_tree(rev: str) -> Path:
+    """A checkout of ``rev`` (a detached git worktree under .bench/), made once: the
+    earlier devloop that a change is measured against, in the same run on the same load."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    path = ROOT / ".bench" / f"baseline-{sha}"
+    if not (path / "devloop").is_dir():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force",
+                        str(path), sha], check=True, capture_output=True)
+    return path
+
+
+async def start_devloop(work: Path, stub: int, name: str = "devloop",
+                        tree: Path | None = None) -> Target:
+    """`devloop serve` on the bench profile; ``tree``: run that checkout's code instead."""
     home = work / f"{name}-home"
     home.mkdir(parents=True, exist_ok=True)
     profile = work / f"{name}.yaml"
@@ -108,8 +123,10 @@ async def start_devloop(work: Path, stub: int, name: str = "devloop") -> Target:
     # DEVLOOP_BENCH_LAUNCHER: a Python file standing in for `-m devloop` (A/B experiments).
     launcher = os.environ.get("DEVLOOP_BENCH_LAUNCHER")
     entry = [launcher] if launcher else ["-m", "devloop"]
+    if tree is not None:  # its own code first on the path, ahead of the editable install
+        env["PYTHONPATH"] = str(tree)
     p = spawn(name, [str(MAIN_PY), *entry, "serve", "--port", str(port),
-                     "--profile", str(profile)], port, work, env)
+                     "--profile", str(profile)], port, work, env, cwd=tree)
     await wait_http(p, "/health", want=200)
     return Target(name, port, "auto", proc=p)
 
@@ -235,7 +252,7 @@ def added_table(lat: dict[str, list[float]], rps: dict[str, float] | None) -> di
         table[name] = row
     dl = table.get("devloop")
     if dl:
-        for other in ("litellm", "portkey", "minimal"):
+        for other in ("baseline", "litellm", "portkey", "minimal"):
             if other in table and table[other]["added_p50"] > 0:
                 dl[f"ratio_p50_to_{other}"] = dl["added_p50"] / table[other]["added_p50"]
         if "minimal" in table:

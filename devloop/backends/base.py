@@ -67,11 +67,17 @@ class Backend(ABC):
     def capabilities(self) -> Capabilities:
         """Declared capabilities: the backend's (refined by ``discover``), then the profile's
         ``capabilities:`` overrides for the tier."""
-        caps = getattr(self, "_discovered", None) or self.default_capabilities()
+        found = getattr(self, "_discovered", None)
+        memo = self.__dict__.get("_capabilities_memo")
+        if memo is not None and memo[0] is found:  # asked on every request: kept until
+            return memo[1]                         # discovery replaces what it found
+        caps = found or self.default_capabilities()
         override = self.config.capabilities.model_dump(exclude_none=True)
         if "n" in override:
             override["max_n"] = override.pop("n")
-        return dataclasses.replace(caps, **override) if override else caps
+        caps = dataclasses.replace(caps, **override) if override else caps
+        self.__dict__["_capabilities_memo"] = (found, caps)
+        return caps
 
     async def discover(self) -> None:  # noqa: B027 - optional hook
         """Read what the upstream says it can do (context length, vision): GGUF metadata,

@@ -182,6 +182,8 @@ def _route_capable(decision: RouteDecision, wanted: list[Need],
         for t in dropped)
     missing = [n for n in wanted if not honours(caps_of(decision.tier), n)]
     if not missing:
+        if len(chain) == len(decision.fallback_chain):  # every tier honours all: unchanged
+            return decision
         return dataclasses.replace(decision, fallback_chain=chain + text_only, skipped=skipped,
                                    text_only=text_only)
     lacks = "; ".join(describe(caps_of(decision.tier), n) for n in missing)

@@ -1,9 +1,20 @@
-"""The one writer: a thread that owns the write connection and commits in groups.
+"""The one writer: owns the write connection and commits in groups.
 
-Every write goes through here so the event loop never waits on SQLite, and no two
-writers ever contend for the lock ("database is locked" cannot happen in-process).
-Rows queued while a commit runs are committed together in the next transaction, so
-throughput grows with load while each caller still awaits its own durable commit.
+Every write goes through here, so no two writers in this process contend for SQLite's
+lock ("database is locked" cannot happen in-process). Two paths share one connection:
+
+- ``run`` from the event loop: jobs queued during one turn of the loop are committed
+  together at the start of the next (one transaction), on the loop itself. A WAL commit
+  with ``synchronous=NORMAL`` is a write without fsync (tens of microseconds), cheaper than
+  waking a thread and then the loop again (two cross-thread wake-ups, measured at
+  0.1-0.2 ms a request on a 2-vCPU VM: docs/benchmarks.md).
+- ``submit`` from any thread, and loop jobs that find the write slot taken (the thread
+  is committing, or another process holds SQLite's lock: the loop never waits for it):
+  the writer thread commits them, taking every job queued while its last commit ran.
+
+One lock is the write slot: whoever holds it writes, on its own connection. The thread
+also runs the WAL checkpoints (``wal_autocheckpoint`` is off on the loop's connection),
+so the fsync a checkpoint needs never blocks the loop.
 """
 
 from __future__ import annotations
@@ -22,13 +33,25 @@ from devloop.store.db import connect, open_db
 
 T = TypeVar("T")
 _STOP = object()
+_CHECKPOINT = object()
+# Rows written between checkpoints: about SQLite's default of 1,000 WAL pages, at a
+# ledger row plus its three index entries (four pages) each.
+CHECKPOINT_ROWS = 250
 
 
 class DbWriter:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         open_db(self.path).close()  # apply migrations before the thread starts
+        self._loop_conn = connect(self.path)
+        self._loop_conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread checkpoints
+        self._loop_conn.execute("PRAGMA busy_timeout=0")  # busy: the thread waits instead
+        self._slot = threading.Lock()  # the write slot: one committer at a time
+        self._closed = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop ``_pending`` is for
+        self._pending: list[tuple[Callable[..., Any], _LoopNow]] = []
+        self._rows_since_checkpoint = 0
         self._thread = threading.Thread(target=self._run, name="devloop-db-writer", daemon=True)
         self._thread.start()
 
@@ -40,11 +63,17 @@ class DbWriter:
         return fut
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Await ``fn(conn)``'s commit. The thread completes an asyncio future directly:
-        a third less CPU and wall time per call than wrapping a concurrent Future."""
+        """Await ``fn(conn)``'s commit (grouped with the other jobs of this loop turn)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, _LoopWaiter(loop, fut)))
+        if loop is not self._loop and (self._loop is None or self._loop.is_closed()):
+            self._loop, self._pending = loop, []  # the first loop, or the one after it
+        if loop is not self._loop or self._closed:  # a second running loop: the thread
+            self._queue.put((fn, _LoopWaiter(loop, fut)))
+            return await fut
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((fn, _LoopNow(fut)))
         return await fut
 
     def insert(self, table: str, row: dict[str, Any]) -> Future[int]:
@@ -59,11 +88,53 @@ class DbWriter:
         return self.submit(do)
 
     def close(self) -> None:
+        if self._pending:  # jobs of a loop turn that has not come: hand them to the thread
+            self._hand_over(self._pending)
+            self._pending = []
+        self._closed = True
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout=10)
+        self._loop_conn.close()
 
-    # -- the thread ---------------------------------------------------------------------
+    # -- the loop's path ----------------------------------------------------------------
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        if self._closed or not self._slot.acquire(blocking=False):
+            self._hand_over(batch)  # the thread is committing: it takes these next
+            return
+        try:
+            due = self._commit(self._loop_conn, batch)
+        except sqlite3.OperationalError:  # BEGIN found another process writing
+            if self._loop_conn.in_transaction:
+                self._loop_conn.execute("ROLLBACK")
+            self._hand_over(batch)
+            return
+        finally:
+            self._slot.release()
+        if due:
+            self._queue.put(_CHECKPOINT)
+
+    def _hand_over(self, batch: list[tuple[Callable[..., Any], _LoopNow]]) -> None:
+        loop = self._loop
+        assert loop is not None
+        for fn, waiter in batch:
+            self._queue.put((fn, _LoopWaiter(loop, waiter.fut)))
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Callable[..., Any], Any]]
+                ) -> bool:
+        """Commit ``batch`` (the caller holds the slot); True when a checkpoint is due."""
+        before = conn.total_changes
+        _commit(conn, batch)
+        self._rows_since_checkpoint += conn.total_changes - before
+        if self._rows_since_checkpoint < CHECKPOINT_ROWS:
+            return False
+        self._rows_since_checkpoint = 0
+        return True
+
+    # -- the thread -----------------------------------------------------------------------
     def _run(self) -> None:
         conn = connect(self.path)
         try:
@@ -82,49 +153,73 @@ class DbWriter:
                         stop = True
                         break
                     batch.append(item)
-                self._commit(conn, batch)
+                jobs = [item for item in batch if item is not _CHECKPOINT]
+                with self._slot:
+                    if jobs:
+                        self._commit(conn, jobs)
+                    if len(jobs) < len(batch):
+                        # PASSIVE: copies what no reader still needs; never waits on them.
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 if stop:
                     return
         finally:
             conn.close()
 
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, batch: list[tuple[Callable[..., Any], Future[Any]]]) -> None:
-        results: list[tuple[Future[Any], bool, Any]] = []
-        # A job alone needs no savepoint (two statements fewer): its failure rolls back all.
-        alone = len(batch) == 1
-        conn.execute("BEGIN IMMEDIATE")
-        for fn, fut in batch:
+
+def _commit(conn: sqlite3.Connection, batch: list[tuple[Callable[..., Any], Any]]) -> None:
+    results: list[tuple[Any, bool, Any]] = []
+    # A job alone needs no savepoint (two statements fewer): its failure rolls back all.
+    alone = len(batch) == 1
+    conn.execute("BEGIN IMMEDIATE")
+    for fn, fut in batch:
+        if not alone:
+            conn.execute("SAVEPOINT job")
+        try:
+            value = fn(conn)
+        except BaseException as exc:  # one bad job must not lose the others
             if not alone:
-                conn.execute("SAVEPOINT job")
-            try:
-                value = fn(conn)
-            except BaseException as exc:  # one bad job must not lose the others
-                if not alone:
-                    conn.execute("ROLLBACK TO job")
-                elif conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                results.append((fut, False, exc))
-            else:
-                results.append((fut, True, value))
-            if not alone:
-                conn.execute("RELEASE job")
-        if conn.in_transaction:
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK TO job")
+            elif conn.in_transaction:
                 conn.execute("ROLLBACK")
-                results = [(fut, False, exc) for fut, _, _ in results]
-        for fut, ok, value in results:
-            if fut.set_running_or_notify_cancel():
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+            results.append((fut, False, exc))
+        else:
+            results.append((fut, True, value))
+        if not alone:
+            conn.execute("RELEASE job")
+    if conn.in_transaction:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            results = [(fut, False, exc) for fut, _, _ in results]
+    for fut, ok, value in results:
+        if fut.set_running_or_notify_cancel():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+
+class _LoopNow:
+    """A job's asyncio future, settled directly: its commit ran on the loop's own thread."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: asyncio.Future[Any]) -> None:
+        self.fut = fut
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self.fut.cancelled()
+
+    def set_result(self, value: Any) -> None:
+        self.fut.set_result(value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.fut.set_exception(exc)
 
 
 class _LoopWaiter:
-    """The part of concurrent.futures.Future that ``_commit`` uses, for an asyncio future."""
+    """A job's asyncio future, settled from the writer thread through the loop."""
 
     __slots__ = ("fut", "loop")
 
