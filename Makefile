@@ -76,8 +76,12 @@ $(PORTKEY_STAMP): scripts/bench-node/package.json scripts/bench-node/package-loc
 	npm ci --prefix .bench --no-audit --no-fund --loglevel=error
 	touch $@
 
+# BENCH_BASELINE: the devloop whose figures docs/benchmarks.md first recorded (2026-11-24),
+# run interleaved with this one so "no slower than" is measured on the same load.
+BENCH_BASELINE ?= a938a20
+
 bench: install $(BENCH_STAMP) $(PORTKEY_STAMP)
-	$(PY) scripts/bench_gateway.py
+	$(PY) scripts/bench_gateway.py --baseline $(BENCH_BASELINE)
 	$(PY) scripts/bench_startup.py
 	$(PY) scripts/bench_embedded.py
 	$(PY) scripts/bench_ladder.py
@@ -85,6 +89,7 @@ bench: install $(BENCH_STAMP) $(PORTKEY_STAMP)
 	$(PY) scripts/bench_priority.py
 	$(PY) scripts/bench_cache.py
 	$(PY) scripts/bench_ledger.py
+	$(PY) scripts/bench_targets.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache

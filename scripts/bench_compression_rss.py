@@ -62,13 +62,17 @@ def main() -> None:
     out = pc.compress(text, 0.5)
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
-    print(json.dumps({
+    figures = json.dumps({
         "origin_tokens": len(tok.encode(text)), "compressed_tokens": len(tok.encode(out)),
         "windows": len(windows), "largest_window_tokens": max(windows, default=0),
         "seconds": round(seconds, 1), "model_load_seconds": inner.load_seconds,
         "model_convert_seconds": inner.convert_seconds,
         "peak_rss_mb": round(peak_mb, 1),
-    }))
+    })
+    print(figures)
+    results = ROOT / ".bench" / "results"  # read by scripts/bench_targets.py
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"bench_compression_rss-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(figures)
 
 
 if __name__ == "__main__":

@@ -134,21 +134,23 @@ class Gateway:
             if instrument.is_paid(decision.tier, decision.model, self.pricing):
                 req = instrument.with_output_limit(req, self.profile, decision)  # a hard stop
         status: CacheStatus = "off"
-        key = None
+        key = key_for = None
         if ctx.cache_mode in ("bypass",):
             status = "bypass"
         elif isinstance(req, EmbeddingRequest) or self.cache.eligible(req.temperature):
             # Looked up for the tier that would serve now: an answer is reused only for the
             # tier and model that produced it (it is stored under the tier that served).
             tier = self.router.candidates(decision)[0]
-            key = self._cache_key(req, ctx, tier, self.router.model_for(tier, decision))
+            key_for = (tier, self.router.model_for(tier, decision))
+            key = self._cache_key(req, ctx, *key_for)
             status = "bypass" if ctx.cache_mode == "refresh" else "miss"
         forward = None
         if self._forwards:  # an upstream devloop books the call under the same names
             forward = {"X-Request-Id": ctx.request_id}
             if ctx.feature:
                 forward["X-Devloop-Feature"] = ctx.feature
-        return Prepared(req, ctx, decision, key, status, started, forward_headers=forward)
+        return Prepared(req, ctx, decision, key, status, started, key_for,
+                        forward_headers=forward)
 
     async def _prepare(self, req: TextRequest | EmbeddingRequest, ctx: RequestContext,
                        complexity: str | None = None) -> Prepared:
@@ -171,8 +173,10 @@ class Gateway:
         """The cache key of the answer a tier served (None: not cached)."""
         if prep.key is None:
             return None
-        return self._cache_key(prep.req, prep.ctx, tier,
-                               self.router.model_for(tier, prep.decision))
+        model = self.router.model_for(tier, prep.decision)
+        if prep.key_for == (tier, model):  # the tier the key was looked up for: the same key
+            return prep.key
+        return self._cache_key(prep.req, prep.ctx, tier, model)
 
     async def _admit(self, prep: Prepared) -> None:
         """Admission for the routed tier; a refusal (budget, rate limit) is a ledger row."""

@@ -31,6 +31,9 @@ class Prepared:
     key: str | None
     cache: CacheStatus
     started: float
+    # The (tier, model) ``key`` was computed for: the key the answer is stored under when
+    # that tier serves it (a fallback's answer gets its own).
+    key_for: tuple[str, str] | None = None
     reservation: Reservation | None = None
     rate_scopes: list[str] = field(default_factory=list)
     # Headers for an OpenAI-compatible upstream (a team devloop books the call under the
