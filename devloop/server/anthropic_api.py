@@ -10,7 +10,6 @@ form; what they cannot honour is named in ``X-Devloop-Ignored`` (anthropic_trans
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import orjson
 from starlette.requests import Request
@@ -18,19 +17,18 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from devloop.backends.native import speaks
-from devloop.gateway import Gateway, StreamCall
+from devloop.gateway import Gateway
 from devloop.routing.policy import resolve_model
 from devloop.server.anthropic_stream import MessageStream, message_body
 from devloop.server.anthropic_translate import to_chat
-from devloop.server.errors import anthropic_body
 from devloop.server.http import (
     context,
     endpoint,
     gateway,
     read_json,
+    relay,
     result_headers,
     stream_headers,
-    translate,
 )
 from devloop.tokens import count_tokens
 from devloop.types import NativeCall
@@ -70,7 +68,8 @@ async def messages(request: Request) -> Response:
         call = await gw.stream(req, ctx)
         native = call.cache != "hit" and native_tier(gw, call.tier, call.model, "anthropic")
         headers = ignored_header(stream_headers(call), ignored, native, ctx.request_id, call.tier)
-        return StreamingResponse(sse(call, native), media_type="text/event-stream",
+        events = MessageStream(call.request_id, call.model)
+        return StreamingResponse(relay(call, native, events), media_type="text/event-stream",
                                  headers=headers)
     result = await gw.call(req, ctx)
     c = result.completion
@@ -80,26 +79,6 @@ async def messages(request: Request) -> Response:
     headers = ignored_header(result_headers(result), ignored, native, ctx.request_id,
                              result.tier)
     return Response(orjson.dumps(out), 200, headers, media_type="application/json")
-
-
-async def sse(call: StreamCall, native: bool) -> AsyncIterator[bytes]:
-    ms = MessageStream(call.request_id, call.model)
-    try:
-        if not native:
-            yield ms.start()
-        async for delta in call.deltas():
-            if delta.raw is not None:
-                yield delta.raw
-            elif native:
-                continue
-            elif delta.finish_reason is None:
-                chunk = ms.delta(delta)
-                if chunk:
-                    yield chunk
-            else:
-                yield ms.finish(delta)
-    except Exception as exc:  # noqa: BLE001 - a stream that fails ends with an error event
-        yield MessageStream.error(anthropic_body(translate(exc)))
 
 
 @endpoint
