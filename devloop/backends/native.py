@@ -49,13 +49,6 @@ def anthropic_usage(u: dict[str, Any]) -> Usage:
     return usage_from(u) or Usage()
 
 
-def responses_usage(u: dict[str, Any] | None) -> Usage | None:
-    if not u:
-        return None
-    cached = int((u.get("input_tokens_details") or {}).get("cached_tokens") or 0)
-    return Usage(int(u.get("input_tokens") or 0), int(u.get("output_tokens") or 0), cached)
-
-
 def _anthropic_completion(data: dict[str, Any], model: str) -> Completion:
     texts, calls = [], []
     for block in data.get("content") or []:
@@ -81,7 +74,7 @@ def _responses_completion(data: dict[str, Any], model: str) -> Completion:
     finish = "length" if data.get("status") == "incomplete" else (
         "tool_calls" if calls else "stop")
     return Completion("".join(texts), data.get("model") or model, finish,
-                      responses_usage(data.get("usage")) or Usage(reported=False), calls or None,
+                      usage_from(data.get("usage")) or Usage(reported=False), calls or None,
                       raw=data)
 
 
@@ -211,7 +204,7 @@ class NativeUpstream:
                         text = data.get("delta") or ""
                     elif kind in ("response.completed", "response.incomplete"):
                         response = data.get("response") or {}
-                        final = responses_usage(response.get("usage"))
+                        final = usage_from(response.get("usage"))
                         finish = "length" if kind == "response.incomplete" else finish
                     elif kind in ("response.failed", "error"):
                         failed = str(data)[:300]
