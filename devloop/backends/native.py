@@ -22,7 +22,12 @@ from typing import Any
 import aiohttp
 import orjson
 
-from devloop.backends.base import BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.backends.base import (
+    BackendError,
+    CredentialError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from devloop.config import TierConfig
 from devloop.types import ChatRequest, Completion, Delta, NativeCall, Usage
 from devloop.usage import usage_from
@@ -96,14 +101,17 @@ class NativeUpstream:
         if self._session is not None:
             await self._session.close()
 
-    def _key(self, default_env: str) -> str:
-        env = self.config.api_key_env or default_env
-        key = os.environ.get(env)
+    def _key_env(self, protocol: str) -> str:
+        return self.config.api_key_env or (
+            "ANTHROPIC_API_KEY" if protocol == "anthropic" else "OPENAI_API_KEY")
+
+    def _key(self, protocol: str) -> str:
+        key = os.environ.get(self._key_env(protocol))
         if key:
             return key
         if self.config.api_base or self.config.base_url:
             return "devloop-local"  # a local or test upstream takes any key
-        raise BackendError(f"{self.tier}: no API key: set {env}", 503, retryable=False)
+        raise CredentialError(self.tier, self._key_env(protocol))
 
     def _target(self, native: NativeCall, model: str, stream: bool
                 ) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -116,12 +124,12 @@ class NativeUpstream:
         if native.protocol == "anthropic":
             url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
             headers.update(native.headers)
-            headers["x-api-key"] = self._key("ANTHROPIC_API_KEY")
+            headers["x-api-key"] = self._key("anthropic")
             headers.setdefault("anthropic-version", "2023-06-01")
         else:
             url = base + "/responses"
             headers.update(native.headers)
-            headers["authorization"] = f"Bearer {self._key('OPENAI_API_KEY')}"
+            headers["authorization"] = f"Bearer {self._key('responses')}"
         return url, headers, body
 
     @staticmethod
@@ -148,6 +156,8 @@ class NativeUpstream:
         if resp.status >= 400:
             text = (await resp.text())[:500]
             resp.release()
+            if resp.status == 401:  # the provider's text may quote part of the key: not kept
+                raise CredentialError(self.tier, self._key_env(native.protocol), refused=True)
             raise BackendError(f"{self.tier}: upstream {resp.status}: {text}",
                                resp.status if resp.status < 500 else 502,
                                resp.status == 429 or resp.status >= 500)

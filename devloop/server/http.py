@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from devloop.backends import BackendError
+from devloop.backends import BackendError, CredentialError
 from devloop.gateway import BudgetExceeded, CallResult, Gateway, StreamCall
 from devloop.routing.capabilities import CapabilityError
 from devloop.routing.policy import InvalidTier, ModelNotFound
@@ -160,6 +160,8 @@ def translate(exc: Exception) -> APIError:
                         "budget_exceeded")
     if isinstance(exc, CapabilityError):
         return APIError(400, str(exc), exc.code, exc.param)
+    if isinstance(exc, CredentialError):  # 401 as LiteLLM proxy answers it: never retried
+        return APIError(401, str(exc), exc.code, type_="authentication_error")
     if isinstance(exc, BackendError):
         if exc.code == "context_length_exceeded":
             message = str(exc) if exc.tier is None or str(exc).startswith(exc.tier) else (
