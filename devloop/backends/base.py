@@ -57,7 +57,7 @@ class CredentialError(BackendError):
                    f"environment" if refused else
                    f"{tier}: no provider API key: set {env} in devloop's environment")
         super().__init__(message, status=401, retryable=False,
-                         code="invalid_api_key" if refused else "missing_api_key")
+                         code="invalid_provider_key" if refused else "missing_provider_key")
 
 
 class Backend(ABC):

@@ -136,7 +136,7 @@ def test_chat_without_anthropic_key_is_401_not_retried(keyless: RunningServer) -
         openai_client(keyless, attempts).chat.completions.create(model="frontier",
                                                                  messages=MESSAGE)
     assert info.value.status_code == 401
-    assert info.value.type == "authentication_error" and info.value.code == "missing_api_key"
+    assert info.value.type == "authentication_error" and info.value.code == "missing_provider_key"
     assert "ANTHROPIC_API_KEY" in info.value.message
     assert attempts == ["/v1/chat/completions"]
 
@@ -146,7 +146,7 @@ def test_responses_without_openai_key_is_401_not_retried(keyless: RunningServer)
     with pytest.raises(openai.AuthenticationError) as info:
         openai_client(keyless, attempts).responses.create(model="gpt-4o-mini", input="hi")
     assert info.value.status_code == 401
-    assert info.value.type == "authentication_error" and info.value.code == "missing_api_key"
+    assert info.value.type == "authentication_error" and info.value.code == "missing_provider_key"
     assert "OPENAI_API_KEY" in info.value.message
     assert attempts == ["/v1/responses"]
 
@@ -189,7 +189,7 @@ def test_refused_key_through_litellm_is_401_with_one_upstream_attempt(
     with pytest.raises(openai.AuthenticationError) as info:
         openai_client(refused, attempts).chat.completions.create(model=model, messages=MESSAGE)
     assert info.value.status_code == 401
-    assert info.value.type == "authentication_error" and info.value.code == "invalid_api_key"
+    assert info.value.type == "authentication_error" and info.value.code == "invalid_provider_key"
     assert env in info.value.message
     assert attempts == ["/v1/chat/completions"]
     assert len(rejecting.bodies(upstream_path)) == before + 1
@@ -201,7 +201,7 @@ def test_refused_key_on_responses_is_401(refused: RunningServer) -> None:
     attempts: list[str] = []
     with pytest.raises(openai.AuthenticationError) as info:
         openai_client(refused, attempts).responses.create(model="gpt-4o-mini", input="hi")
-    assert info.value.status_code == 401 and info.value.code == "invalid_api_key"
+    assert info.value.status_code == 401 and info.value.code == "invalid_provider_key"
     assert "OPENAI_API_KEY" in info.value.message
     assert attempts == ["/v1/responses"]
     no_secret(refused, info.value.message)
