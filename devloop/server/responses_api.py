@@ -9,20 +9,12 @@ from __future__ import annotations
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from devloop.routing.policy import available_models, resolve_model
-from devloop.server.anthropic_api import ignored_header, native_tier
-from devloop.server.http import (
-    context,
-    endpoint,
-    gateway,
-    read_json,
-    relay,
-    result_headers,
-    stream_headers,
-)
+from devloop.server.http import endpoint, gateway, read_json
+from devloop.server.native_face import answer
 from devloop.server.responses_stream import ResponseStream, response_body
 from devloop.server.responses_translate import to_chat
 from devloop.types import NativeCall
@@ -35,25 +27,11 @@ FORWARD = ("openai-beta", "session_id", "session-id", "originator")
 async def responses(request: Request) -> Response:
     body = await read_json(request)
     req, ignored = to_chat(body)
-    req._passthrough = NativeCall("responses", body, {k: v for k, v in request.headers.items()
-                                                 if k.lower() in FORWARD})
-    gw = gateway(request)
-    ctx = context(request, "responses", "responses")
-    if req.stream:
-        call = await gw.stream(req, ctx)
-        native = call.cache != "hit" and native_tier(gw, call.tier, call.model, "responses")
-        headers = ignored_header(stream_headers(call), ignored, native, ctx.request_id, call.tier)
-        events = ResponseStream(call.request_id, call.model, req, body)
-        return StreamingResponse(relay(call, native, events), media_type="text/event-stream",
-                                 headers=headers)
-    result = await gw.call(req, ctx)
-    c = result.completion
-    assert c is not None
-    native = isinstance(c.raw, dict)
-    out = c.raw if native else response_body(ctx.request_id, c, req, body)
-    headers = ignored_header(result_headers(result), ignored, native, ctx.request_id,
-                             result.tier)
-    return Response(orjson.dumps(out), 200, headers, media_type="application/json")
+    forward = {k: v for k, v in request.headers.items() if k.lower() in FORWARD}
+    return await answer(
+        request, req, ignored, NativeCall("responses", body, forward), "responses",
+        lambda call: ResponseStream(call.request_id, call.model, req, body),
+        lambda rid, c: response_body(rid, c, req, body))
 
 
 @endpoint
