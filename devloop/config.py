@@ -353,7 +353,8 @@ def _first_error(path: Path, err: ValidationError) -> ConfigError:
     return ConfigError(path, loc or "(top level)", msg)
 
 
-def load_yaml(path: Path) -> Any:
+def load_yaml(path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+    """Read a YAML file; ConfigError(file, line, reason) when it cannot be read or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -361,7 +362,7 @@ def load_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ConfigError(path, "", "not UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)  # noqa: S506 - SafeLoader or a subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(yaml)"

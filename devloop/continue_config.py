@@ -99,15 +99,6 @@ def render_continue_config(
     return HEADER.format(provider=provider) + body
 
 
-def client_base_url(host: str, port: int) -> str:
-    """The URL a local client uses to reach a server bound to ``host``:``port``."""
-    if host in ("", "0.0.0.0", "::", "[::]"):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
 def models_for_profile(tier_names: list[str]) -> list[tuple[str, str]]:
     """``auto`` first (the router decides, and it is Continue's default), then each tier."""
     return [("devloop auto", "auto")] + [(f"devloop {tier}", tier) for tier in tier_names]

@@ -15,6 +15,14 @@ from pathlib import Path
 LOG_NAME = "devloop.log"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_devloop_handler"
+# litellm logs every call at INFO ("LiteLLM completion() model= ...") through its own stderr
+# handler, in between devloop's access lines; its warnings and errors still show.
+QUIET_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+
+
+def quiet_libraries() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def default_home() -> Path:
@@ -53,5 +61,6 @@ def setup_logging(home: Path | None = None, *, verbose: bool = False, level: str
         setattr(handler, _MARK, True)
         root.addHandler(handler)
     root.setLevel(level.upper())
+    quiet_libraries()
     logging.captureWarnings(True)  # warnings.warn -> the "py.warnings" logger -> the file
     return path

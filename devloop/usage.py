@@ -10,7 +10,10 @@ Shapes understood (dicts or attribute objects such as litellm's ``Usage``):
   ``ephemeral_1h_input_tokens``;
 - Anthropic's own: ``input_tokens`` (uncached input only), ``cache_read_input_tokens``,
   ``cache_creation_input_tokens``, ``cache_creation.ephemeral_{5m,1h}_input_tokens``,
-  ``output_tokens``.
+  ``output_tokens``;
+- OpenAI Responses: ``input_tokens`` (all input), ``input_tokens_details.cached_tokens``,
+  ``output_tokens``, ``output_tokens_details.reasoning_tokens`` (told from Anthropic's by
+  the details objects or ``total_tokens``, which Anthropic never sends).
 """
 
 from __future__ import annotations
@@ -39,8 +42,11 @@ def usage_from(data: Any) -> Usage | None:
     """A ``Usage`` from any of the shapes above; None when ``data`` holds no usage."""
     if not data:
         return None
-    details = _get(data, "prompt_tokens_details")
-    out_details = _get(data, "completion_tokens_details")
+    responses = _get(data, "prompt_tokens") is None and any(
+        _get(data, k) is not None
+        for k in ("input_tokens_details", "output_tokens_details", "total_tokens"))
+    details = _get(data, "input_tokens_details" if responses else "prompt_tokens_details")
+    out_details = _get(data, "output_tokens_details" if responses else "completion_tokens_details")
     read = _int(_get(details, "cached_tokens")) or _int(_get(data, "cache_read_input_tokens"))
     write = (_int(_get(data, "cache_creation_input_tokens"))
              or _int(_get(details, "cache_creation_tokens"))
@@ -52,6 +58,9 @@ def usage_from(data: Any) -> Usage | None:
     if _get(data, "prompt_tokens") is not None:
         prompt = _int(_get(data, "prompt_tokens"))
         completion = _int(_get(data, "completion_tokens"))
+    elif responses:  # input_tokens includes the cache reads here
+        prompt = _int(_get(data, "input_tokens"))
+        completion = _int(_get(data, "output_tokens"))
     else:  # Anthropic's own shape: input_tokens excludes the cache reads and writes
         prompt = _int(_get(data, "input_tokens")) + read + write
         completion = _int(_get(data, "output_tokens"))

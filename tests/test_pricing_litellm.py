@@ -116,6 +116,19 @@ def test_openai_usage_reads_cached_and_reasoning_tokens() -> None:
     assert u.cache_write_ttl is None
 
 
+def test_responses_usage_reads_cached_and_reasoning_tokens() -> None:
+    """OpenAI Responses' usage: input_tokens already includes the cached tokens."""
+    u = usage_from({"input_tokens": 1000, "input_tokens_details": {"cached_tokens": 800},
+                    "output_tokens": 300, "output_tokens_details": {"reasoning_tokens": 250},
+                    "total_tokens": 1300})
+    assert u is not None
+    assert (u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.reasoning_tokens,
+            u.cache_write_tokens) == (1000, 300, 800, 250, 0)
+    assert u.cache_write_ttl is None
+    bare = usage_from({"input_tokens": 12, "output_tokens": 3, "total_tokens": 15})
+    assert bare is not None and (bare.prompt_tokens, bare.cached_tokens) == (12, 0)
+
+
 def test_litellm_usage_object_reads_cache_writes_by_ttl() -> None:
     got = usage_from(litellm_usage(5000, 300, 3000, 1000, 500, 0))
     assert got is not None

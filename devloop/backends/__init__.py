@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.backends.base import (
+    Backend,
+    BackendError,
+    CredentialError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from devloop.config import Settings, TierConfig
 
-__all__ = ["Backend", "BackendError", "UpstreamTimeout", "UpstreamUnavailable", "make_backend"]
+__all__ = ["Backend", "BackendError", "CredentialError", "UpstreamTimeout", "UpstreamUnavailable",
+           "make_backend"]
 
 
 def make_backend(tier: str, config: TierConfig, ollama_probe_timeout: float = 2.0,

@@ -45,6 +45,21 @@ class UpstreamTimeout(BackendError):
         super().__init__(message, status=504, retryable=True)
 
 
+class CredentialError(BackendError):
+    """The provider key is missing from devloop's environment, or the provider refused it.
+
+    Never retried: not by the router (another attempt would not bring a key) and, answered as
+    a 401, not by clients (the OpenAI and Anthropic SDKs retry 408, 409, 429 and 5xx only).
+    The message names the environment variable, never its value."""
+
+    def __init__(self, tier: str, env: str, refused: bool = False) -> None:
+        message = (f"{tier}: the provider refused the API key: check {env} in devloop's "
+                   f"environment" if refused else
+                   f"{tier}: no provider API key: set {env} in devloop's environment")
+        super().__init__(message, status=401, retryable=False,
+                         code="invalid_provider_key" if refused else "missing_provider_key")
+
+
 class Backend(ABC):
     """One upstream. ``forward_headers`` are per-call headers for an upstream that speaks
     HTTP and books calls (a team devloop): the request id and feature. Backends that have

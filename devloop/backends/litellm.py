@@ -6,7 +6,13 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from devloop.backends.base import Backend, BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.backends.base import (
+    Backend,
+    BackendError,
+    CredentialError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from devloop.backends.native import NativeUpstream, speaks
 from devloop.config import TierConfig
 from devloop.types import (
@@ -21,6 +27,10 @@ from devloop.types import (
 )
 from devloop.usage import usage_from
 
+# The variables litellm reads these providers' keys from (any one will do), the first the one
+# to name in an error; other providers are left to litellm.validate_environment.
+KEY_ENVS = {"anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+            "openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
 _PASSTHROUGH = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
                 "tools", "tool_choice", "response_format", "user", "n", "logprobs",
                 "top_logprobs", "parallel_tool_calls")
@@ -74,7 +84,33 @@ class LiteLLMBackend(Backend):
             fim=False, logprobs=openai_like, max_n=16 if openai_like else 1,
             context_length=entry.get("max_input_tokens") or None)
 
+    def _key_env(self, model: str) -> str:
+        """Where the provider key is read from: the profile's ``api_key_env``, else the
+        variable litellm reads (``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``, ...)."""
+        provider = model.split("/", 1)[0]
+        return self.config.api_key_env or KEY_ENVS.get(provider, (
+            f"{provider.upper()}_API_KEY",))[0]
+
+    def _require_key(self, litellm: Any, model: str) -> None:
+        """Refuse a call whose provider key is missing or empty before litellm makes it
+        (litellm answers a missing OpenAI key with a retryable 500)."""
+        if self.api_base:
+            return  # a local or test upstream takes any key
+        names = ((self.config.api_key_env,) if self.config.api_key_env else
+                 KEY_ENVS.get(model.split("/", 1)[0]))
+        if names is None:  # other providers: what litellm checks (it counts empty as set)
+            found = litellm.validate_environment(model=model)
+            missing = found.get("missing_keys") or []
+            # Cloud credentials (AWS, Vertex, Azure) have other sources: litellm decides.
+            if found.get("keys_in_environment") or not missing or not all(
+                    k.endswith("_API_KEY") for k in missing):
+                return
+            names = (" or ".join(missing),)
+        if not any(os.environ.get(name) for name in names):
+            raise CredentialError(self.tier, names[0])
+
     def _kwargs(self, req: ChatRequest | CompletionRequest, model: str) -> dict[str, Any]:
+        self._require_key(import_litellm(), model)
         kw: dict[str, Any] = {"model": model, "timeout": self.config.timeout, "num_retries": 0}
         for name in _PASSTHROUGH:
             value = getattr(req, name, None)
@@ -93,9 +129,13 @@ class LiteLLMBackend(Backend):
             kw["api_key"] = "devloop-local"  # local OpenAI-compatible servers take any key
         return kw
 
-    def _error(self, exc: Exception) -> BackendError:
+    def _error(self, exc: Exception, model: str) -> BackendError:
         litellm = import_litellm()
         name = type(exc).__name__
+        if isinstance(exc, CredentialError):
+            return exc
+        if isinstance(exc, litellm.AuthenticationError):  # its text may quote part of the key
+            return CredentialError(self.tier, self._key_env(model), refused=True)
         if isinstance(exc, litellm.APIConnectionError):
             return UpstreamUnavailable(f"{self.tier}: {name}: {str(exc)[:300]}")
         if isinstance(exc, litellm.Timeout):
@@ -116,7 +156,7 @@ class LiteLLMBackend(Backend):
         try:
             resp = await litellm.acompletion(messages=self._messages(req), **self._kwargs(req, model))
         except Exception as exc:  # noqa: BLE001 - translated to a typed error
-            raise self._error(exc) from None
+            raise self._error(exc, model) from None
         choice = resp.choices[0]
         calls = getattr(choice.message, "tool_calls", None)
         logprobs = getattr(choice, "logprobs", None)
@@ -154,7 +194,7 @@ class LiteLLMBackend(Backend):
                     yield Delta(finish_reason=finish or "stop", usage=usage)
                     return
         except Exception as exc:  # noqa: BLE001
-            raise self._error(exc) from None
+            raise self._error(exc, model) from None
         yield Delta(finish_reason=finish or "stop")
 
     async def complete(self, req: CompletionRequest, model: str,
@@ -163,7 +203,7 @@ class LiteLLMBackend(Backend):
         try:
             resp = await litellm.atext_completion(prompt=req.prompt_text(), **self._kwargs(req, model))
         except Exception as exc:  # noqa: BLE001
-            raise self._error(exc) from None
+            raise self._error(exc, model) from None
         choice = resp.choices[0]
         return Completion(choice.text or "", model, choice.finish_reason or "stop",
                           _usage(getattr(resp, "usage", None)) or Usage(reported=False))
@@ -178,13 +218,14 @@ class LiteLLMBackend(Backend):
                     forward_headers: dict[str, str] | None = None) -> Embeddings:
         litellm = import_litellm()
         kw: dict[str, Any] = {"model": self.config.embedding_model or model, "input": texts}
+        self._require_key(litellm, kw["model"])
         if self.api_base:
             kw["api_base"] = self.api_base
             kw.setdefault("api_key", "devloop-local")
         try:
             resp = await litellm.aembedding(**kw)
         except Exception as exc:  # noqa: BLE001
-            raise self._error(exc) from None
+            raise self._error(exc, model) from None
         vectors = [item["embedding"] for item in resp.data]
         return Embeddings(vectors, model, _usage(getattr(resp, "usage", None)) or Usage())
 

@@ -22,7 +22,12 @@ from typing import Any
 import aiohttp
 import orjson
 
-from devloop.backends.base import BackendError, UpstreamTimeout, UpstreamUnavailable
+from devloop.backends.base import (
+    BackendError,
+    CredentialError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from devloop.config import TierConfig
 from devloop.types import ChatRequest, Completion, Delta, NativeCall, Usage
 from devloop.usage import usage_from
@@ -47,13 +52,6 @@ def speaks(config: TierConfig, model: str, protocol: str) -> bool:
 def anthropic_usage(u: dict[str, Any]) -> Usage:
     """Anthropic's usage (cache reads, 5m/1h writes) as devloop's ``Usage``."""
     return usage_from(u) or Usage()
-
-
-def responses_usage(u: dict[str, Any] | None) -> Usage | None:
-    if not u:
-        return None
-    cached = int((u.get("input_tokens_details") or {}).get("cached_tokens") or 0)
-    return Usage(int(u.get("input_tokens") or 0), int(u.get("output_tokens") or 0), cached)
 
 
 def _anthropic_completion(data: dict[str, Any], model: str) -> Completion:
@@ -81,7 +79,7 @@ def _responses_completion(data: dict[str, Any], model: str) -> Completion:
     finish = "length" if data.get("status") == "incomplete" else (
         "tool_calls" if calls else "stop")
     return Completion("".join(texts), data.get("model") or model, finish,
-                      responses_usage(data.get("usage")) or Usage(reported=False), calls or None,
+                      usage_from(data.get("usage")) or Usage(reported=False), calls or None,
                       raw=data)
 
 
@@ -103,14 +101,17 @@ class NativeUpstream:
         if self._session is not None:
             await self._session.close()
 
-    def _key(self, default_env: str) -> str:
-        env = self.config.api_key_env or default_env
-        key = os.environ.get(env)
+    def _key_env(self, protocol: str) -> str:
+        return self.config.api_key_env or (
+            "ANTHROPIC_API_KEY" if protocol == "anthropic" else "OPENAI_API_KEY")
+
+    def _key(self, protocol: str) -> str:
+        key = os.environ.get(self._key_env(protocol))
         if key:
             return key
         if self.config.api_base or self.config.base_url:
             return "devloop-local"  # a local or test upstream takes any key
-        raise BackendError(f"{self.tier}: no API key: set {env}", 503, retryable=False)
+        raise CredentialError(self.tier, self._key_env(protocol))
 
     def _target(self, native: NativeCall, model: str, stream: bool
                 ) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -123,12 +124,12 @@ class NativeUpstream:
         if native.protocol == "anthropic":
             url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
             headers.update(native.headers)
-            headers["x-api-key"] = self._key("ANTHROPIC_API_KEY")
+            headers["x-api-key"] = self._key("anthropic")
             headers.setdefault("anthropic-version", "2023-06-01")
         else:
             url = base + "/responses"
             headers.update(native.headers)
-            headers["authorization"] = f"Bearer {self._key('OPENAI_API_KEY')}"
+            headers["authorization"] = f"Bearer {self._key('responses')}"
         return url, headers, body
 
     @staticmethod
@@ -155,6 +156,8 @@ class NativeUpstream:
         if resp.status >= 400:
             text = (await resp.text())[:500]
             resp.release()
+            if resp.status == 401:  # the provider's text may quote part of the key: not kept
+                raise CredentialError(self.tier, self._key_env(native.protocol), refused=True)
             raise BackendError(f"{self.tier}: upstream {resp.status}: {text}",
                                resp.status if resp.status < 500 else 502,
                                resp.status == 429 or resp.status >= 500)
@@ -211,7 +214,7 @@ class NativeUpstream:
                         text = data.get("delta") or ""
                     elif kind in ("response.completed", "response.incomplete"):
                         response = data.get("response") or {}
-                        final = responses_usage(response.get("usage"))
+                        final = usage_from(response.get("usage"))
                         finish = "length" if kind == "response.incomplete" else finish
                     elif kind in ("response.failed", "error"):
                         failed = str(data)[:300]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
+from devloop.agents import client_base_url
 from devloop.commands._common import fail, load
 from devloop.continue_config import (
     PROVIDERS,
     Provider,
     autocomplete_model_for,
-    client_base_url,
     models_for_profile,
     render_continue_config,
 )

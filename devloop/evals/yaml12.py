@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from devloop.config import ConfigError
+from devloop.config import load_yaml
 
 
 class Yaml12Loader(yaml.SafeLoader):
@@ -64,16 +64,4 @@ def loads(text: str) -> Any:
 
 def load_yaml12(path: Path) -> Any:
     """Read a YAML file with 1.2 scalars; ConfigError(file, line, reason) when it is bad."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(path, "", exc.strerror or str(exc)) from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, "", "not UTF-8 text") from None
-    try:
-        return loads(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(yaml)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(path, where, f"invalid YAML: {problem}") from None
+    return load_yaml(path, Yaml12Loader)

@@ -26,6 +26,7 @@ from devloop.pipeline.cache_prefix import (
     _levels,
     dynamic_spans,
     stable_prefixes,
+    template_where,
     token_position,
 )
 from devloop.pipeline.cache_prices import CachePricing, Level, best_cost, cache_pricing
@@ -114,11 +115,6 @@ class CacheOrderResult(BaseModel):
 
 
 # -- the stage ------------------------------------------------------------------------------
-def _where(templates: list[dict[str, str]], i: int) -> str:
-    has_system = bool(templates) and templates[0]["role"] == "system"
-    return "system" if has_system and i == 0 else f"messages[{i - 1 if has_system else i}]"
-
-
 def _as_prompt(templates: list[dict[str, str]], tools: list[dict[str, Any]] | None
                ) -> dict[str, Any]:
     system = [t["content"] for t in templates if t["role"] == "system"][:1]
@@ -179,7 +175,7 @@ def _split_point(templates: list[dict[str, str]], tools: list[dict[str, Any]] | 
                        first_sentence=d.message == 0 and templates[0]["role"] == "system")
         head = content[:unit.start]
         at = token_position(templates, tools, vars_a, d.message, len(head.rstrip()), tok)
-        return {"message": _where(templates, d.message),
+        return {"message": template_where(templates, d.message),
                 "after_text": re.sub(r"\s+", " ", head).strip()[-60:],
                 "at_token": int(tok.scale(at))}
     return {"message": "prompt", "after_text": "", "at_token": int(level.tokens)}

@@ -136,17 +136,7 @@ def _levels(stable: dict[str, int], scale: Any, pricing: CachePricing,
     return levels
 
 
-def _where(templates: list[dict[str, str]], i: int) -> str:
+def template_where(templates: list[dict[str, str]], i: int) -> str:
+    """Where template ``i`` stands in the eval set: ``system`` or ``messages[n]``."""
     has_system = bool(templates) and templates[0]["role"] == "system"
     return "system" if has_system and i == 0 else f"messages[{i - 1 if has_system else i}]"
-
-
-def _as_prompt(templates: list[dict[str, str]], tools: list[dict[str, Any]] | None
-               ) -> dict[str, Any]:
-    system = [t["content"] for t in templates if t["role"] == "system"][:1]
-    rest = templates[1:] if system and templates[0]["role"] == "system" else templates
-    prompt: dict[str, Any] = {"system": system[0]} if system else {}
-    prompt["messages"] = [{"role": t["role"], "content": t["content"]} for t in rest]
-    if tools:
-        prompt["tools"] = tools
-    return prompt

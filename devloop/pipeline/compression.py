@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from devloop.evals.evalset import EvalSet, var_to_text
 from devloop.money import format_usd
 from devloop.pipeline.cache_order import CacheOrderResult
+from devloop.pipeline.cache_prefix import template_where
 from devloop.pipeline.cache_prices import CachePricing
 from devloop.pipeline.compression_parts import (
     MIN_PART_TOKENS,
@@ -158,13 +159,6 @@ def _block(part: CompressionPart, reason: str, lost: list[str] | None = None) ->
         part.lost_expected = lost
 
 
-def _where(templates: list[dict[str, str]], message: int) -> str:
-    has_system = bool(templates) and templates[0]["role"] == "system"
-    if has_system and message == 0:
-        return "system"
-    return f"messages[{message - 1 if has_system else message}]"
-
-
 def _compressed_evalset(evalset: EvalSet, templates: list[dict[str, str]],
                         doc_values: dict[str, list[str]]) -> EvalSet | None:
     data = evalset.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -226,7 +220,7 @@ async def analyse_compression(
         origin = float(scale(len(tokenizer.encode(item.text))))
         content, evidence = classify_content(prose_view(item.text))
         out = await asyncio.to_thread(run, item.text, rate)
-        part = CompressionPart(kind="static", where=_where(templates, item.message),
+        part = CompressionPart(kind="static", where=template_where(templates, item.message),
                                origin_tokens=origin, content=content, measured=True,
                                compressed_tokens=float(scale(len(tokenizer.encode(out)))))
         _price(part, item, evalset, cache_order, pricing, tokenizer)

@@ -9,33 +9,19 @@ form; what they cannot honour is named in ``X-Devloop-Ignored`` (anthropic_trans
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from devloop.backends.native import speaks
-from devloop.gateway import Gateway, StreamCall
 from devloop.routing.policy import resolve_model
 from devloop.server.anthropic_stream import MessageStream, message_body
 from devloop.server.anthropic_translate import to_chat
-from devloop.server.errors import anthropic_body
-from devloop.server.http import (
-    context,
-    endpoint,
-    gateway,
-    read_json,
-    result_headers,
-    stream_headers,
-    translate,
-)
+from devloop.server.http import endpoint, gateway, read_json
+from devloop.server.native_face import answer
 from devloop.tokens import count_tokens
 from devloop.types import NativeCall
 
-log = logging.getLogger("devloop.server.anthropic")
 # Client headers a native Anthropic upstream receives as sent (betas, version, session).
 FORWARD_PREFIXES = ("anthropic-", "x-claude-code-")
 
@@ -44,62 +30,13 @@ def forward_headers(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.lower().startswith(FORWARD_PREFIXES)}
 
 
-def native_tier(gw: Gateway, tier: str, model: str, protocol: str) -> bool:
-    cfg = gw.profile.tiers.get(tier)
-    return cfg is not None and speaks(cfg, model, protocol)
-
-
-def ignored_header(headers: dict[str, str], ignored: list[str], native: bool, rid: str,
-                   tier: str) -> dict[str, str]:
-    if ignored and not native:
-        also = headers.get("X-Devloop-Ignored")  # fields the gateway served without
-        headers["X-Devloop-Ignored"] = ", ".join([*ignored, *([also] if also else [])])[:1000]
-        log.info("request %s on tier %s: not honoured by a chat tier: %s", rid, tier,
-                 ", ".join(ignored))
-    return headers
-
-
 @endpoint
 async def messages(request: Request) -> Response:
     body = await read_json(request)
     req, ignored = to_chat(body)
-    req._passthrough = NativeCall("anthropic", body, forward_headers(request))
-    gw = gateway(request)
-    ctx = context(request, "messages", "anthropic")
-    if req.stream:
-        call = await gw.stream(req, ctx)
-        native = call.cache != "hit" and native_tier(gw, call.tier, call.model, "anthropic")
-        headers = ignored_header(stream_headers(call), ignored, native, ctx.request_id, call.tier)
-        return StreamingResponse(sse(call, native), media_type="text/event-stream",
-                                 headers=headers)
-    result = await gw.call(req, ctx)
-    c = result.completion
-    assert c is not None
-    native = isinstance(c.raw, dict)
-    out = c.raw if native else message_body(ctx.request_id, c)
-    headers = ignored_header(result_headers(result), ignored, native, ctx.request_id,
-                             result.tier)
-    return Response(orjson.dumps(out), 200, headers, media_type="application/json")
-
-
-async def sse(call: StreamCall, native: bool) -> AsyncIterator[bytes]:
-    ms = MessageStream(call.request_id, call.model)
-    try:
-        if not native:
-            yield ms.start()
-        async for delta in call.deltas():
-            if delta.raw is not None:
-                yield delta.raw
-            elif native:
-                continue
-            elif delta.finish_reason is None:
-                chunk = ms.delta(delta)
-                if chunk:
-                    yield chunk
-            else:
-                yield ms.finish(delta)
-    except Exception as exc:  # noqa: BLE001 - a stream that fails ends with an error event
-        yield MessageStream.error(anthropic_body(translate(exc)))
+    return await answer(request, req, ignored,
+                        NativeCall("anthropic", body, forward_headers(request)), "messages",
+                        lambda call: MessageStream(call.request_id, call.model), message_body)
 
 
 @endpoint

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from devloop.server.anthropic_translate import FINISH_TO_STOP
+from devloop.server.errors import APIError, anthropic_body
 from devloop.types import Completion, Delta, Usage
 
 
@@ -143,3 +144,6 @@ class MessageStream:
     @staticmethod
     def error(body: dict[str, Any]) -> bytes:
         return event("error", body)
+
+    def failed(self, err: APIError) -> bytes:
+        return self.error(anthropic_body(err))

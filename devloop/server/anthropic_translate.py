@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from devloop.server.errors import APIError
+from devloop.server.tool_fields import bad, function_tool, tool_name, tool_objects
 from devloop.types import ChatRequest, Message
 
 # Top-level fields: honoured here, or ignored (named in X-Devloop-Ignored) on chat tiers.
@@ -30,10 +30,6 @@ COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking
                 "context_management", "mcp_servers", "output_config"}
 FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                   "function_call": "tool_use", "content_filter": "refusal"}
-
-
-def bad(param: str, message: str) -> APIError:
-    return APIError(400, f"{param}: {message}", "invalid_value", param)
 
 
 class Translation:
@@ -257,29 +253,18 @@ def _message(msg: Any, param: str, t: Translation) -> None:
 
 
 def _tools(tools: Any, t: Translation) -> list[dict[str, Any]]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise bad("tools", "must be a list")
     out = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            raise bad(f"tools.{i}", "must be an object")
+    for i, tool in tool_objects(tools):
         kind = tool.get("type")
         if kind not in (None, "custom"):
             t.ignore(f"tools.{tool.get('name') or kind}")  # server tools run at Anthropic only
             continue
-        name, schema = tool.get("name"), tool.get("input_schema")
-        if not isinstance(name, str) or not name:
-            raise bad(f"tools.{i}.name", "required, a string")
+        name, schema = tool_name(tool, i), tool.get("input_schema")
         if not isinstance(schema, dict):
             raise bad(f"tools.{i}.input_schema", "required, a JSON schema object")
         if "cache_control" in tool:
             t.ignore("cache_control")
-        fn: dict[str, Any] = {"name": name, "parameters": schema}
-        if isinstance(tool.get("description"), str):
-            fn["description"] = tool["description"]
-        out.append({"type": "function", "function": fn})
+        out.append(function_tool(name, schema, tool))
     return out
 
 

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from devloop.backends import BackendError
+from devloop.backends import BackendError, CredentialError
 from devloop.gateway import BudgetExceeded, CallResult, Gateway, StreamCall
 from devloop.routing.capabilities import CapabilityError
 from devloop.routing.policy import InvalidTier, ModelNotFound
 from devloop.security import forbidden_field
 from devloop.server.errors import APIError, error_response, from_validation
 from devloop.sessions import session_from
-from devloop.types import Endpoint, RequestContext
+from devloop.types import Delta, Endpoint, RequestContext
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -160,6 +160,8 @@ def translate(exc: Exception) -> APIError:
                         "budget_exceeded")
     if isinstance(exc, CapabilityError):
         return APIError(400, str(exc), exc.code, exc.param)
+    if isinstance(exc, CredentialError):  # 401 as LiteLLM proxy answers it: never retried
+        return APIError(401, str(exc), exc.code, type_="authentication_error")
     if isinstance(exc, BackendError):
         if exc.code == "context_length_exceeded":
             message = str(exc) if exc.tier is None or str(exc).startswith(exc.tier) else (
@@ -175,6 +177,39 @@ def translate(exc: Exception) -> APIError:
     if isinstance(exc, ValueError):
         return APIError(400, str(exc), "invalid_value")
     raise exc
+
+
+class EventStream(Protocol):
+    """A face's writer of one answer as its SSE events (anthropic_stream, responses_stream)."""
+
+    def start(self) -> bytes: ...
+
+    def delta(self, d: Delta) -> bytes: ...
+
+    def finish(self, d: Delta) -> bytes: ...
+
+    def failed(self, err: APIError) -> bytes: ...
+
+
+async def relay(call: StreamCall, native: bool, events: EventStream) -> AsyncIterator[bytes]:
+    """A stream as ``events``; a native upstream's own events (``delta.raw``) pass unchanged
+    and nothing is added to them. A failure ends the stream with the face's error event."""
+    try:
+        if not native:
+            yield events.start()
+        async for delta in call.deltas():
+            if delta.raw is not None:
+                yield delta.raw
+            elif native:
+                continue
+            elif delta.finish_reason is None:
+                chunk = events.delta(delta)
+                if chunk:
+                    yield chunk
+            else:
+                yield events.finish(delta)
+    except Exception as exc:  # noqa: BLE001 - a stream that fails ends with an error event
+        yield events.failed(translate(exc))
 
 
 def endpoint(handler: Handler) -> Handler:

@@ -7,29 +7,17 @@ receives the client's body unchanged and its answer comes back unchanged.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from devloop.gateway import StreamCall
 from devloop.routing.policy import available_models, resolve_model
-from devloop.server.anthropic_api import ignored_header, native_tier
-from devloop.server.http import (
-    context,
-    endpoint,
-    gateway,
-    read_json,
-    result_headers,
-    stream_headers,
-    translate,
-)
+from devloop.server.http import endpoint, gateway, read_json
+from devloop.server.native_face import answer
 from devloop.server.responses_stream import ResponseStream, response_body
 from devloop.server.responses_translate import to_chat
-from devloop.types import ChatRequest, NativeCall
+from devloop.types import NativeCall
 
 # Client headers a native Responses upstream receives as sent.
 FORWARD = ("openai-beta", "session_id", "session-id", "originator")
@@ -39,46 +27,11 @@ FORWARD = ("openai-beta", "session_id", "session-id", "originator")
 async def responses(request: Request) -> Response:
     body = await read_json(request)
     req, ignored = to_chat(body)
-    req._passthrough = NativeCall("responses", body, {k: v for k, v in request.headers.items()
-                                                 if k.lower() in FORWARD})
-    gw = gateway(request)
-    ctx = context(request, "responses", "responses")
-    if req.stream:
-        call = await gw.stream(req, ctx)
-        native = call.cache != "hit" and native_tier(gw, call.tier, call.model, "responses")
-        headers = ignored_header(stream_headers(call), ignored, native, ctx.request_id, call.tier)
-        return StreamingResponse(sse(call, native, req, body), media_type="text/event-stream",
-                                 headers=headers)
-    result = await gw.call(req, ctx)
-    c = result.completion
-    assert c is not None
-    native = isinstance(c.raw, dict)
-    out = c.raw if native else response_body(ctx.request_id, c, req, body)
-    headers = ignored_header(result_headers(result), ignored, native, ctx.request_id,
-                             result.tier)
-    return Response(orjson.dumps(out), 200, headers, media_type="application/json")
-
-
-async def sse(call: StreamCall, native: bool, req: ChatRequest, body: dict[str, Any]
-              ) -> AsyncIterator[bytes]:
-    rs = ResponseStream(call.request_id, call.model, req, body)
-    try:
-        if not native:
-            yield rs.start()
-        async for delta in call.deltas():
-            if delta.raw is not None:
-                yield delta.raw
-            elif native:
-                continue
-            elif delta.finish_reason is None:
-                chunk = rs.delta(delta)
-                if chunk:
-                    yield chunk
-            else:
-                yield rs.finish(delta)
-    except Exception as exc:  # noqa: BLE001 - a stream that fails ends with response.failed
-        err = translate(exc)
-        yield rs.error({"code": err.code or err.type, "message": err.message})
+    forward = {k: v for k, v in request.headers.items() if k.lower() in FORWARD}
+    return await answer(
+        request, req, ignored, NativeCall("responses", body, forward), "responses",
+        lambda call: ResponseStream(call.request_id, call.model, req, body),
+        lambda rid, c: response_body(rid, c, req, body))
 
 
 @endpoint

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from devloop.server.errors import APIError
 from devloop.types import ChatRequest, Completion, Delta, Usage
 
 
@@ -168,3 +169,6 @@ class ResponseStream:
         r = envelope(self.rid, self.model, self.req, self.body, "failed", self.items, None, None)
         r["error"] = {"code": err.get("code") or err.get("type"), "message": err.get("message")}
         return self.event("response.failed", response=r)
+
+    def failed(self, err: APIError) -> bytes:
+        return self.error({"code": err.code or err.type, "message": err.message})

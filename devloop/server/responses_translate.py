@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devloop.server.errors import APIError
+from devloop.server.tool_fields import bad, function_tool, tool_name, tool_objects
 from devloop.types import ChatRequest, Message
 
 HONOURED = {"model", "input", "instructions", "tools", "tool_choice", "max_output_tokens",
@@ -26,10 +26,6 @@ IGNORED_ON_CHAT = {"reasoning", "include", "prompt_cache_key", "client_metadata"
                    "service_tier", "truncation", "safety_identifier", "prompt_cache_retention",
                    "stream_options", "max_tool_calls", "top_logprobs"}
 TEXT_PARTS = {"input_text", "output_text", "text", "refusal"}
-
-
-def bad(param: str, message: str) -> APIError:
-    return APIError(400, f"{param}: {message}", "invalid_value", param)
 
 
 def to_chat(body: dict[str, Any]) -> tuple[ChatRequest, list[str]]:
@@ -176,32 +172,22 @@ def _input(items: Any, messages: list[Message], ignored: list[str]) -> None:
 
 
 def _tools(tools: Any, ignored: list[str]) -> list[dict[str, Any]]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise bad("tools", "must be a list")
     out = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            raise bad(f"tools.{i}", "must be an object")
+    for i, tool in tool_objects(tools):
         kind = tool.get("type")
         if kind != "function":
             label = f"tools.{kind}" + (f":{tool['name']}" if isinstance(tool.get("name"), str)
                                        else "")
             ignored.append(label)  # hosted or namespaced tools only OpenAI runs
             continue
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise bad(f"tools.{i}.name", "required, a string")
+        name = tool_name(tool, i)
         params = tool.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(params, dict):
             raise bad(f"tools.{i}.parameters", "must be a JSON schema object")
-        fn: dict[str, Any] = {"name": name, "parameters": params}
-        if isinstance(tool.get("description"), str):
-            fn["description"] = tool["description"]
+        entry = function_tool(name, params, tool)
         if isinstance(tool.get("strict"), bool):
-            fn["strict"] = tool["strict"]
-        out.append({"type": "function", "function": fn})
+            entry["function"]["strict"] = tool["strict"]
+        out.append(entry)
     return out
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 from devloop.config import Profile, Settings
+from devloop.logfile import quiet_libraries
 from devloop.money import format_usd
 from devloop.store.calls import CallRecord
 
@@ -40,6 +41,7 @@ def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = 
     if not logging.getLogger().handlers:  # `devloop` set up devloop.log (devloop.logfile)
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
     app = create_app(settings, profile, on_call=_print_access if access_log else None)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, loop="uvloop", http="httptools", lifespan="on",

@@ -1,7 +1,8 @@
 """The ledger figures issue 12 adds to `devloop spend`: provider-cache reads and writes and
-their hit rate, refused and failed calls (and what failures cost), retries, escalations,
-output-token p50/p95, the production models the rows were priced at, and the rows the
-live cache-order diagnosis reads (with stored prompt bodies where there are any).
+their hit rate, refused and failed calls (and what failures cost), retries, output-token
+p50/p95, the production models the rows were priced at, and the rows the live cache-order
+diagnosis reads (with stored prompt bodies where there are any). Escalations are counted in
+SQL by spend.py, beside their rate and cost.
 
 Calendar days are computed in the configured zone by a SQL function registered on the
 connection (``devloop_day(ts)``), so `spend --by day` groups local evenings correctly.
@@ -60,7 +61,6 @@ def detail(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "failed_calls": len(failed),
         "failed_cost_usd": round(sum(float(r["cost_usd"] or 0) for r in failed), 10),
         "retries": retries(rows),
-        "escalations": sum(1 for r in rows if r["parent_request_id"]),
         "own_calls": len(rows) - len([r for r in rows if r["origin"] in (None, "client")]),
         **output_token_percentiles(paid or answered),
         "production_models": models,

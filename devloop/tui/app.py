@@ -21,6 +21,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from devloop.config import Profile, Settings
+from devloop.logfile import quiet_libraries
 from devloop.server.hosting import EndpointHost, HostStatus
 from devloop.store.calls import CallRecord
 from devloop.store.reports import LedgerReader
@@ -253,6 +254,7 @@ def _log_to_file(settings: Settings) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    quiet_libraries()
 
 
 def run_tui(settings: Settings, profile: Profile) -> int:

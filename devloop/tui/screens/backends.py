@@ -13,9 +13,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 
+from devloop.agents import client_base_url
 from devloop.continue_config import (
     autocomplete_model_for,
-    client_base_url,
     models_for_profile,
     render_continue_config,
 )
