@@ -14,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from devloop.tokens import count_tokens
-from tests.helpers import free_port
+from tests.scripted_upstream import (
+    ScriptedServer,
+    anthropic_error,
+    anthropic_events,
+    anthropic_message,
+    stream_sse,
+)
 
 TTL = {"5m": 300.0, "1h": 3600.0}
 
@@ -36,7 +40,6 @@ class AnthropicState:
     min_tokens: int = 1024
     status: int = 200                 # anything else: answer with that error
     delay: float = 0.0
-    bodies: list[dict[str, Any]] = field(default_factory=list)
     usages: list[dict[str, Any]] = field(default_factory=list)
     cache: dict[str, float] = field(default_factory=dict)  # prefix hash -> expiry
 
@@ -89,84 +92,29 @@ def simulate(state: AnthropicState, body: dict[str, Any], now: float) -> dict[st
                                "ephemeral_1h_input_tokens": write if hour else 0}}
 
 
-class AnthropicStub:
+class AnthropicStub(ScriptedServer):
+    """Bodies are in ``bodies()``, the usage each answer reported in ``state.usages``."""
+
     def __init__(self) -> None:
         self.state = AnthropicState()
-        self.port = free_port()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="anthropic-stub")
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> AnthropicStub:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("anthropic stub did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        app = web.Application()
-        app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, access_log=None)
-        loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        loop.run_forever()
-
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        super().__init__([("POST", "/v1/messages", self._messages)], api_root="",
+                         name="anthropic-stub")
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         s = self.state
-        body = await request.json()
-        s.bodies.append(body)
+        body = await self.record(request)
         if s.delay:
             await asyncio.sleep(s.delay)
         if s.status != 200:
-            return web.json_response({"type": "error", "error": {
-                "type": "overloaded_error", "message": "stub is failing"}}, status=s.status)
+            return anthropic_error("overloaded_error", "stub is failing", s.status)
         usage = dict(s.fixed_usage) if s.fixed_usage is not None else simulate(
             s, body, time.time())
         n = s.answer_tokens if s.answer_tokens is not None else int(body.get("max_tokens") or 8)
         usage["output_tokens"] = n
         s.usages.append(usage)
         text = " ".join(f"w{i}" for i in range(min(n, 50)))
-        message = {"id": f"msg_{len(s.bodies)}", "type": "message", "role": "assistant",
-                   "model": body.get("model", "claude"), "content": [{"type": "text", "text": text}],
-                   "stop_reason": "end_turn", "stop_sequence": None, "usage": usage}
+        message = anthropic_message(id=f"msg_{len(self.seen)}", model=body.get("model", "claude"),
+                                    text=text, usage=usage)
         if not body.get("stream"):
             return web.json_response(message)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-
-        async def event(kind: str, data: dict[str, Any]) -> None:
-            await resp.write(f"event: {kind}\n".encode() + b"data: " + orjson.dumps(data)
-                             + b"\n\n")
-
-        start = {**message, "content": [], "stop_reason": None,
-                 "usage": {**usage, "output_tokens": 1}}
-        await event("message_start", {"type": "message_start", "message": start})
-        await event("content_block_start", {"type": "content_block_start", "index": 0,
-                                            "content_block": {"type": "text", "text": ""}})
-        await event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": text}})
-        await event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        await event("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                      "usage": {"output_tokens": n}})
-        await event("message_stop", {"type": "message_stop"})
-        await resp.write_eof()
-        return resp
+        return await stream_sse(request, anthropic_events(message, [text]))

@@ -148,7 +148,7 @@ def test_rate_limits(tmp_path: Path, stub: StubUpstream) -> None:
     assert codes == [200, 200, 429, 429, 429]
     assert all(r.json()["error"]["code"] == "rate_limit_exceeded"
                for r in burst if r.status_code == 429)
-    assert stub.state.max_in_flight <= 2 and stub.state.chat_requests == 2
+    assert stub.max_in_flight <= 2 and stub.state.chat_requests == 2
 
 
 # -- the pieces, in process --------------------------------------------------------------------

@@ -196,7 +196,7 @@ def test_check_changes_no_saved_figure_and_no_store_writes_nothing(
         out = cli(home, "eval", str(evalset), "--model", MODEL, "--api-base", stub.base_url,
                   env={"ANTHROPIC_API_KEY": "sk-stub"})
         assert out.returncode in (0, 1), out.stderr
-        assert stub.state.bodies  # it ran, for real
+        assert stub.bodies()  # it ran, for real
     final = spend_json(home)["totals"]
     assert (final["saved_usd"], final["counterfactual_usd"]) == (
         before["saved_usd"], before["counterfactual_usd"])

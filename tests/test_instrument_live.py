@@ -156,7 +156,7 @@ def test_planted_timestamp_is_diagnosed_and_moving_it_raises_the_hit_rate(
                      max_tokens=20)
             assert r.status_code == 200, r.text
         # the client marked no breakpoint: devloop added one after the system prompt
-        sys_block = stub.state.bodies[0]["system"]
+        sys_block = stub.bodies()[0]["system"]
         assert isinstance(sys_block, list) and "cache_control" in sys_block[-1]
         diag = spend_json(server.home, "--diagnose")
         for i in range(8):
@@ -205,8 +205,8 @@ def test_calls_without_max_tokens_are_sent_and_reserved_with_one_limit(
     ok = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
     assert ok and refused and len(ok) + len(refused) == 50
-    assert all(b["max_tokens"] == 256 for b in stub.state.bodies)  # the explicit limit
-    assert len(stub.state.bodies) == len(ok)
+    assert all(b["max_tokens"] == 256 for b in stub.bodies())  # the explicit limit
+    assert len(stub.bodies()) == len(ok)
     # the upstream answered the worst case (max_tokens tokens); still within the budget
     ledger = rows(server)
     assert sum(r["cost_usd"] for r in ledger) <= budget + 1e-12

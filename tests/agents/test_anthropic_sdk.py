@@ -80,13 +80,13 @@ def test_tools_round_trip_on_openai_compatible_tier(client: anthropic.Anthropic,
     assert first.stop_reason == "tool_use"
     use = next(b for b in first.content if b.type == "tool_use")
     assert use.name == "get_weather" and use.input == {"city": "Paris"}
-    sent = scripted.bodies("/v1/chat/completions")[-1].body
+    sent = scripted.received("/v1/chat/completions")[-1].body
     assert sent["tools"][0]["function"]["parameters"] == WEATHER["input_schema"]
     second = client.messages.create(model="shared", max_tokens=64, tools=[WEATHER],
                                     messages=round_trip(use))
     assert second.stop_reason == "end_turn"
     assert second.content[0].text == "tool said: sunny, 21 C"
-    sent = scripted.bodies("/v1/chat/completions")[-1].body
+    sent = scripted.received("/v1/chat/completions")[-1].body
     assert sent["messages"][-1] == {"role": "tool", "tool_call_id": use.id,
                                     "content": "sunny, 21 C"}
     assert sent["messages"][-2]["tool_calls"][0]["function"]["name"] == "get_weather"
@@ -151,7 +151,7 @@ def test_frontier_pass_through_keeps_the_body_and_the_answer(
     assert msg.id == "msg_scripted" and msg.content[0].text == "frontier answer"
     assert msg.usage.cache_read_input_tokens == 1800
     assert msg.usage.cache_creation_input_tokens == 300
-    sent = scripted.bodies("/v1/messages")[-1]
+    sent = scripted.received("/v1/messages")[-1]
     assert sent.headers["anthropic-beta"] == "zeta-2099-01-01,alpha-2098-01-01"  # order kept
     assert sent.body["system"] == system and sent.body["metadata"] == {"user_id": "u1"}
     assert sent.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}

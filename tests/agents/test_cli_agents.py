@@ -53,12 +53,12 @@ def test_claude_code_on_embedded(agents_server: RunningServer, tmp_path: Path) -
 def test_claude_code_to_frontier_keeps_cache_control_and_betas(
         agents_server: RunningServer, scripted: ScriptedUpstream, tmp_path: Path) -> None:
     env = claude_env(agents_server, tmp_path)  # Claude Code asks for its default claude-* model
-    before = len(scripted.bodies("/v1/messages"))
+    before = len(scripted.received("/v1/messages"))
     out = run([agent_bin("claude"), "-p", "Say hello.", "--bare", "--system-prompt",
                "You are terse.", "--tools", ""], env, tmp_path)
     assert out.returncode == 0, out.stderr + out.stdout
     assert FRONTIER_TEXT in out.stdout
-    seen = scripted.bodies("/v1/messages")[before:]
+    seen = scripted.received("/v1/messages")[before:]
     assert seen, "the frontier upstream received nothing"
     sent = seen[-1]
     assert "claude-code-20250219" in sent.headers["anthropic-beta"].split(",")
@@ -94,6 +94,6 @@ def test_codex_exec_on_openai_compatible_tier(agents_server: RunningServer,
     rows = [r for r in ledger(agents_server.db_path, endpoint="responses", tier="shared")
             if r["status"] == 200]
     assert rows
-    sent = scripted.bodies("/v1/chat/completions")[-1].body
+    sent = scripted.received("/v1/chat/completions")[-1].body
     names = [t["function"]["name"] for t in sent.get("tools") or []]
     assert "exec_command" in names  # Codex's function tools arrive; web_search was dropped

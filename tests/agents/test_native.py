@@ -41,7 +41,7 @@ async def test_responses_call_and_stream_pass_through(scripted: ScriptedUpstream
                                                api_base=scripted.url + "/v1"))
     try:
         done = await up.call(request(False), "openai/gpt-5")
-        sent = scripted.bodies("/v1/responses")[-1]
+        sent = scripted.received("/v1/responses")[-1]
         assert sent.body == {**BODY, "model": "gpt-5", "stream": False,
                              "max_output_tokens": 100}  # the route's cap of 100 holds
         assert sent.headers["session-id"] == "s1"

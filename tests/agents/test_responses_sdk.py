@@ -65,7 +65,7 @@ def test_function_tool_round_trip(client: openai.OpenAI, scripted: ScriptedUpstr
                 "output": "sunny, 21 C"}]
     second = client.responses.create(model="shared", input=history, tools=[WEATHER])
     assert second.output_text == "tool said: sunny, 21 C"
-    sent = scripted.bodies("/v1/chat/completions")[-1].body
+    sent = scripted.received("/v1/chat/completions")[-1].body
     assert sent["messages"][-2]["tool_calls"][0]["id"] == call.call_id
     assert sent["messages"][-1]["role"] == "tool"
 
@@ -87,7 +87,7 @@ def test_structured_output_reaches_the_tier(client: openai.OpenAI,
               "additionalProperties": False}
     client.responses.create(model="shared", input="give json", text={"format": {
         "type": "json_schema", "name": "thing", "schema": schema, "strict": True}})
-    sent = scripted.bodies("/v1/chat/completions")[-1].body
+    sent = scripted.received("/v1/chat/completions")[-1].body
     assert sent["response_format"] == {"type": "json_schema", "json_schema": {
         "name": "thing", "schema": schema, "strict": True}}
 
@@ -102,7 +102,7 @@ def test_hosted_tools_are_dropped_and_named(agents_server: RunningServer,
     assert resp.status_code == 200, resp.text
     assert resp.headers["x-devloop-ignored"] == (
         "reasoning, include, tools.web_search, tools.namespace:multi_agent_v1")
-    sent = scripted.bodies("/v1/chat/completions")[-1].body
+    sent = scripted.received("/v1/chat/completions")[-1].body
     assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
 
 

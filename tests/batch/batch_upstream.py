@@ -2,13 +2,11 @@
 results JSONL, cancel) and OpenAI Files + Batches (upload, create, retrieve, file content,
 cancel), plus a plain chat endpoint. Every answer echoes the request's last user message, with
 fixed usage (1000 tokens in, 100 out) so prices are exact. ``hold`` keeps batches in
-progress until released."""
+progress until released. The server is tests/scripted_upstream.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,17 +14,20 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.helpers import free_port
+from tests.scripted_upstream import (
+    ScriptedServer,
+    anthropic_error,
+    chat_completion,
+    last_user_text,
+    openai_error,
+    usage,
+)
 
 PROMPT_TOKENS, COMPLETION_TOKENS = 1000, 100
 
 
 def answer(messages: list[dict[str, Any]]) -> str:
-    users = [m for m in messages if m.get("role") == "user"]
-    content = users[-1]["content"] if users else ""
-    if isinstance(content, list):
-        content = " ".join(b.get("text", "") for b in content)
-    return f"echo: {content}"
+    return f"echo: {last_user_text(messages)}"
 
 
 @dataclass
@@ -40,63 +41,25 @@ class BatchState:
     polls: int = 0
     cancels: int = 0
     chat_requests: int = 0
-    in_flight: int = 0
-    max_in_flight: int = 0
-    serve_at_once: int = 0  # >0: a chat endpoint that serves N at a time
-    chat_delay: float = 0.0
     batch_requests: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
-class BatchUpstream:
+class BatchUpstream(ScriptedServer):
     def __init__(self) -> None:
         self.state = BatchState()
-        self.port = free_port()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="batch-upstream")
-        self._slots: asyncio.Semaphore | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> BatchUpstream:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("batch upstream did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        r = app.router
-        r.add_post("/v1/messages/batches", self._a_create)
-        r.add_get("/v1/messages/batches/{id}", self._a_get)
-        r.add_get("/v1/messages/batches/{id}/results", self._a_results)
-        r.add_post("/v1/messages/batches/{id}/cancel", self._a_cancel)
-        r.add_post("/v1/files", self._o_upload)
-        r.add_get("/v1/files/{id}/content", self._o_content)
-        r.add_post("/v1/batches", self._o_create)
-        r.add_get("/v1/batches/{id}", self._o_get)
-        r.add_post("/v1/batches/{id}/cancel", self._o_cancel)
-        r.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None)
-        loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        loop.run_forever()
-
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        batches, messages = "/v1/batches", "/v1/messages/batches"
+        super().__init__([
+            ("POST", messages, self._a_create),
+            ("GET", messages + "/{id}", self._a_get),
+            ("GET", messages + "/{id}/results", self._a_results),
+            ("POST", messages + "/{id}/cancel", self._a_cancel),
+            ("POST", "/v1/files", self._o_upload),
+            ("GET", "/v1/files/{id}/content", self._o_content),
+            ("POST", batches, self._o_create),
+            ("GET", batches + "/{id}", self._o_get),
+            ("POST", batches + "/{id}/cancel", self._o_cancel),
+            ("POST", "/v1/chat/completions", self._chat),
+        ], api_root="", name="batch-upstream")
 
     def _key(self, request: web.Request) -> None:
         self.state.keys.append(request.headers.get("x-api-key")
@@ -120,8 +83,7 @@ class BatchUpstream:
     async def _a_create(self, request: web.Request) -> web.Response:
         self._key(request)
         if request.headers.get("anthropic-version") is None:
-            return web.json_response({"type": "error", "error": {
-                "type": "invalid_request_error", "message": "anthropic-version missing"}}, 400)
+            return anthropic_error("invalid_request_error", "anthropic-version missing", 400)
         body = await request.json()
         self.state.creates += 1
         self.state.batch_requests.append(body["requests"])
@@ -185,7 +147,7 @@ class BatchUpstream:
         self._key(request)
         data = self.state.files.get(request.match_info["id"])
         if data is None:
-            return web.json_response({"error": {"message": "no such file"}}, status=404)
+            return openai_error("no such file", 404)
         return web.Response(body=data, content_type="application/octet-stream")
 
     def _o_obj(self, b: dict[str, Any]) -> dict[str, Any]:
@@ -208,19 +170,17 @@ class BatchUpstream:
                 "request_counts": {"total": n, "completed": n if done else 0, "failed": 0}}
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model"),
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                    "role": "assistant", "content": answer(body.get("messages") or [])}}],
-                "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-                          "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}}
+        text = answer(body.get("messages") or [])
+        return chat_completion({"role": "assistant", "content": text}, model=body.get("model"),
+                               finish="stop", usage=usage(PROMPT_TOKENS, COMPLETION_TOKENS),
+                               id="chatcmpl-stub", created=int(time.time()))
 
     async def _o_create(self, request: web.Request) -> web.Response:
         self._key(request)
         body = await request.json()
         data = self.state.files.get(body.get("input_file_id", ""))
         if data is None:
-            return web.json_response({"error": {"message": "no such file"}}, status=400)
+            return openai_error("no such file", 400)
         lines = [json.loads(x) for x in data.decode().splitlines() if x.strip()]
         self.state.creates += 1
         self.state.batch_requests.append(lines)
@@ -241,32 +201,22 @@ class BatchUpstream:
         self.state.polls += 1
         b = self.state.openai.get(request.match_info["id"])
         if b is None:
-            return web.json_response({"error": {"message": "no such batch"}}, status=404)
+            return openai_error("no such batch", 404)
         return web.json_response(self._o_obj(b))
 
     async def _o_cancel(self, request: web.Request) -> web.Response:
         self._key(request)
         b = self.state.openai.get(request.match_info["id"])
         if b is None:
-            return web.json_response({"error": {"message": "no such batch"}}, status=404)
+            return openai_error("no such batch", 404)
         self.state.cancels += 1
         if b["status"] == "in_progress":
             b["status"] = "cancelled"
         return web.json_response(self._o_obj(b))
 
-    # -- a plain chat endpoint serving N at a time (the shared tier in the benchmark) ----
+    # -- a plain chat endpoint (what a batch falls back to) --------------------------------
     async def _chat(self, request: web.Request) -> web.Response:
-        s = self.state
-        body = await request.json()
-        s.chat_requests += 1
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(max(1, s.serve_at_once or 1_000_000))
-        async with self._slots:
-            s.in_flight += 1
-            s.max_in_flight = max(s.max_in_flight, s.in_flight)
-            try:
-                if s.chat_delay:
-                    await asyncio.sleep(s.chat_delay)
-                return web.json_response(self._completion(body))
-            finally:
-                s.in_flight -= 1
+        body = await self.record(request)
+        self.state.chat_requests += 1
+        async with self.busy():
+            return web.json_response(self._completion(body))

@@ -55,7 +55,7 @@ def recording_model() -> Iterator[RecordingModel]:
 
 @pytest.fixture
 def run_eval(recording_model: RecordingModel, tmp_path: Path) -> Eval:
-    recording_model.requests.clear()
+    recording_model.seen.clear()
     return Eval(recording_model, write_profile(tmp_path / "profile.yaml", PROFILE))
 
 

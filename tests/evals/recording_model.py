@@ -11,21 +11,19 @@ tools must grade alike, a 401. Its answers are a pure function of the request:
 - a prompt holding "[long]" answers with finish_reason "length";
 - anything else answers "echo: " + the last message.
 With ``require_key`` set, requests without that bearer key get a 401.
+The server is tests/scripted_upstream.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from tests.helpers import free_port
+from tests.scripted_upstream import ScriptedServer, chat_completion, openai_error, usage
 
 SAY = re.compile(r"SAY<<(.*?)>>", re.S)
 
@@ -54,46 +52,33 @@ def answer(body: dict[str, Any]) -> tuple[str, str]:
     return f"echo: {last}", "stop"
 
 
-@dataclass
-class RecordingModel:
-    require_key: str | None = None
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    port: int = 0
-    _loop: asyncio.AbstractEventLoop | None = None
-    _runner: web.AppRunner | None = None
-    _thread: threading.Thread | None = None
+class RecordingModel(ScriptedServer):
+    """What it answered is in ``seen``; ``chat_requests()`` are the chat bodies."""
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+    def __init__(self, require_key: str | None = None) -> None:
+        self.require_key = require_key
+        super().__init__([("POST", "/v1/chat/completions", self._chat),
+                          ("POST", "/chat/completions", self._chat),
+                          ("POST", "/v1/embeddings", self._embed)], name="recording-model")
 
     def chat_requests(self) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r.get("_path") == "chat"]
+        return [s.body for s in self.seen if s.path.endswith("/chat/completions")]
 
     async def _chat(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.requests.append({**body, "_path": "chat"})
-        self.headers.append(dict(request.headers))
+        body = await self.record(request)
         if self.require_key and request.headers.get("Authorization") != (
                 f"Bearer {self.require_key}"):
-            return web.json_response({"error": {"message": "Incorrect API key provided",
-                                                "type": "invalid_request_error",
-                                                "code": "invalid_api_key"}}, status=401)
+            return openai_error("Incorrect API key provided", 401,
+                                type="invalid_request_error", code="invalid_api_key")
         text, finish = answer(body)
         words = len(_text(body).split())
-        return web.json_response({
-            "id": f"chatcmpl-rec{len(self.requests)}", "object": "chat.completion",
-            "created": int(time.time()), "model": body.get("model", "recorded"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish}],
-            "usage": {"prompt_tokens": words + 3, "completion_tokens": len(text.split()),
-                      "total_tokens": words + 3 + len(text.split())},
-        })
+        return web.json_response(chat_completion(
+            {"role": "assistant", "content": text}, model=body.get("model", "recorded"),
+            finish=finish, usage=usage(words + 3, len(text.split())),
+            id=f"chatcmpl-rec{len(self.seen)}", created=int(time.time())))
 
     async def _embed(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.requests.append({**body, "_path": "embeddings"})
+        body = await self.record(request)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = []
         for i, text in enumerate(inputs):
@@ -102,34 +87,3 @@ class RecordingModel:
                          "embedding": [b / 255 for b in digest[:16]]})
         return web.json_response({"object": "list", "data": data, "model": body.get("model"),
                                   "usage": {"prompt_tokens": 4, "total_tokens": 4}})
-
-    def start(self) -> RecordingModel:
-        self.port = free_port()
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self._chat)
-            app.router.add_post("/chat/completions", self._chat)
-            app.router.add_post("/v1/embeddings", self._embed)
-            self._runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            loop.run_until_complete(site.start())
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)

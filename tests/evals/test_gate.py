@@ -58,11 +58,11 @@ def test_gate_in_second_home_requires_exactly_the_promoted_content(
     [entry] = promotions(es.parent)
     assert entry["model"] == "openai/recorded" and entry["threshold"] == 1.0
     assert set(entry["cases"]) == {"ok"} and len(entry["content_hash"]) == 64
-    calls = len(run_eval.model.requests)
+    calls = len(run_eval.model.seen)
     gate = run_eval(tmp_path / "home-ci", str(es), "--gate", api_base=False)
     assert gate.exit_code == 0, gate.output
     assert "passed on openai/recorded (promotion file)" in gate.output
-    assert len(run_eval.model.requests) == calls  # the gate calls nothing
+    assert len(run_eval.model.seen) == calls  # the gate calls nothing
 
     # the same prompt with a new, never-run case: not promoted, and the case is named
     evalset(es, PASS_CASE + NEW_CASE)
@@ -218,7 +218,7 @@ def test_cost_without_a_price_is_an_error_and_max_cost_names_the_judge(
     assert res.exit_code == 2
     assert "cost is unknown" in report(tmp_path / "r.json")["cases"][0]["error"]
 
-    run_eval.model.requests.clear()
+    run_eval.model.seen.clear()
     evalset(es, """
   - id: judged
     vars: {q: "SAY<<x>>"}

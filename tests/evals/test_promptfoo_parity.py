@@ -201,7 +201,7 @@ def test_prompts_settings_and_verdicts_match_promptfoo(tmp_path: Path) -> None:
         report = run_promptfoo(suite / "promptfooconfig.yaml", tmp_path / "pf.json",
                                tmp_path / "pf-home", model.base_url)
         theirs = [r for r in model.chat_requests()]
-        model.requests.clear()
+        model.seen.clear()
         env = {**os.environ, "DEVLOOP_HOME": str(tmp_path / "home"),
                "OPENAI_API_KEY": "sk-loopback", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "PYTHONPATH": str(ROOT)}

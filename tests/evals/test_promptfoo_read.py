@@ -63,7 +63,7 @@ def test_provider_config_passes_through_and_temperature_is_not_forced(
     [body] = run_eval.model.chat_requests()
     assert (body["temperature"], body["response_format"], body["seed"], body["max_tokens"]) \
         == (0.7, {"type": "json_object"}, 3, 1024)
-    run_eval.model.requests.clear()
+    run_eval.model.seen.clear()
     (root / "promptfooconfig.yaml").write_text(
         "prompts: ['SAY<<{{ a }}>>']\n" + provider(run_eval.model.base_url) +
         "tests:\n  - vars: {a: y}\n    assert: [{type: equals, value: y}]\n")

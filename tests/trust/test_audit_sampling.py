@@ -122,7 +122,7 @@ def test_worker_replays_judges_and_reports_agreement(
             "SELECT error FROM audit_samples WHERE status = 'error'")]
     assert sampled[0] == N and len(bodies) == N
     assert not any(SECRET in b for b in bodies) and any("[REDACTED]" in b for b in bodies)
-    assert not any(SECRET in json.dumps(b) for b in upstream.bodies)  # never sent upstream
+    assert not any(SECRET in json.dumps(b) for b in upstream.bodies())  # never sent upstream
     assert errors and errors[0].startswith("unparseable verdict")
 
 

@@ -78,9 +78,9 @@ def test_failing_local_answer_escalates_once_and_both_calls_are_linked(
     completion = raw.parse()
     assert json.loads(completion.choices[0].message.content) == json.loads(VALID)
     assert raw.headers["x-devloop-tier"] == "shared"
-    assert len(upstream.bodies) == 1  # escalated once
+    assert len(upstream.bodies()) == 1  # escalated once
     # the escalation carried the client's schema
-    assert upstream.bodies[0]["response_format"]["json_schema"]["schema"] == SCHEMA
+    assert upstream.bodies()[0]["response_format"]["json_schema"]["schema"] == SCHEMA
     first, second = rows(server)
     assert first["tier"] == "embedded" and first["status"] == 200
     assert "cascade check json_schema failed" in first["error"]
@@ -91,13 +91,13 @@ def test_failing_local_answer_escalates_once_and_both_calls_are_linked(
     again = ask(client)
     assert again.headers["x-devloop-cache"] == "hit"
     assert json.loads(again.parse().choices[0].message.content) == json.loads(VALID)
-    assert len(upstream.bodies) == 1
+    assert len(upstream.bodies()) == 1
 
 
 def test_streaming_cascade_checks_before_the_first_byte(
         server: RunningServer, upstream: ScriptedUpstream) -> None:
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", timeout=120)
-    before = len(upstream.bodies)
+    before = len(upstream.bodies())
     stream = client.chat.completions.create(
         model="auto", temperature=0.0, max_tokens=8, stream=True,
         messages=[{"role": "user", "content": "Extract the person: Alan Turing, 41."}],
@@ -106,7 +106,7 @@ def test_streaming_cascade_checks_before_the_first_byte(
         extra_headers={"X-Devloop-Feature": "extract-person"})
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert json.loads(text) == json.loads(VALID)  # only the valid answer reached the client
-    assert len(upstream.bodies) == before + 1
+    assert len(upstream.bodies()) == before + 1
 
 
 def test_spend_reports_escalations_per_route(server: RunningServer) -> None:

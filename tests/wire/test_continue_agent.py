@@ -58,7 +58,7 @@ def test_continue_agent_reads_a_file_through_devloop(
         work.mkdir()
         secret = f"the-answer-is-{uuid.uuid4().hex[:10]}"
         (work / "notes.txt").write_text(secret + "\n")
-        before = len(upstream.bodies)
+        before = len(upstream.seen)
         command = [str(CN), "-p", "Read the file notes.txt and tell me what it says.",
                    "--config", str(config), "--auto"]
         for tool in EXCLUDED_TOOLS:
@@ -70,7 +70,7 @@ def test_continue_agent_reads_a_file_through_devloop(
                   f"server log:\n{server.output()[-3000:]}")
         assert run.returncode == 0, detail
         assert secret in run.stdout, detail
-        sent = [b for _, b in upstream.bodies[before:]]
+        sent = [s.body for s in upstream.seen[before:]]
         # the second model call carried the Read tool's result for the call the first made
         results = [m for b in sent for m in b.get("messages", []) if m.get("role") == "tool"]
         assert results and secret in str(results[-1].get("content")), detail
