@@ -67,7 +67,10 @@ class DbWriter:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         if loop is not self._loop and (self._loop is None or self._loop.is_closed()):
-            self._loop, self._pending = loop, []  # the first loop, or the one after it
+            if self._pending:  # left by a loop that closed first: still committed
+                self._hand_over(self._pending)
+                self._pending = []
+            self._loop = loop  # the first loop, or the one after it
         if loop is not self._loop or self._closed:  # a second running loop: the thread
             self._queue.put((fn, _LoopWaiter(loop, fut)))
             return await fut
