@@ -19,8 +19,8 @@ from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.call_detail import CallDetail
 from devloop.tui.widgets.line_table import Column, LineTable
 
-# Feature and Cache come before the figures: at 120 columns the detail pane leaves the table
-# about 70 cells, and what a call was for must be visible without scrolling sideways.
+# Feature and Cache come before the figures: what a call was for stays visible when the
+# figures do not fit (at 80 columns). The detail pane is below the table, so at 120 all fit.
 COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Feature", 12), ("Model", 14),
                          ("Cache", 6), ("Saved", 8, "right"), ("Cost", 8, "right"),
                          ("Tok", 6, "right"), ("ms", 6, "right"), ("St", 3)]
@@ -52,6 +52,7 @@ class CallsScreen(DevloopScreen):
         Binding("slash", "filter", "Filter"),
         Binding("n", "page(1)", "Next page"),
         Binding("p", "page(-1)", "Prev page"),
+        Binding("d", "toggle_detail", "Detail"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -144,6 +145,11 @@ class CallsScreen(DevloopScreen):
     def show_detail(self, row: dict[str, Any] | None) -> None:
         self.query_one(CallDetail).show(row)
         self.data_shown()
+
+    def action_toggle_detail(self) -> None:
+        """Hide the detail pane (the table takes its rows) or show it again."""
+        pane = self.query_one("#call-detail-pane")
+        pane.display = not pane.display
 
     # -- filter and pages ---------------------------------------------------------------------
     def action_filter(self) -> None:

@@ -1,4 +1,5 @@
-"""Dashboard widgets: stat cards, budget gauges and tier health (plain renderables)."""
+"""Dashboard widgets: stat cards, budget gauges, tier health and the alerts banner (plain
+renderables)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from devloop.alerts import Alert
 from devloop.store.reports import BudgetUse
 from devloop.tui.formatting import short_usd
 
 GAUGE_WIDTH = 12
+ALERT_LINES = 3  # then "+N more"
 
 
 class StatCard(Static):
@@ -78,4 +81,21 @@ class TierHealthList(Static):
             text.append(f"{s.state:<5}", style=style)
             if s.detail:
                 text.append(f" {s.detail}", style="dim")
+        self.update(text)
+
+
+class AlertsBanner(Static):
+    """The alert rules that fire now (`devloop alerts`), one line each; hidden when none."""
+
+    def show(self, alerts: list[Alert]) -> None:
+        self.display = bool(alerts)
+        text = Text()
+        for i, a in enumerate(alerts[:ALERT_LINES]):
+            if i:
+                text.append("\n")
+            text.append("▲ ", style="bold")
+            text.append(f"{a.rule} [{a.scope}]", style="bold")
+            text.append(f": {a.message}")
+        if len(alerts) > ALERT_LINES:
+            text.append(f"\n+{len(alerts) - ALERT_LINES} more: devloop alerts", style="dim")
         self.update(text)
