@@ -90,11 +90,12 @@ class DashboardScreen(DevloopScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="kpis"):
-            yield StatCard("Saved today", "kpi-today")
-            yield StatCard("Saved (week)", "kpi-week")
+            yield StatCard("Saved today", "kpi-today", "Saved/day")
+            yield StatCard("Saved (week)", "kpi-week", "Saved/wk")
             yield StatCard("Cache hits", "kpi-cache")
-            yield StatCard("Prompt cache", "kpi-pcache")
-            yield StatCard("Served locally", "kpi-local")
+            # the provider's prompt cache: `devloop spend`'s p-cache column
+            yield StatCard("Prompt cache", "kpi-pcache", "p-cache")
+            yield StatCard("Served locally", "kpi-local", "Local")
         yield AlertsBanner(id="alerts-banner")
         with Horizontal(id="dash-body"):
             with Vertical(id="live-pane"):

@@ -13,15 +13,21 @@ from devloop.store.reports import BudgetUse
 from devloop.tui.formatting import short_usd
 
 GAUGE_WIDTH = 12
-ALERT_LINES = 3  # then "+N more"
+ALERTS_SHOWN = 2  # then "+N more"
 
 
 class StatCard(Static):
-    """A bordered figure with a caption: "Saved today / $12.40 / 83 calls"."""
+    """A bordered figure with a caption: "Saved today / $12.40 / 83 calls". Five share 80
+    columns: a card too narrow for its title shows the short one."""
 
-    def __init__(self, title: str, card_id: str) -> None:
+    def __init__(self, title: str, card_id: str, short: str | None = None) -> None:
         super().__init__("-", id=card_id, classes="stat-card")
+        self.title, self.short = title, short or title
         self.border_title = title
+
+    def on_resize(self) -> None:
+        fits = len(self.title) <= self.outer_size.width - 6  # corners, dashes and spaces
+        self.border_title = self.title if fits else self.short
 
     def show(self, value: str, caption: str = "", style: str = "bold") -> None:
         text = Text(value, style=style)
@@ -85,17 +91,17 @@ class TierHealthList(Static):
 
 
 class AlertsBanner(Static):
-    """The alert rules that fire now (`devloop alerts`), one line each; hidden when none."""
+    """The alert rules that fire now (`devloop alerts`), wrapped; hidden when none. Each
+    message names the figure, the threshold, the rule and where to look."""
 
     def show(self, alerts: list[Alert]) -> None:
         self.display = bool(alerts)
         text = Text()
-        for i, a in enumerate(alerts[:ALERT_LINES]):
+        for i, a in enumerate(alerts[:ALERTS_SHOWN]):
             if i:
                 text.append("\n")
             text.append("▲ ", style="bold")
-            text.append(f"{a.rule} [{a.scope}]", style="bold")
-            text.append(f": {a.message}")
-        if len(alerts) > ALERT_LINES:
-            text.append(f"\n+{len(alerts) - ALERT_LINES} more: devloop alerts", style="dim")
+            text.append(a.message)
+        if len(alerts) > ALERTS_SHOWN:
+            text.append(f"\n+{len(alerts) - ALERTS_SHOWN} more: devloop alerts", style="bold")
         self.update(text)
