@@ -97,6 +97,29 @@ async def test_calls_table_keeps_every_column_beside_no_pane(
         assert pane.display and table.region.height == rows_before
 
 
+async def test_calls_at_80_columns_leave_model_and_cache_to_the_detail_pane(
+    make_app: Callable[..., DevloopApp], seeded_home: Path
+) -> None:
+    app = make_app(seeded_home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        table = app.screen.query_one("#calls-table", LineTable)
+        header = screen_text(table)[0].split()
+        assert header == [t for t, *_ in COLUMNS if t not in ("Model", "Cache")]
+        assert table.max_scroll_x == 0
+        key = table.highlighted_key
+        assert key is not None
+        detail = "\n".join(screen_text(app.screen.query_one("#call-detail")))
+        model, cache = table.values[key][3], table.values[key][4]
+        assert f"· {model}" in detail and cache in detail
+
+        await pilot.resize_terminal(120, 40)  # room again: every column, the cursor kept
+        await pilot.pause()
+        assert screen_text(table)[0].split() == [t for t, *_ in COLUMNS]
+        assert table.max_scroll_x == 0 and table.highlighted_key == key
+
+
 # -- 4 the local day ----------------------------------------------------------------------------
 def test_today_and_spend_days_are_local(tmp_path: Path) -> None:
     db = tmp_path / "d.db"

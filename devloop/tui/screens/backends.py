@@ -30,7 +30,7 @@ from devloop.tui.widgets.stats import STATE_GLYPH, TierState
 # Each tier's detail (probe result, error, model state) is in the wrapped list below the
 # table, never cut to a column's width.
 COLUMNS: list[Column] = [("Tier", 9), ("Backend", 8), ("State", 9), ("p50", 6, "right"),
-                         ("p95", 6, "right"), ("Calls", 5, "right"), ("Models", 24)]
+                         ("p95", 6, "right"), ("Calls", 5, "right"), ("Models", 22)]
 DETAIL_REFRESH_S = 2.0
 PROVIDERS = ("openai", "ollama")
 
@@ -48,8 +48,13 @@ def continue_yaml(app: Any, provider: str) -> str:
 def tier_detail(state: TierState, cfg: Any, gw: Any) -> str:
     """The probe's word (or why the tier is down), with what the backend knows of itself
     now: the embedded model loads after the probe that said "not loaded yet"."""
-    last = gw.router.health[state.tier].last if gw is not None else None
-    live = gw.router.backends[state.tier].state_detail() if gw is not None else None
+    if state.state == "off":
+        where = f"{cfg.base_url} · " if cfg.base_url else ""
+        return f"{where}not probed: this window does not host the endpoint"
+    if gw is None:  # the hosted endpoint is starting
+        return state.detail
+    last = gw.router.health[state.tier].last
+    live = gw.router.backends[state.tier].state_detail()
     if state.state == "down":
         detail = state.detail
     else:
