@@ -25,16 +25,11 @@ from devloop.tui.screens.calls import COLUMNS
 from devloop.tui.widgets.line_table import GAP, LineTable
 from devloop.tui.widgets.stats import AlertsBanner, StatCard
 from tests.tui.seed import FIXED_NOW
+from tests.tui.test_screens import settle
 
 LA = "America/Los_Angeles"
 # FIXED_NOW is 04:00 in Los Angeles: 07:59 UTC is yesterday evening there, 08:01 UTC today.
 LA_EVENING, LA_MORNING = FIXED_NOW - 4 * 3600 - 60, FIXED_NOW - 4 * 3600 + 60
-
-
-async def settle(pilot: Pilot[object]) -> None:
-    for _ in range(4):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -65,14 +60,18 @@ def insert(db_path: Path, *records: CallRecord) -> None:
 
 
 # -- 1 Calls: every column on screen at 120x40 ------------------------------------------------
-async def test_calls_table_keeps_every_column_beside_no_pane(
+async def calls_table(pilot: Pilot[object]) -> LineTable:
+    await pilot.press("2")
+    await settle(pilot)
+    return pilot.app.screen.query_one("#calls-table", LineTable)
+
+
+async def test_calls_table_keeps_every_column_at_120(
     make_app: Callable[..., DevloopApp], seeded_home: Path
 ) -> None:
     app = make_app(seeded_home)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
-        table = app.screen.query_one("#calls-table", LineTable)
+        table = await calls_table(pilot)
         pane = app.screen.query_one("#call-detail-pane")
         needed = sum(width for _, width, *_ in COLUMNS) + GAP * (len(COLUMNS) - 1)
         # no column off to the right: nothing to scroll sideways to
@@ -102,9 +101,7 @@ async def test_calls_at_80_columns_leave_model_and_cache_to_the_detail_pane(
 ) -> None:
     app = make_app(seeded_home)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
-        table = app.screen.query_one("#calls-table", LineTable)
+        table = await calls_table(pilot)
         header = screen_text(table)[0].split()
         assert header == [t for t, *_ in COLUMNS if t not in ("Model", "Cache")]
         assert table.max_scroll_x == 0
