@@ -19,9 +19,9 @@ from typing import Any
 from devloop.config import Budget
 from devloop.money import sum_usd, total_usd
 from devloop.periods import day_key, period_bounds
-from devloop.spend_analysis import provider_cache_hit_rate
 from devloop.store.budgets import SCOPE_SQL
 from devloop.store.db import connect, open_db
+from devloop.store.prompt_cache_week import PromptCacheWeek
 from devloop.store.spend import LOCAL_TIERS, unknown_sql
 from devloop.store.spend_detail import register_day
 
@@ -39,10 +39,6 @@ FILTER_FIELDS = {
 }
 TEXT_FIELDS = ("model", "feature", "route_reason", "request_id", "tier", "error")
 _LOCAL = ", ".join(f"'{t}'" for t in LOCAL_TIERS)
-# spend_detail.detail's provider-cache rows: answered calls off the local and embedded tiers
-_PAID_SINCE = ("ts >= ? AND coalesce(status, 200) = 200 "
-               "AND coalesce(tier, '') NOT IN ('local', 'embedded')")
-_CACHE_READ = "coalesce(nullif(cache_read_tokens, 0), cached_tokens, 0)"
 
 
 SPEND_SQL = f"""
@@ -162,6 +158,7 @@ class LedgerReader:
         self._schema_ready = False
         self._spend_lock = threading.Lock()
         self._days: dict[str, list[dict[str, Any]]] = {}  # local day -> its grouped rows
+        self._prompt_cache = PromptCacheWeek()
 
     # -- plumbing -------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -240,7 +237,7 @@ class LedgerReader:
 
     # -- dashboard ------------------------------------------------------------------------
     def summary(self, now: float) -> Summary:
-        day_start, _ = period_bounds("day", now, self.tz)
+        day_start, day_end = period_bounds("day", now, self.tz)
         week_start, _ = period_bounds("week", now, self.tz)
         # One pass over this week's rows (the ts index bounds it) gives both periods.
         row = self.one(
@@ -265,19 +262,9 @@ class LedgerReader:
             saved_week=total_usd(row["saved_week"], row["saved_week_unknown"]),
             cache_hit_rate=row["hit_rate"],
             local_share=row["local_share"],
-            provider_cache_hit_rate=self.provider_cache(min(week_start, day_start)),
+            provider_cache_hit_rate=self._prompt_cache.rate(
+                self.query, min(week_start, day_start), day_start, day_end),
         )
-
-    def provider_cache(self, since: float) -> float | None:
-        """`devloop spend`'s provider-cache hit rate of the calls since ``since``: its rows
-        (answered, not local or embedded) through its function. Calls that neither read nor
-        wrote the cache add only their input tokens, so SQL sums them into one row."""
-        rows = self.query(f"""
-            SELECT prompt_tokens, {_CACHE_READ} AS cache_read_tokens, cache_write_tokens
-                FROM calls WHERE {_PAID_SINCE} AND ({_CACHE_READ} > 0 OR cache_write_tokens > 0)
-            UNION ALL SELECT sum(prompt_tokens), 0, 0 FROM calls WHERE {_PAID_SINCE}
-                AND {_CACHE_READ} = 0 AND coalesce(cache_write_tokens, 0) = 0""", [since, since])
-        return provider_cache_hit_rate(dict(r) for r in rows)
 
     def budgets(self, budgets: list[Budget], now: float) -> list[BudgetUse]:
         """Spend against each profile budget in its current calendar period (in self.tz, as
@@ -389,3 +376,4 @@ class LedgerReader:
         """Drop the cached daily aggregates (an explicit refresh re-reads everything)."""
         with self._spend_lock:
             self._days.clear()
+        self._prompt_cache.forget()

@@ -162,16 +162,29 @@ def cached_calls(now: float) -> list[CallRecord]:
 
 def test_prompt_cache_rate_is_the_one_spend_computes(tmp_path: Path) -> None:
     db = tmp_path / "d.db"
-    insert(db, *cached_calls(time.time()))
+    insert(db, *cached_calls(FIXED_NOW))  # all this week
     reader = LedgerReader(db)
-    rate = reader.summary(time.time()).provider_cache_hit_rate
+    rate = reader.summary(FIXED_NOW).provider_cache_hit_rate
     handle = open_db(db)
     try:
-        expected = spend_report(handle, "7d")["totals"]["provider_cache_hit_rate"]
+        expected = spend_report(handle, "all")["totals"]["provider_cache_hit_rate"]
     finally:
         handle.conn.close()
     assert rate is not None and rate == expected
     assert rate == pytest.approx(30000 / (20 * 2000 + 2000 + 2000), abs=1e-4)
+
+
+def test_prompt_cache_rereads_today_only(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+    day = 86400
+    insert(db, record(FIXED_NOW - day, read=1000), record(FIXED_NOW - 60, read=0))
+    reader = LedgerReader(db, ZoneInfo("UTC"))
+    assert reader.summary(FIXED_NOW).provider_cache_hit_rate == 0.25  # 1000 of 4000
+    # A late row for yesterday is not seen (past days are final once read); today's is.
+    insert(db, record(FIXED_NOW - day + 1, read=2000), record(FIXED_NOW - 30, read=2000))
+    assert reader.summary(FIXED_NOW).provider_cache_hit_rate == 0.5  # 3000 of 6000
+    reader.forget_days()
+    assert reader.summary(FIXED_NOW).provider_cache_hit_rate == 0.625  # 5000 of 8000
 
 
 async def test_dashboard_shows_prompt_cache_and_the_alerts_that_fire(

@@ -31,8 +31,8 @@ LIVE_COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Model", 14), ("Saved",
                               ("Tok", 5, "right"), ("ms", 6, "right"), ("Feature", 12),
                               ("Cache", 6)]
 CACHE_STYLE = {"hit": "green", "miss": "", "bypass": "yellow", "off": "dim"}
-# The rules compare the last 24 hours with the week before: re-evaluated at most this often
-# as calls arrive (`r` re-evaluates at once).
+# The rules compare the last 24 hours with the week before (~100 ms on 100,000 rows, in a
+# thread of its own): re-evaluated at most this often, as calls arrive or on a timer.
 ALERTS_EVERY_S = 60.0
 
 
@@ -115,18 +115,22 @@ class DashboardScreen(DevloopScreen):
         self.show_tiers(None)
         if self.devloop.live:
             self.set_interval(2.0, self.refresh_tiers)
+            self.set_interval(ALERTS_EVERY_S, self._alerts_tick)  # the 24 h window slides
 
     # -- loading ------------------------------------------------------------------------------
     def reload(self) -> None:
         self.load_figures()
+        self.check_alerts()
+
+    def _alerts_tick(self) -> None:
+        if self.is_visible:
+            self.check_alerts()
+
+    def check_alerts(self) -> None:
         now = self.devloop.clock()
         if self._alerts_at is None or now - self._alerts_at >= ALERTS_EVERY_S:
             self._alerts_at = now
             self.load_alerts(now)
-
-    def action_refresh(self) -> None:
-        self._alerts_at = None
-        self.reload()
 
     @work(thread=True, exclusive=True, group="dashboard-alerts", exit_on_error=False)
     def load_alerts(self, now: float) -> None:
