@@ -70,3 +70,8 @@ def seconds_to_period_end(period: str, now: float | None = None, tz: tzinfo | No
 def day_key(ts: float, tz: tzinfo | None = None) -> str:
     """The calendar date of ``ts`` in ``tz`` (YYYY-MM-DD): ``spend --by day`` groups on it."""
     return _at(ts, tz).strftime("%Y-%m-%d")
+
+
+def zone_label(ts: float, tz: tzinfo | None = None) -> str:
+    """The zone's abbreviation at ``ts`` ("UTC", "PST", "CET"), to say which day "today" is."""
+    return _at(ts, tz).astimezone(tz).tzname() or "local"

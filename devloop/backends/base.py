@@ -130,6 +130,12 @@ class Backend(ABC):
     @abstractmethod
     async def health(self) -> Health: ...
 
+    def state_detail(self) -> str | None:
+        """What the backend knows of its own state now, without I/O (the embedded model:
+        loaded or not), for a display that outlives the last probe; None: only a probe can
+        tell."""
+        return None
+
 
 def sampling_kwargs(req: ChatRequest | CompletionRequest, limit: int | None) -> dict[str, object]:
     """OpenAI-style sampling parameters that are set, for backends that take them as kwargs."""

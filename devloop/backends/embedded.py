@@ -190,5 +190,9 @@ class EmbeddedBackend(Backend):
         path = self.runner.path
         if not path.is_file():
             return Health(False, f"model file missing: {path}")
+        return Health(True, self.state_detail(), 0.0, self.config.all_models())
+
+    def state_detail(self) -> str:
+        """The model file and whether it is in memory (a call or an Ollama load loads it)."""
         state = "loaded" if self.runner.loaded_at else "not loaded yet (loads on first call)"
-        return Health(True, f"{path.name}, {state}", 0.0, self.config.all_models())
+        return f"{self.runner.path.name}, {state}"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
 from typing import Any
 
 import click
 
 from devloop.commands._common import fail, load
-from devloop.commands.spend_views import diagnose_report, diagnosis_lines, rate
-from devloop.money import format_usd
+from devloop.commands.spend_table import spend_lines
+from devloop.commands.spend_views import diagnose_report, diagnosis_lines
 from devloop.store.spend import GROUPINGS, period_seconds, spend_report
 
 CSV_FIELDS = ["key", "calls", "prompt_tokens", "completion_tokens", "cost_usd",
@@ -63,23 +64,18 @@ def spend(since: str, by: str | None, as_json: bool, as_csv: bool, diagnose: boo
         writer.writeheader()
         writer.writerows(rows)
         return
-    head = f"{by or '':<22}{'calls':>7}{'tokens in':>11}{'tokens out':>11}{'spent':>12}" \
-           f"{'would cost':>12}{'saved':>12}{'cache':>7}{'local':>7}{'p-cache':>8}" \
-           f"{'refused':>8}{'failed':>7}{'retries':>8}  would-cost model"
-    click.echo(f"since {since}; would-cost priced at each call's recorded production model")
-    click.echo(head)
-    for r in rows:
-        models = ", ".join(r.get("production_models") or []) or prof.production_model
-        click.echo(f"{str(r['key'])[:21]:<22}{r['calls']:>7}{r['prompt_tokens']:>11}"
-                   f"{r['completion_tokens']:>11}{format_usd(r['cost_usd']):>12}"
-                   f"{format_usd(r['counterfactual_usd']):>12}{format_usd(r['saved_usd']):>12}"
-                   f"{r['cache_hit_rate']:>7.0%}{r['local_share']:>7.0%}"
-                   f"{rate(r.get('provider_cache_hit_rate')):>8}{r.get('refused_calls', 0):>8}"
-                   f"{r.get('failed_calls', 0):>7}{r.get('retries', 0):>8}  {models}")
+    for line in spend_lines(report, by, prof.production_model, terminal_width()):
+        click.echo(line)
     unpriced = report["totals"].get("unpriced_calls") or 0
     if unpriced:
         click.echo(f"{unpriced} call(s) used a model with no known price: their cost is "
                    "unknown (add it under `prices:` in the profile)")
+
+
+def terminal_width() -> int | None:
+    """The terminal's columns (or $COLUMNS); None on a pipe, where nothing is cut."""
+    columns = shutil.get_terminal_size((0, 0)).columns
+    return columns if columns > 0 else None
 
 
 def _diagnose(settings: Any, prof: Any, since: str, as_json: bool) -> None:

@@ -12,14 +12,18 @@ import statistics
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 from devloop.config import Budget
 from devloop.money import sum_usd, total_usd
-from devloop.store.budgets import SCOPE_SQL, period_bounds
+from devloop.periods import day_key, period_bounds
+from devloop.store.budgets import SCOPE_SQL
 from devloop.store.db import connect, open_db
+from devloop.store.prompt_cache_week import PromptCacheWeek
 from devloop.store.spend import LOCAL_TIERS, unknown_sql
+from devloop.store.spend_detail import register_day
 
 Row = sqlite3.Row  # what the call lists return (by index or by column name)
 PAGE_SIZE = 100
@@ -38,7 +42,7 @@ _LOCAL = ", ".join(f"'{t}'" for t in LOCAL_TIERS)
 
 
 SPEND_SQL = f"""
-    SELECT date(ts, 'unixepoch') AS day, tier, coalesce(feature, '(none)') AS feature,
+    SELECT devloop_day(ts) AS day, tier, coalesce(feature, '(none)') AS feature,
         count(*) AS calls,
         sum(cost_usd) AS cost, {unknown_sql("cost_usd")} AS cost_unknown,
         sum(saved_usd) AS saved, {unknown_sql("saved_usd")} AS saved_unknown,
@@ -96,6 +100,8 @@ class Summary:
     saved_week: float | None = 0.0
     cache_hit_rate: float | None = None
     local_share: float | None = None
+    # provider prompt caching this week: `devloop spend`'s provider_cache_hit_rate
+    provider_cache_hit_rate: float | None = None
 
 
 @dataclass(slots=True)
@@ -140,14 +146,19 @@ class SpendView:
 
 
 class LedgerReader:
-    def __init__(self, db_path: Path | str) -> None:
+    """``tz``: the zone of "today", "this week" and the Spend screen's days (the ``timezone``
+    setting, as budgets are enforced; None: the machine's local zone)."""
+
+    def __init__(self, db_path: Path | str, tz: tzinfo | None = None) -> None:
         self.path = Path(db_path)
+        self.tz = tz
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
         self._spend_lock = threading.Lock()
-        self._days: dict[str, list[dict[str, Any]]] = {}  # UTC day -> its grouped rows
+        self._days: dict[str, list[dict[str, Any]]] = {}  # local day -> its grouped rows
+        self._prompt_cache = PromptCacheWeek()
 
     # -- plumbing -------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -161,9 +172,14 @@ class LedgerReader:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self.ensure_schema()
-            self._conn = connect(self.path)
-            self._conn.row_factory = sqlite3.Row
+            self._conn = self._connect()
         return self._conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = connect(self.path)
+        conn.row_factory = sqlite3.Row
+        register_day(conn, self.tz)  # devloop_day(ts): the calendar day in self.tz
+        return conn
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         args = params if isinstance(params, dict) else tuple(params)
@@ -173,6 +189,17 @@ class LedgerReader:
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
+
+    def read_apart(self, fn: Any) -> Any:
+        """``fn(connection)`` on a connection of its own (WAL readers run side by side), for
+        longer reads written against a connection (the alert rules): the screens' short
+        reads never wait for it, and the TUI never opens SQLite itself."""
+        self.ensure_schema()
+        conn = self._connect()
+        try:
+            return fn(conn)
+        finally:
+            conn.close()
 
     def tables(self) -> set[str]:
         return {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -210,8 +237,8 @@ class LedgerReader:
 
     # -- dashboard ------------------------------------------------------------------------
     def summary(self, now: float) -> Summary:
-        day_start, _ = period_bounds("day", now)
-        week_start, _ = period_bounds("week", now)
+        day_start, day_end = period_bounds("day", now, self.tz)
+        week_start, _ = period_bounds("week", now, self.tz)
         # One pass over this week's rows (the ts index bounds it) gives both periods.
         row = self.one(
             f"""SELECT count(*) AS calls_week,
@@ -235,13 +262,16 @@ class LedgerReader:
             saved_week=total_usd(row["saved_week"], row["saved_week_unknown"]),
             cache_hit_rate=row["hit_rate"],
             local_share=row["local_share"],
+            provider_cache_hit_rate=self._prompt_cache.rate(
+                self.query, min(week_start, day_start), day_start, day_end),
         )
 
     def budgets(self, budgets: list[Budget], now: float) -> list[BudgetUse]:
-        """Spend against each profile budget in its current calendar period (UTC), as enforced."""
+        """Spend against each profile budget in its current calendar period (in self.tz, as
+        the gateway enforces it)."""
         out = []
         for b in budgets:
-            start, end = period_bounds(b.period, now)
+            start, end = period_bounds(b.period, now, self.tz)
             kind, _, name = b.scope.partition(":")
             args: list[Any] = [start, end] + ([name] if kind != "global" else [])
             row = self.one(f"SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE ts >= ? AND ts < ? "
@@ -265,14 +295,15 @@ class LedgerReader:
 
     # -- spend ----------------------------------------------------------------------------
     def spend(self, now: float, days: int) -> SpendView:
-        """Saved and spent per UTC day, by tier and by feature. Past days never change (rows
-        are stamped when written), so their aggregates are cached; only today is re-read."""
-        today, _ = period_bounds("day", now)
+        """Saved and spent per calendar day (in self.tz), by tier and by feature. Past days
+        never change (rows are stamped when written), so their aggregates are cached; only
+        today is re-read."""
+        today, tomorrow = period_bounds("day", now, self.tz)
         past = self._past_days(today, days, self.query)
         with self._spend_lock:
             rows = [r for key in past for r in self._days[key]]
-        rows += self._spend_rows(today, today + 86400)
-        day_keys = [*past, _day_key(today)]
+        rows += self._spend_rows(today, tomorrow)
+        day_keys = [*past, day_key(today, self.tz)]
         saved = dict.fromkeys(day_keys, 0.0)
         spent = dict.fromkeys(day_keys, 0.0)
         tiers: dict[str, list[Any]] = {}
@@ -310,13 +341,13 @@ class LedgerReader:
 
     def _past_days(self, today: float, days: int, query: Any) -> list[str]:
         """The keys of the ``days - 1`` days before today, fetching those not cached yet."""
-        first_day = today - (days - 1) * 86400
-        past = [_day_key(first_day + i * 86400) for i in range(days - 1)]
+        starts = self._day_starts(today, days - 1)
+        past = [day_key(start, self.tz) for start in starts]
         with self._spend_lock:
             missing = [i for i, key in enumerate(past) if key not in self._days]
         if missing:
-            fetched = query(SPEND_SQL, [first_day + missing[0] * 86400,
-                                        first_day + (missing[-1] + 1) * 86400])
+            end = starts[missing[-1] + 1] if missing[-1] + 1 < len(starts) else today
+            fetched = query(SPEND_SQL, [starts[missing[0]], end])
             grouped: dict[str, list[dict[str, Any]]] = {past[i]: [] for i in missing}
             for row in fetched:
                 if row["day"] in grouped:
@@ -329,21 +360,20 @@ class LedgerReader:
     def warm_days(self, now: float, days: int) -> None:
         """Fill the daily cache ahead of need, on a connection of its own (WAL readers run
         side by side), so switching the Spend window never waits for a long scan."""
-        conn = connect(self.path)
-        conn.row_factory = sqlite3.Row
-        try:
-            today, _ = period_bounds("day", now)
-            self._past_days(today, days, lambda sql, args: conn.execute(sql, args).fetchall())
-        finally:
-            conn.close()
+        today, _ = period_bounds("day", now, self.tz)
+        self.read_apart(lambda conn: self._past_days(
+            today, days, lambda sql, args: conn.execute(sql, args).fetchall()))
+
+    def _day_starts(self, today: float, count: int) -> list[float]:
+        """The starts of the ``count`` days before ``today`` (a start), oldest first: local
+        days are 23 or 25 hours long when the clocks change."""
+        starts = [today]
+        for _ in range(count):
+            starts.append(period_bounds("day", starts[-1] - 1, self.tz)[0])
+        return starts[:0:-1]
 
     def forget_days(self) -> None:
         """Drop the cached daily aggregates (an explicit refresh re-reads everything)."""
         with self._spend_lock:
             self._days.clear()
-
-
-def _day_key(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")
+        self._prompt_cache.forget()

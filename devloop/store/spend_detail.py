@@ -28,11 +28,12 @@ DETAIL_COLUMNS = ("ts, feature, tier, model, user, session, status, error, cost_
                   "production_model, origin, request_id, request_hash")
 
 
-def register_day(db: sqlite_utils.Database, tz: tzinfo | None) -> None:
+def register_day(db: sqlite_utils.Database | sqlite3.Connection, tz: tzinfo | None) -> None:
     """``devloop_day(ts)``: the date of ``ts`` in ``tz`` (None: machine local)."""
-    db.conn.create_function("devloop_day", 1,
-                            lambda ts: None if ts is None else day_key(float(ts), tz),
-                            deterministic=True)
+    conn = db if isinstance(db, sqlite3.Connection) else db.conn
+    conn.create_function("devloop_day", 1,
+                         lambda ts: None if ts is None else day_key(float(ts), tz),
+                         deterministic=True)
 
 
 def _rows(db: sqlite_utils.Database, where: str, params: list[Any], key_sql: str | None

@@ -75,7 +75,7 @@ class DevloopApp(App[int]):
         self.live = live
         self.evalsets_dir = Path(evalsets_dir)
         self.clock = clock
-        self.reader = LedgerReader(settings.db_path)
+        self.reader = LedgerReader(settings.db_path, settings.zone())
         self.host = EndpointHost(settings, profile, self._on_call, self._on_host_status,
                                  prepare=self.reader.ensure_schema) if serve else None
         self.watcher = FileWatcher(self.evalsets_dir, self._on_evalset_change)

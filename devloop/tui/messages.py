@@ -10,6 +10,7 @@ from pathlib import Path
 
 from textual.message import Message
 
+from devloop.alerts import Alert
 from devloop.server.hosting import HostStatus
 from devloop.store.calls import CallRecord
 
@@ -55,3 +56,11 @@ class CheckProgress(Message, bubble=False):
         self.path = path
         self.kind = kind  # started, case, stage, done, invalid, stale, removed, ready, profile
         self.text = text
+
+
+class AlertsChecked(Message, bubble=False):
+    """The alert rules were evaluated on the ledger (posted by a thread worker)."""
+
+    def __init__(self, alerts: list[Alert]) -> None:
+        super().__init__()
+        self.alerts = alerts

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -24,11 +25,13 @@ from devloop.tui.formatting import millis
 from devloop.tui.health import tier_states
 from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.line_table import Column, LineTable
-from devloop.tui.widgets.stats import STATE_GLYPH
+from devloop.tui.widgets.stats import STATE_GLYPH, TierState
 
+# Each tier's detail (probe result, error, model state) is in the wrapped list below the
+# table, never cut to a column's width.
 COLUMNS: list[Column] = [("Tier", 9), ("Backend", 8), ("State", 9), ("p50", 6, "right"),
-                         ("p95", 6, "right"), ("Calls", 5, "right"), ("Models", 24),
-                         ("Detail", 50)]
+                         ("p95", 6, "right"), ("Calls", 5, "right"), ("Models", 22)]
+DETAIL_REFRESH_S = 2.0
 PROVIDERS = ("openai", "ollama")
 
 
@@ -40,6 +43,25 @@ def continue_yaml(app: Any, provider: str) -> str:
         models_for_profile(list(profile.tiers)),
         autocomplete_model=autocomplete_model_for(profile.tiers),
     )
+
+
+def tier_detail(state: TierState, cfg: Any, gw: Any) -> str:
+    """The probe's word (or why the tier is down), with what the backend knows of itself
+    now: the embedded model loads after the probe that said "not loaded yet"."""
+    if state.state == "off":
+        where = f"{cfg.base_url} · " if cfg.base_url else ""
+        return f"{where}not probed: this window does not host the endpoint"
+    if gw is None:  # the hosted endpoint is starting
+        return state.detail
+    last = gw.router.health[state.tier].last
+    live = gw.router.backends[state.tier].state_detail()
+    if state.state == "down":
+        detail = state.detail
+    else:
+        detail = live or (last.detail if last and state.state == "ok" else state.detail)
+    if last and last.latency_ms:
+        detail = f"probe {millis(last.latency_ms)} · {detail}"
+    return detail or cfg.base_url or ""
 
 
 class BackendsScreen(DevloopScreen):
@@ -60,12 +82,20 @@ class BackendsScreen(DevloopScreen):
 
     def compose_body(self) -> ComposeResult:
         yield LineTable(COLUMNS, id="tiers-table")
+        yield Static("", id="tier-details")
         yield Label("", id="continue-title", classes="pane-title")
         with VerticalScroll(id="continue-pane"):
             yield Static("", id="continue-config")
 
     def on_mount(self) -> None:
         self.show_config()
+        if self.devloop.live:  # the embedded model loads on a call or a load request
+            self.set_interval(DETAIL_REFRESH_S, self.refresh_tiers)
+
+    def refresh_tiers(self) -> None:
+        """Redraw from the router's and backends' in-memory state (no I/O)."""
+        if self.is_visible and self.loads:
+            self.show_tiers(self.latency)
 
     # -- health -------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -91,7 +121,11 @@ class BackendsScreen(DevloopScreen):
         app = self.devloop
         gw = app.gateway
         table = self.query_one("#tiers-table", LineTable)
+        keep = table.cursor_row
         table.clear()
+        details = Table.grid(padding=(0, 1), expand=True)
+        details.add_column(style="bold", no_wrap=True, min_width=9)
+        details.add_column(ratio=1)  # wraps at word boundaries
         for state in tier_states(app.profile, gw, latency):
             cfg = app.profile.tiers[state.tier]
             lat = latency.get(state.tier)
@@ -99,15 +133,15 @@ class BackendsScreen(DevloopScreen):
             models = cfg.all_models() + [m for m in (last.models if last else [])
                                          if m not in cfg.all_models()]
             glyph, style = STATE_GLYPH.get(state.state, ("○", "dim"))
-            detail = (last.detail if last and state.state == "ok" else state.detail) or ""
-            if last and last.latency_ms:
-                detail = f"probe {millis(last.latency_ms)} · {detail}"
             table.add_line([
                 Text(state.tier, style="bold"), cfg.backend,
                 Text(f"{glyph} {state.state}", style=style),
                 millis(lat.p50_ms) if lat else "-", millis(lat.p95_ms) if lat else "-",
-                str(lat.calls) if lat else "0", ", ".join(models),
-                detail or (cfg.base_url or "")], key=state.tier)
+                str(lat.calls) if lat else "0", ", ".join(models)], key=state.tier)
+            details.add_row(state.tier, Text(tier_detail(state, cfg, gw), style="dim"))
+        if keep < table.row_count:
+            table.move_cursor(row=keep)
+        self.query_one("#tier-details", Static).update(details)
         self.data_shown()
 
     # -- Continue config ----------------------------------------------------------------------

@@ -19,11 +19,13 @@ from devloop.tui.screens.base import DevloopScreen
 from devloop.tui.widgets.call_detail import CallDetail
 from devloop.tui.widgets.line_table import Column, LineTable
 
-# Feature and Cache come before the figures: at 120 columns the detail pane leaves the table
-# about 70 cells, and what a call was for must be visible without scrolling sideways.
+# The detail pane is below the table, so at 120 columns every column fits; where they do
+# not (80), Model and Cache give way: the detail pane right below shows both.
 COLUMNS: list[Column] = [("Time", 8), ("Tier", 8), ("Feature", 12), ("Model", 14),
                          ("Cache", 6), ("Saved", 8, "right"), ("Cost", 8, "right"),
                          ("Tok", 6, "right"), ("ms", 6, "right"), ("St", 3)]
+NARROW_HIDDEN = ("Model", "Cache")
+TABLE_CHROME = 3  # the vertical scrollbar and the cell's padding
 FILTER_DEBOUNCE_S = 0.25
 
 
@@ -52,6 +54,7 @@ class CallsScreen(DevloopScreen):
         Binding("slash", "filter", "Filter"),
         Binding("n", "page(1)", "Next page"),
         Binding("p", "page(-1)", "Prev page"),
+        Binding("d", "toggle_detail", "Detail"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -77,6 +80,16 @@ class CallsScreen(DevloopScreen):
 
     def on_mount(self) -> None:
         self.query_one(CallDetail).show(None)
+        self.fit_columns()
+
+    def on_resize(self) -> None:
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Every column where the terminal has room for them, else all but NARROW_HIDDEN."""
+        table = self.query_one("#calls-table", LineTable)
+        room = self.app.size.width - TABLE_CHROME
+        table.hide(() if table.width_of() <= room else NARROW_HIDDEN)
 
     # -- data ---------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -144,6 +157,11 @@ class CallsScreen(DevloopScreen):
     def show_detail(self, row: dict[str, Any] | None) -> None:
         self.query_one(CallDetail).show(row)
         self.data_shown()
+
+    def action_toggle_detail(self) -> None:
+        """Hide the detail pane (the table takes its rows) or show it again."""
+        pane = self.query_one("#call-detail-pane")
+        pane.display = not pane.display
 
     # -- filter and pages ---------------------------------------------------------------------
     def action_filter(self) -> None:

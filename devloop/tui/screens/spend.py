@@ -13,6 +13,7 @@ from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
+from devloop.periods import zone_label
 from devloop.store.reports import SpendGroup, SpendView
 from devloop.tui.formatting import short_usd, usd
 from devloop.tui.screens.base import DevloopScreen
@@ -70,7 +71,8 @@ class SpendScreen(DevloopScreen):
         text = Text(f"Last {days} days: ", style="bold")
         text.append(f"saved {usd(view.total_saved)}", style="bold green")
         text.append(f" · spent {usd(view.total_spent)}")
-        text.append("  (w: window, UTC days)", style="dim")
+        zone = zone_label(self.devloop.clock(), self.devloop.reader.tz)
+        text.append(f"  (w: window, {zone} days)", style="dim")
         self.query_one("#spend-totals", Static).update(text)
         self.draw_plot(view)
         for table_id, groups in (("#by-tier", view.by_tier), ("#by-feature", view.by_feature)):

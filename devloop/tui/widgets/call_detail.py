@@ -20,10 +20,12 @@ def _tokens_line(row: dict[str, Any]) -> str:
     return line
 
 
-def call_table(row: dict[str, Any]) -> Table:
+def call_table(row: dict[str, Any], across: int = 1) -> Table:
+    """The fields as label/value pairs, ``across`` pairs a line (filled column by column)."""
     grid = Table.grid(padding=(0, 1), expand=True)
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(ratio=1, overflow="fold")
+    for _ in range(across):
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(ratio=1, overflow="fold")
     status = Text(str(row.get("status")), style="green" if row.get("status") == 200 else "red")
     if row.get("error"):
         status.append(f"  {row['error']}", style="red")
@@ -51,14 +53,30 @@ def call_table(row: dict[str, Any]) -> Table:
     if row.get("queue_wait_ms"):
         lines.append(("Queue", f"position {row.get('queue_position')}, waited "
                                f"{millis(row['queue_wait_ms'])}"))
-    for label, value in lines:
-        grid.add_row(label, value)
+    height = -(-len(lines) // across)
+    for i in range(height):
+        cells: list[Any] = []
+        for label, value in lines[i::height]:
+            cells += [label, value]
+        grid.add_row(*cells)
     return grid
 
 
 class CallDetail(Static):
+    """Below the calls table: two pairs a line once it is at least WIDE_CELLS wide."""
+
+    WIDE_CELLS = 100
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.row: dict[str, Any] | None = None
+
     def show(self, row: dict[str, Any] | None) -> None:
+        self.row = row
         if row is None:
             self.update(Text("Select a call to see its route, tokens and cost.", style="dim"))
         else:
-            self.update(call_table(row))
+            self.update(call_table(row, 2 if self.size.width >= self.WIDE_CELLS else 1))
+
+    def on_resize(self) -> None:
+        self.show(self.row)

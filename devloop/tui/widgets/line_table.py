@@ -3,13 +3,13 @@
 Textual's DataTable renders every cell through Rich on each repaint: about 0.08 ms a cell, so
 a 120x40 page of ten columns costs ~30 ms a frame. Pre-laying each row out as one fixed-width
 line makes that ~10 ms, which keeps a 100,000-row ledger inside the 100 ms key budget.
-Columns are fixed-width (truncated with an ellipsis); the cursor, zebra stripes, scrolling
-and row keys are DataTable's own.
+Columns are fixed-width (truncated with an ellipsis) and can be hidden (a narrow terminal);
+the cursor, zebra stripes, scrolling and row keys are DataTable's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 from rich.text import Text
@@ -55,16 +55,42 @@ class LineTable(DataTable[Text]):
             (c[0], c[1], c[2] if len(c) > 2 else "left") for c in columns  # type: ignore[misc]
         ]
         self.values: dict[str, list[Any]] = {}  # row key -> the cells as given (for tests)
+        self.hidden: frozenset[str] = frozenset()  # titles of the columns not drawn
 
     def on_mount(self) -> None:
+        self._add_header()
+
+    def _add_header(self) -> None:
         header = self.line([title for title, _, _ in self.spec])
         header.stylize("bold")
         self.add_column(header, width=header.cell_len, key=ROW)
 
+    def width_of(self, hidden: Collection[str] = ()) -> int:
+        """Cells a row takes with the ``hidden`` columns left out."""
+        widths = [width for title, width, _ in self.spec if title not in hidden]
+        return sum(widths) + GAP * (len(widths) - 1)
+
+    def hide(self, titles: Collection[str]) -> None:
+        """Draw every column but ``titles``: the rows are laid out again from their cells
+        (no reload), the cursor stays on its row."""
+        hidden = frozenset(titles)
+        if hidden == self.hidden:
+            return
+        self.hidden = hidden
+        rows, cursor = list(self.values.items()), self.cursor_row
+        super().clear(columns=True)
+        self._add_header()
+        for key, cells in rows:
+            self.add_row(self.line(cells), key=key)
+        if rows:
+            self.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+
     def line(self, cells: Sequence[Any]) -> Text:
         out = Text(no_wrap=True)
         previous: Any = ""
-        for i, (value, (_, width, justify)) in enumerate(zip(cells, self.spec, strict=True)):
+        shown = [(value, spec) for value, spec in zip(cells, self.spec, strict=True)
+                 if spec[0] not in self.hidden]
+        for i, (value, (_, width, justify)) in enumerate(shown):
             text, pad = _cell(value, width, justify)
             blank = (GAP if i else 0) + pad
             if blank:

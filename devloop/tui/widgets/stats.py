@@ -1,4 +1,5 @@
-"""Dashboard widgets: stat cards, budget gauges and tier health (plain renderables)."""
+"""Dashboard widgets: stat cards, budget gauges, tier health and the alerts banner (plain
+renderables)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,26 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from devloop.alerts import Alert
 from devloop.store.reports import BudgetUse
 from devloop.tui.formatting import short_usd
 
 GAUGE_WIDTH = 12
+ALERTS_SHOWN = 2  # then "+N more"
 
 
 class StatCard(Static):
-    """A bordered figure with a caption: "Saved today / $12.40 / 83 calls"."""
+    """A bordered figure with a caption: "Saved today / $12.40 / 83 calls". Five share 80
+    columns: a card too narrow for its title shows the short one."""
 
-    def __init__(self, title: str, card_id: str) -> None:
+    def __init__(self, title: str, card_id: str, short: str | None = None) -> None:
         super().__init__("-", id=card_id, classes="stat-card")
+        self.title, self.short = title, short or title
         self.border_title = title
+
+    def on_resize(self) -> None:
+        fits = len(self.title) <= self.outer_size.width - 6  # corners, dashes and spaces
+        self.border_title = self.title if fits else self.short
 
     def show(self, value: str, caption: str = "", style: str = "bold") -> None:
         text = Text(value, style=style)
@@ -78,4 +87,21 @@ class TierHealthList(Static):
             text.append(f"{s.state:<5}", style=style)
             if s.detail:
                 text.append(f" {s.detail}", style="dim")
+        self.update(text)
+
+
+class AlertsBanner(Static):
+    """The alert rules that fire now (`devloop alerts`), wrapped; hidden when none. Each
+    message names the figure, the threshold, the rule and where to look."""
+
+    def show(self, alerts: list[Alert]) -> None:
+        self.display = bool(alerts)
+        text = Text()
+        for i, a in enumerate(alerts[:ALERTS_SHOWN]):
+            if i:
+                text.append("\n")
+            text.append("▲ ", style="bold")
+            text.append(a.message)
+        if len(alerts) > ALERTS_SHOWN:
+            text.append(f"\n+{len(alerts) - ALERTS_SHOWN} more: devloop alerts", style="bold")
         self.update(text)
