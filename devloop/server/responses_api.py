@@ -7,13 +7,11 @@ receives the client's body unchanged and its answer comes back unchanged.
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from devloop.routing.policy import available_models, resolve_model
-from devloop.server.http import endpoint, gateway, read_json
+from devloop.server.http import endpoint, read_json
 from devloop.server.native_face import answer
 from devloop.server.responses_stream import ResponseStream, response_body
 from devloop.server.responses_translate import to_chat
@@ -34,20 +32,7 @@ async def responses(request: Request) -> Response:
         lambda rid, c: response_body(rid, c, req, body))
 
 
-@endpoint
-async def model_info(request: Request) -> Response:
-    """GET /v1/models/{id}: a name the profile resolves (tier, alias, model, glob alias)."""
-    name = request.path_params["model_id"]
-    gw = gateway(request)
-    if name not in available_models(gw.profile):
-        resolve_model(name, gw.profile)  # a 404 listing what is available when unknown
-    created = int(gw.settings.home.stat().st_mtime) if gw.settings.home.exists() else 0
-    body = {"id": name, "object": "model", "created": created, "owned_by": "devloop"}
-    return Response(orjson.dumps(body), 200, media_type="application/json")
-
-
 routes = [
     Route("/v1/responses", responses, methods=["POST"]),
     Route("/responses", responses, methods=["POST"]),
-    Route("/v1/models/{model_id:path}", model_info, methods=["GET"]),
 ]
