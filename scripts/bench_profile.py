@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 from benchlib import BENCH_VENV, ROOT  # noqa: E402
-from gateway_targets import body, start_devloop, start_stub  # noqa: E402
+from gateway_targets import baseline_tree, body, start_devloop, start_stub  # noqa: E402
 
 
 def summarize(collapsed: Path, top: int) -> str:
@@ -68,7 +68,8 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="devloop-prof-") as tmp:
         work = Path(tmp)
         stub = await start_stub(work, 0.0)
-        dl = await start_devloop(work, stub.port)
+        tree = baseline_tree(args.baseline) if args.baseline else None
+        dl = await start_devloop(work, stub.port, tree=tree)
         assert dl.proc is not None and stub.proc is not None
         try:
             await load(dl, args.mode, 2.0, args.concurrency)  # warm up
@@ -101,6 +102,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="profile devloop as of this git revision instead (a .bench/ worktree)")
     ap.add_argument("--gil", action="store_true", help="only samples holding the GIL")
     ap.add_argument("--idle", action="store_true", help="include idle threads")
     ap.add_argument("--threads", action="store_true", help="stacks start with their thread")

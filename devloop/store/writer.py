@@ -157,15 +157,16 @@ class DbWriter:
                         break
                     batch.append(item)
                 jobs = [item for item in batch if item is not _CHECKPOINT]
-                with self._slot:
-                    if jobs:
+                if jobs:
+                    with self._slot:
                         try:
                             self._commit(conn, jobs)
                         except sqlite3.Error as exc:  # BEGIN waited out the busy timeout
                             _fail(jobs, exc)
-                    if len(jobs) < len(batch):
-                        # PASSIVE: copies what no reader still needs; never waits on them.
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if len(jobs) < len(batch):
+                    # PASSIVE: copies what no reader still needs and waits on no one; the
+                    # loop keeps committing meanwhile (a checkpoint is not a write).
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 if stop:
                     return
         finally:
