@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from devloop import __version__
 from devloop.background import TrustTasks
@@ -45,6 +46,19 @@ async def health(request: Request) -> Response:
 async def root(request: Request) -> Response:
     """Liveness as Ollama answers it (tools probe GET / and HEAD / before anything else)."""
     return Response("Ollama is running", media_type="text/plain; charset=utf-8")
+
+
+class BrowserCORS(CORSMiddleware):
+    """Starlette's CORS for what a browser can send: requests with an ``Origin`` header and
+    the cacheable GET/HEAD (which get ``Vary: Origin``). Agents, SDKs and scripts send POSTs
+    without an Origin: they go straight to the app, one wrapper fewer on the hot path."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not any(
+                name == b"origin" for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def cors_regex(origins: list[str]) -> str:
@@ -139,7 +153,7 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
     for factory in optional_route_factories():
         routes.extend(factory(settings))
     # CORS first (outermost): a browser's preflight is answered before team auth asks for a key.
-    middleware = [Middleware(CORSMiddleware, allow_origin_regex=cors_regex(settings.cors_origins),
+    middleware = [Middleware(BrowserCORS, allow_origin_regex=cors_regex(settings.cors_origins),
                              allow_methods=["GET", "POST", "HEAD", "OPTIONS", "DELETE"],
                              allow_headers=["*"], expose_headers=["*"], max_age=600)]
     if settings.team:  # keys + fair queue in front of everything (devloop/server/team.py)

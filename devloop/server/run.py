@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
 import time
@@ -27,8 +29,27 @@ def access_line(rec: CallRecord) -> str:
     return "  ".join(parts) + f"  id={rec.request_id}"
 
 
-def _print_access(rec: CallRecord) -> None:
-    print(access_line(rec), file=sys.stderr, flush=True)
+class AccessLog:
+    """The access lines, written to stderr together once per ``FLUSH_S`` instead of one
+    write per call (a write per request showed as 5% of a cache hit's CPU under load).
+    Called on the event loop (a ledger listener); what is left is written at exit."""
+
+    FLUSH_S = 0.05
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        atexit.register(self.flush)
+
+    def __call__(self, rec: CallRecord) -> None:
+        if not self.lines:
+            asyncio.get_running_loop().call_later(self.FLUSH_S, self.flush)
+        self.lines.append(access_line(rec) + "\n")
+
+    def flush(self) -> None:
+        lines, self.lines = self.lines, []
+        if lines:
+            sys.stderr.write("".join(lines))
+            sys.stderr.flush()
 
 
 def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = None,
@@ -42,7 +63,7 @@ def run_server(settings: Settings, profile: Profile, ssl_certfile: str | None = 
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries()
-    app = create_app(settings, profile, on_call=_print_access if access_log else None)
+    app = create_app(settings, profile, on_call=AccessLog() if access_log else None)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, loop="uvloop", http="httptools", lifespan="on",
                 ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=5)

@@ -110,6 +110,21 @@ def test_cors_preflight_localhost_allowed_others_not(wire_server: RunningServer)
     assert "access-control-allow-origin" not in resp.headers
 
 
+def test_cors_on_the_call_itself_only_for_browsers(wire_server: RunningServer) -> None:
+    """A browser's POST (it sends Origin) gets the allow header; an SDK's POST (no Origin)
+    skips CORS entirely; a cacheable GET says it varies by Origin."""
+    url = wire_server.base_url + "/v1/embeddings"
+    body = {"model": "embedded", "input": "hi"}
+    browser = httpx.post(url, json=body, headers={"Origin": "http://localhost:5173"})
+    assert browser.headers["access-control-allow-origin"] == "http://localhost:5173"
+    evil = httpx.post(url, json=body, headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in evil.headers
+    sdk = httpx.post(url, json=body)
+    assert sdk.status_code == 200 and "access-control-allow-origin" not in sdk.headers
+    listing = httpx.get(wire_server.base_url + "/v1/models")
+    assert "Origin" in listing.headers["vary"]
+
+
 def test_cors_preflight_needs_no_key_in_team_mode(tmp_path: Path, embedded_profile: Path
                                                   ) -> None:
     add_key(tmp_path / "home", "alice")  # team mode starts only with a key
