@@ -1,20 +1,21 @@
-"""The one writer: owns the write connection and commits in groups.
+"""The one writer: owns the write connections and commits in groups.
 
 Every write goes through here, so no two writers in this process contend for SQLite's
-lock ("database is locked" cannot happen in-process). Two paths share one connection:
+lock ("database is locked" cannot happen in-process). ``run`` (from the event loop)
+collects the jobs of one turn of the loop and commits them together in one transaction:
 
-- ``run`` from the event loop: jobs queued during one turn of the loop are committed
-  together at the start of the next (one transaction), on the loop itself. A WAL commit
-  with ``synchronous=NORMAL`` is a write without fsync (tens of microseconds), cheaper than
-  waking a thread and then the loop again (two cross-thread wake-ups, measured at
-  0.1-0.2 ms a request on a 2-vCPU VM: docs/benchmarks.md).
-- ``submit`` from any thread, and loop jobs that find the write slot taken (the thread
-  is committing, or another process holds SQLite's lock: the loop never waits for it):
-  the writer thread commits them, taking every job queued while its last commit ran.
+- a small group (light load: one request at a time, a few in flight) commits on the loop
+  itself. A WAL commit with ``synchronous=NORMAL`` is a write without fsync (about 40 µs
+  for a ledger row), cheaper than waking a thread and then the loop again;
+- a large group (heavy load), or one that finds the write slot taken (the thread is
+  committing, or another process holds SQLite's lock: the loop never waits for it), goes
+  to the writer thread as one hand-off, and is settled back on the loop with one wake-up.
+  There the commit runs beside the loop on another core (sqlite releases the GIL).
 
-One lock is the write slot: whoever holds it writes, on its own connection. The thread
-also runs the WAL checkpoints (``wal_autocheckpoint`` is off on the loop's connection),
-so the fsync a checkpoint needs never blocks the loop.
+``submit`` (from any thread) always uses the thread. One lock is the write slot: whoever
+holds it writes, on its own connection. The thread also runs the WAL checkpoints
+(``wal_autocheckpoint`` is off on the loop's connection), so the fsync a checkpoint needs
+never blocks the loop. Figures: docs/benchmarks.md ("The ledger write").
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from typing import Any, TypeVar
 from devloop.store.db import connect, open_db
 
 T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
 _STOP = object()
 _CHECKPOINT = object()
 # Rows written between checkpoints: about SQLite's default of 1,000 WAL pages, at a
-# ledger row plus its three index entries (four pages) each.
+# ledger row plus its index entries (four pages) each.
 CHECKPOINT_ROWS = 250
+# The largest group committed on the loop; larger ones go to the thread, beside the loop.
+LOOP_GROUP_MAX = 3
 
 
 class DbWriter:
@@ -50,7 +54,7 @@ class DbWriter:
         self._closed = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop ``_pending`` is for
-        self._pending: list[tuple[Callable[..., Any], _LoopNow]] = []
+        self._pending: list[tuple[Job, Any]] = []
         self._rows_since_checkpoint = 0
         self._thread = threading.Thread(target=self._run, name="devloop-db-writer", daemon=True)
         self._thread.start()
@@ -72,11 +76,11 @@ class DbWriter:
                 self._pending = []
             self._loop = loop  # the first loop, or the one after it
         if loop is not self._loop or self._closed:  # a second running loop: the thread
-            self._queue.put((fn, _LoopWaiter(loop, fut)))
+            self._queue.put(_Group(loop, [(fn, _Result(fut))]))
             return await fut
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append((fn, _LoopNow(fut)))
+        self._pending.append((fn, _Result(fut)))
         return await fut
 
     def insert(self, table: str, row: dict[str, Any]) -> Future[int]:
@@ -102,35 +106,35 @@ class DbWriter:
 
     # -- the loop's path ----------------------------------------------------------------
     def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
+        group, self._pending = self._pending, []
+        if not group:
             return
-        if self._closed or not self._slot.acquire(blocking=False):
-            self._hand_over(batch)  # the thread is committing: it takes these next
+        if (len(group) > LOOP_GROUP_MAX or self._closed
+                or not self._slot.acquire(blocking=False)):
+            self._hand_over(group)
             return
         try:
-            due = self._commit(self._loop_conn, batch)
+            due = self._commit(self._loop_conn, group)
         except sqlite3.OperationalError:  # BEGIN found another process writing
             if self._loop_conn.in_transaction:
                 self._loop_conn.execute("ROLLBACK")
-            self._hand_over(batch)
+            self._hand_over(group)
             return
         finally:
             self._slot.release()
+        for _, result in group:
+            result.settle()
         if due:
             self._queue.put(_CHECKPOINT)
 
-    def _hand_over(self, batch: list[tuple[Callable[..., Any], _LoopNow]]) -> None:
-        loop = self._loop
-        assert loop is not None
-        for fn, waiter in batch:
-            self._queue.put((fn, _LoopWaiter(loop, waiter.fut)))
+    def _hand_over(self, group: list[tuple[Job, Any]]) -> None:
+        assert self._loop is not None
+        self._queue.put(_Group(self._loop, group))
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Callable[..., Any], Any]]
-                ) -> bool:
-        """Commit ``batch`` (the caller holds the slot); True when a checkpoint is due."""
+    def _commit(self, conn: sqlite3.Connection, jobs: list[tuple[Job, Any]]) -> bool:
+        """Commit ``jobs`` (the caller holds the slot); True when a checkpoint is due."""
         before = conn.total_changes
-        _commit(conn, batch)
+        _commit(conn, jobs)
         self._rows_since_checkpoint += conn.total_changes - before
         if self._rows_since_checkpoint < CHECKPOINT_ROWS:
             return False
@@ -142,38 +146,40 @@ class DbWriter:
         conn = connect(self.path)
         try:
             while True:
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < 500:
+                items = [self._queue.get()]
+                while len(items) < 500:
                     try:
-                        item = self._queue.get_nowait()
+                        items.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    batch.append(item)
-                jobs = [item for item in batch if item is not _CHECKPOINT]
+                jobs: list[tuple[Job, Any]] = []
+                groups: list[_Group] = []
+                for item in items:
+                    if isinstance(item, _Group):
+                        groups.append(item)
+                        jobs.extend(item.jobs)
+                    elif isinstance(item, tuple):
+                        jobs.append(item)
                 if jobs:
                     with self._slot:
                         try:
                             self._commit(conn, jobs)
                         except sqlite3.Error as exc:  # BEGIN waited out the busy timeout
                             _fail(jobs, exc)
-                if len(jobs) < len(batch):
+                for group in groups:  # one wake-up of each loop for its whole group
+                    with contextlib.suppress(RuntimeError):  # that loop has closed
+                        group.loop.call_soon_threadsafe(group.settle)
+                if _CHECKPOINT in items:
                     # PASSIVE: copies what no reader still needs and waits on no one; the
                     # loop keeps committing meanwhile (a checkpoint is not a write).
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                if stop:
+                if _STOP in items:
                     return
         finally:
             conn.close()
 
 
-def _commit(conn: sqlite3.Connection, batch: list[tuple[Callable[..., Any], Any]]) -> None:
+def _commit(conn: sqlite3.Connection, jobs: list[tuple[Job, Any]]) -> None:
     """Every job in one transaction. When one fails, the transaction is rolled back and each
     job runs again in its own, so a bad job loses no other: the common path needs no
     per-job savepoints (three statements a job fewer). Raises only when BEGIN fails
@@ -181,23 +187,23 @@ def _commit(conn: sqlite3.Connection, batch: list[tuple[Callable[..., Any], Any]
     conn.execute("BEGIN IMMEDIATE")
     results: list[tuple[bool, Any]]
     try:
-        values = [fn(conn) for fn, _ in batch]
+        values = [fn(conn) for fn, _ in jobs]
         conn.execute("COMMIT")
-    except BaseException as exc:  # noqa: BLE001 - settled on the job's future below
+    except BaseException as exc:  # noqa: BLE001 - given to the job's waiter below
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        results = [(False, exc)] if len(batch) == 1 else [_alone(conn, fn) for fn, _ in batch]
+        results = [(False, exc)] if len(jobs) == 1 else [_alone(conn, fn) for fn, _ in jobs]
     else:
         results = [(True, value) for value in values]
-    for (_, fut), (ok, value) in zip(batch, results, strict=True):
-        if fut.set_running_or_notify_cancel():
+    for (_, waiter), (ok, value) in zip(jobs, results, strict=True):
+        if waiter.set_running_or_notify_cancel():
             if ok:
-                fut.set_result(value)
+                waiter.set_result(value)
             else:
-                fut.set_exception(value)
+                waiter.set_exception(value)
 
 
-def _alone(conn: sqlite3.Connection, fn: Callable[..., Any]) -> tuple[bool, Any]:
+def _alone(conn: sqlite3.Connection, fn: Job) -> tuple[bool, Any]:
     try:
         conn.execute("BEGIN IMMEDIATE")
         value = fn(conn)
@@ -209,57 +215,50 @@ def _alone(conn: sqlite3.Connection, fn: Callable[..., Any]) -> tuple[bool, Any]
     return True, value
 
 
-def _fail(batch: list[tuple[Callable[..., Any], Any]], exc: BaseException) -> None:
-    for _, fut in batch:
-        if fut.set_running_or_notify_cancel():
-            fut.set_exception(exc)
+def _fail(jobs: list[tuple[Job, Any]], exc: BaseException) -> None:
+    for _, waiter in jobs:
+        if waiter.set_running_or_notify_cancel():
+            waiter.set_exception(exc)
 
 
-class _LoopNow:
-    """A job's asyncio future, settled directly: its commit ran on the loop's own thread."""
+class _Result:
+    """A loop job's outcome, kept by whichever thread committed it and given to its
+    asyncio future on the loop (``settle``): futures are only touched on their loop."""
 
-    __slots__ = ("fut",)
+    __slots__ = ("fut", "ok", "value")
 
     def __init__(self, fut: asyncio.Future[Any]) -> None:
         self.fut = fut
+        self.ok: bool | None = None
+        self.value: Any = None
 
     def set_running_or_notify_cancel(self) -> bool:
-        return not self.fut.cancelled()
+        return True  # a cancelled waiter's job still commits (the row is still owed)
 
     def set_result(self, value: Any) -> None:
-        self.fut.set_result(value)
+        self.ok, self.value = True, value
 
     def set_exception(self, exc: BaseException) -> None:
-        self.fut.set_exception(exc)
+        self.ok, self.value = False, exc
+
+    def settle(self) -> None:
+        if self.fut.cancelled() or self.ok is None:
+            return
+        if self.ok:
+            self.fut.set_result(self.value)
+        else:
+            self.fut.set_exception(self.value)
 
 
-class _LoopWaiter:
-    """A job's asyncio future, settled from the writer thread through the loop."""
+class _Group:
+    """Loop jobs handed to the thread together, settled with one wake-up of their loop."""
 
-    __slots__ = ("fut", "loop")
+    __slots__ = ("jobs", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
-        self.loop, self.fut = loop, fut
+    def __init__(self, loop: asyncio.AbstractEventLoop, jobs: list[tuple[Job, _Result]]
+                 ) -> None:
+        self.loop, self.jobs = loop, jobs
 
-    def set_running_or_notify_cancel(self) -> bool:
-        return not self.fut.cancelled()  # re-checked on the loop: a racy read is harmless
-
-    def set_result(self, value: Any) -> None:
-        self._call(_settle, self.fut, value, None)
-
-    def set_exception(self, exc: BaseException) -> None:
-        self._call(_settle, self.fut, None, exc)
-
-    def _call(self, *args: Any) -> None:
-        # RuntimeError: the loop closed while the job ran, so nobody is waiting.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(*args)
-
-
-def _settle(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
-    if fut.cancelled():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(value)
+    def settle(self) -> None:
+        for _, result in self.jobs:
+            result.settle()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devloop.store.writer import CHECKPOINT_ROWS, DbWriter
+from devloop.store.writer import CHECKPOINT_ROWS, LOOP_GROUP_MAX, DbWriter
 
 
 def _table(path: Path) -> None:
@@ -38,12 +38,31 @@ def writer(tmp_path: Path):  # type: ignore[no-untyped-def]
     w.close()
 
 
-def test_one_loop_turn_is_one_transaction_on_the_loop_thread(writer: DbWriter) -> None:
+def test_a_small_loop_turn_commits_on_the_loop_thread(writer: DbWriter) -> None:
     async def main() -> list[str]:
-        return await asyncio.gather(*(writer.run(_insert(i)) for i in range(50)))
+        return await asyncio.gather(*(writer.run(_insert(i)) for i in range(LOOP_GROUP_MAX)))
 
     committers = asyncio.run(main())
     assert set(committers) == {threading.main_thread().name}  # no hand-off to the thread
+    assert [n for n, _ in _rows(writer.path)] == list(range(LOOP_GROUP_MAX))
+
+
+def test_a_large_loop_turn_goes_to_the_thread_as_one_transaction(writer: DbWriter) -> None:
+    seen: list[tuple[int, int]] = []
+
+    def count(conn: sqlite3.Connection) -> None:
+        """Runs last: its own transaction has all 50 rows; another reader sees none yet."""
+        with sqlite3.connect(writer.path) as reader:
+            outside = reader.execute("SELECT count(*) FROM t").fetchone()[0]
+        seen.append((conn.execute("SELECT count(*) FROM t").fetchone()[0], outside))
+
+    async def main() -> list[str]:
+        jobs = [writer.run(_insert(i)) for i in range(50)]
+        return await asyncio.gather(*jobs, writer.run(count))
+
+    *committers, _ = asyncio.run(main())
+    assert set(committers) == {"devloop-db-writer"}
+    assert seen == [(50, 0)]  # one transaction: nothing committed before the end
     assert [n for n, _ in _rows(writer.path)] == list(range(50))
 
 
