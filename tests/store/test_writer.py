@@ -51,19 +51,19 @@ def test_a_large_loop_turn_goes_to_the_thread_as_one_transaction(writer: DbWrite
     seen: list[tuple[int, int]] = []
 
     def count(conn: sqlite3.Connection) -> None:
-        """Runs last: its own transaction has all 50 rows; another reader sees none yet."""
+        """Runs last: its own transaction has every row; another reader sees none yet."""
         with sqlite3.connect(writer.path) as reader:
             outside = reader.execute("SELECT count(*) FROM t").fetchone()[0]
         seen.append((conn.execute("SELECT count(*) FROM t").fetchone()[0], outside))
 
     async def main() -> list[str]:
-        jobs = [writer.run(_insert(i)) for i in range(50)]
+        jobs = [writer.run(_insert(i)) for i in range(LOOP_GROUP_MAX + 1)]
         return await asyncio.gather(*jobs, writer.run(count))
 
     *committers, _ = asyncio.run(main())
     assert set(committers) == {"devloop-db-writer"}
-    assert seen == [(50, 0)]  # one transaction: nothing committed before the end
-    assert [n for n, _ in _rows(writer.path)] == list(range(50))
+    assert seen == [(LOOP_GROUP_MAX + 1, 0)]  # one transaction: nothing committed before
+    assert [n for n, _ in _rows(writer.path)] == list(range(LOOP_GROUP_MAX + 1))
 
 
 def test_a_failing_job_loses_no_other_job_of_its_batch(writer: DbWriter) -> None:
