@@ -72,7 +72,9 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
 
 
 def context(request: Request, endpoint: Endpoint, protocol: str) -> RequestContext:
-    h = request.headers
+    # One pass over the raw headers (names are lower-case in ASGI; the first of a repeated
+    # header wins, as in Starlette's Headers) instead of a scan for each of a dozen names.
+    h = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(request.scope["headers"])}
     cache = (h.get("x-devloop-cache") or "").lower()
     if cache and cache not in CACHE_MODES:
         raise APIError(400, "X-Devloop-Cache must be bypass or refresh", "invalid_header",
