@@ -209,6 +209,9 @@ class Gateway:
         if prep.priority_tier is not None:
             self.priority.leave(prep.priority_tier)
             prep.priority_tier = None
+        if prep.streaming:
+            self.writer.stream_closed()
+            prep.streaming = False
 
     # -- the caches -------------------------------------------------------------------------
     async def _cached(self, prep: Prepared) -> CallResult | None:
@@ -362,6 +365,8 @@ class Gateway:
             raise BackendError("upstream stream was empty") from None
         if prep.ctx.priority != "background" and self.priority.enter(tier):
             prep.priority_tier = tier  # background work yields until this stream ends
+        prep.streaming = True
+        self.writer.stream_opened()
         return StreamCall(self, prep, tier, self.router.backends[tier].kind,
                           prep.decision.reason + note, it=it, first=first)
 

@@ -43,6 +43,8 @@ class Prepared:
     parent_request_id: str | None = None
     # An interactive stream on a local/shared tier, counted by the priority gate until released.
     priority_tier: str | None = None
+    # A live stream is open: the writer commits beside the loop until it is released.
+    streaming: bool = False
 
 
 @dataclass(slots=True)

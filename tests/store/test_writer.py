@@ -66,6 +66,14 @@ def test_a_large_loop_turn_goes_to_the_thread_as_one_transaction(writer: DbWrite
     assert [n for n, _ in _rows(writer.path)] == list(range(LOOP_GROUP_MAX + 1))
 
 
+def test_while_a_stream_is_open_commits_go_beside_the_loop(writer: DbWriter) -> None:
+    writer.stream_opened()
+    assert asyncio.run(writer.run(_insert(1))) == "devloop-db-writer"
+    writer.stream_closed()
+    assert asyncio.run(writer.run(_insert(2))) == threading.main_thread().name
+    assert [n for n, _ in _rows(writer.path)] == [1, 2]
+
+
 def test_a_failing_job_loses_no_other_job_of_its_batch(writer: DbWriter) -> None:
     def boom(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO t (n, who) VALUES (1000, 'x')")
