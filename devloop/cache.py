@@ -107,9 +107,8 @@ class ResponseCache:
         # An unset temperature means the backend default (sampling): not deterministic.
         return temperature is not None and temperature <= self.config.max_temperature
 
-    def get(self, key: str, count_hit: bool = True) -> CachedAnswer | None:
-        """The live entry for ``key``; ``count_hit=False`` leaves its hit count to the caller
-        (the gateway commits ``hit_job(key)`` with the ledger row)."""
+    def get(self, key: str) -> CachedAnswer | None:
+        """The live entry for ``key`` (its use is counted in the ledger: a ``hit`` row)."""
         now = time.time()
         entry = self.memory.get(key)
         if entry is None:
@@ -122,13 +121,7 @@ class ResponseCache:
             self.memory.pop(key, None)
             return None
         self.memory.move_to_end(key)
-        if count_hit:
-            self.writer.submit(self.hit_job(key))
         return CachedAnswer(decode_completion(body), expires - self.config.ttl)
-
-    @staticmethod
-    def hit_job(key: str) -> WriteJob:
-        return rows.hit_job(key)
 
     def put(self, key: str, completion: Completion, defer: bool = False
             ) -> WriteJob | None:

@@ -218,9 +218,9 @@ class Gateway:
         """An earlier answer (exact, else semantic when configured), metered as a hit."""
         if not prep.key or prep.cache != "miss":
             return None
-        hit = self.cache.get(prep.key, count_hit=False)
+        hit = self.cache.get(prep.key)
         if hit is not None:
-            return await self.meter.cache_hit(prep, hit.completion, self.cache.hit_job(prep.key))
+            return await self.meter.cache_hit(prep, hit.completion)
         if self.cache.semantic is None:
             return None
         similar = await self.cache.semantic.get(prep.key, prep.ctx.endpoint, prep.decision.tier,
@@ -230,7 +230,7 @@ class Gateway:
         prep.decision = dataclasses.replace(  # the matched entry, for the ledger row
             prep.decision, reason=f"{prep.decision.reason}; semantic match {similar.key[:16]} "
                                   f"(similarity {similar.similarity:.3f})")
-        served = await self.meter.cache_hit(prep, similar.completion, self.cache.hit_job(prep.key),
+        served = await self.meter.cache_hit(prep, similar.completion,
                                             similar.similarity)
         await self.auditor.after_call(prep, served, semantic=True)  # its false-positive rate
         return served

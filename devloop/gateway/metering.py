@@ -162,7 +162,7 @@ class Meter:
         return CallResult(prep.ctx.request_id, prep.decision, tier, backend, model, reason,
                           prep.cache, completion, None, cost, cf, rec.saved_usd, overhead)
 
-    async def cache_hit(self, prep: Prepared, completion: Completion, also: WriteJob | None,
+    async def cache_hit(self, prep: Prepared, completion: Completion,
                         similarity: float | None = None) -> CallResult:
         """A hit saves the full counterfactual and costs nothing."""
         tier = completion.tier or prep.decision.tier  # booked to the tier that produced it
@@ -172,7 +172,7 @@ class Meter:
         rec = self.record(prep, tier, "cache", completion.model, reason, "hit", completion.usage,
                           cost=0.0, counterfactual=cf, stream=prep.req.stream)
         rec.semantic_similarity = similarity
-        await self.write(rec, None, also)
+        await self.write(rec, None)
         return CallResult(prep.ctx.request_id, prep.decision, tier, "cache", completion.model,
                           reason, "hit", completion, None, 0.0, cf, cf, rec.latency_ms)
 

@@ -17,11 +17,6 @@ def read_entry(conn: Connection, key: str) -> tuple[float, bytes] | None:
     return row[0], row[1] if isinstance(row[1], bytes) else row[1].encode()
 
 
-def hit_job(key: str) -> WriteJob:
-    """A write job counting one more hit on ``key``."""
-    return lambda c: c.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
-
-
 def put_job(key: str, namespace: str, model: str, body: bytes, prompt_tokens: int,
             completion_tokens: int, created: float, expires: float) -> WriteJob:
     """A write job storing (or replacing) one entry; times are unix seconds."""
@@ -29,4 +24,4 @@ def put_job(key: str, namespace: str, model: str, body: bytes, prompt_tokens: in
            expires)
     return lambda c: c.execute(
         "INSERT OR REPLACE INTO cache (key, namespace, model, body, prompt_tokens, "
-        "completion_tokens, created, expires, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", row)
+        "completion_tokens, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
