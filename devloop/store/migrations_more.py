@@ -155,3 +155,10 @@ def m020_cache_hits_in_the_ledger(db: sqlite_utils.Database) -> None:
     its ``request_hash``), and updating the counter rewrote the entry's row, answer included,
     on every hit (a quarter of a cache hit's SQLite time)."""
     db.execute("ALTER TABLE cache DROP COLUMN hits")
+
+
+@migration
+def m021_no_request_hash_index(db: sqlite_utils.Database) -> None:
+    """No query looks rows up by ``request_hash`` (the diagnosis groups the rows it has
+    read), and a random-valued index costs a B-tree page write on every ledger insert."""
+    db.execute("DROP INDEX IF EXISTS idx_calls_request_hash")
