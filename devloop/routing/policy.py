@@ -147,10 +147,7 @@ def route_matches(route: Route, inp: PolicyInput, complexity: str) -> bool:
 
 
 def describe(route: Route, index: int) -> str:
-    m = route.match.model_dump(exclude_none=True)
-    if not m:
-        return f"route {index + 1} (default)"
-    return f"route {index + 1} ({', '.join(f'{k}={v}' for k, v in m.items())})"
+    return f"route {index + 1} ({route.match_text or 'default'})"
 
 
 def fallback_chain(tier: str, profile: Profile) -> list[str]:
