@@ -19,6 +19,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -73,29 +75,50 @@ def _source_id(gguf: Path) -> dict[str, Any]:
 
 def convert_gguf(gguf: Path, target: Path) -> float:
     """Write a Hugging Face folder for ``gguf`` at ``target`` (atomically); return seconds.
-    A folder converted from the same file is reused."""
+    A folder converted from the same file is reused.
+
+    The conversion runs in a child process: its dequantized weights (910 MB at its peak)
+    would otherwise stay in this process's memory under LLMLingua's own copy (1,236 MB
+    alone; 1,565 MB with the conversion's leftovers, over the 1.5 GB budget)."""
     marker = target / "devloop-source.json"
     if marker.is_file() and json.loads(marker.read_text()) == _source_id(gguf):
         return 0.0
     ensure_offline_env()
     started = time.perf_counter()
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    code = "import sys; from devloop.pipeline.lingua import _convert; _convert(*sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", code, str(gguf), str(target)], env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CompressorUnavailable(f"converting {gguf.name} for LLMLingua failed: {tail}")
+    return time.perf_counter() - started
+
+
+def _convert(gguf_path: str, target_path: str) -> None:
+    """The conversion itself (in the child ``convert_gguf`` starts)."""
+    gguf, target = Path(gguf_path), Path(target_path)
+    marker = target / "devloop-source.json"
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     # The GGUF reader draws its own tqdm bar on stderr; keep `devloop check` output clean.
+    # float16 as it is dequantized: half the memory, and the folder is float16 on disk
+    # (about 270 MB); LLMLingua loads it as float32 on CPU.
     with contextlib.redirect_stderr(io.StringIO()):
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # The weights were dequantized to float32 on load; forget the GGUF origin so that
-    # save_pretrained accepts them, and record the class LLMLingua dispatches on.
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                     torch_dtype=torch.float16)
+    # Forget the GGUF origin so that save_pretrained accepts the weights, and record the
+    # class LLMLingua dispatches on.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.architectures = [type(model).__name__]
-    # float16 on disk halves the folder (about 270 MB); LLMLingua loads it as float32 on CPU.
-    model = model.to(torch.float16)
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
@@ -109,7 +132,6 @@ def convert_gguf(gguf: Path, target: Path) -> float:
         shutil.rmtree(tmp, ignore_errors=True)
         if not (marker.is_file() and json.loads(marker.read_text()) == _source_id(gguf)):
             raise
-    return time.perf_counter() - started
 
 
 def _compat_class() -> type:
