@@ -43,12 +43,12 @@ class RejectingUpstream(ScriptedUpstream):
     each attempt, so a retry by anyone would show."""
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
+        await self.record(request)
         return web.json_response({"type": "error", "error": {
             "type": "authentication_error", "message": "invalid x-api-key"}}, status=401)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
+        await self.record(request)
         key = request.headers.get("Authorization", "")[-12:]
         return web.json_response({"error": {
             "message": f"Incorrect API key provided: {key}", "type": "invalid_request_error",
