@@ -70,6 +70,9 @@ class Backend(ABC):
     def __init__(self, tier: str, config: TierConfig) -> None:
         self.tier = tier
         self.config = config
+        self._discovered: Capabilities | None = None  # set by ``discover``
+        # (what discovery had found, the capabilities made from it): asked on every request
+        self._capabilities_memo: tuple[Capabilities | None, Capabilities] | None = None
 
     @property
     def default_model(self) -> str:
@@ -82,16 +85,15 @@ class Backend(ABC):
     def capabilities(self) -> Capabilities:
         """Declared capabilities: the backend's (refined by ``discover``), then the profile's
         ``capabilities:`` overrides for the tier."""
-        found = getattr(self, "_discovered", None)
-        memo = self.__dict__.get("_capabilities_memo")
-        if memo is not None and memo[0] is found:  # asked on every request: kept until
-            return memo[1]                         # discovery replaces what it found
+        found, memo = self._discovered, self._capabilities_memo
+        if memo is not None and memo[0] is found:  # kept until discovery finds something new
+            return memo[1]
         caps = found or self.default_capabilities()
         override = self.config.capabilities.model_dump(exclude_none=True)
         if "n" in override:
             override["max_n"] = override.pop("n")
         caps = dataclasses.replace(caps, **override) if override else caps
-        self.__dict__["_capabilities_memo"] = (found, caps)
+        self._capabilities_memo = (found, caps)
         return caps
 
     async def discover(self) -> None:  # noqa: B027 - optional hook
