@@ -127,7 +127,7 @@ class DbWriter:
             self._hand_over(group)
             return
         try:
-            due = self._commit(self._loop_conn, group)
+            due = self._commit_counted(self._loop_conn, group)
         except sqlite3.OperationalError:  # BEGIN found another process writing
             if self._loop_conn.in_transaction:
                 self._loop_conn.execute("ROLLBACK")
@@ -144,7 +144,7 @@ class DbWriter:
         assert self._loop is not None
         self._queue.put(_Group(self._loop, group))
 
-    def _commit(self, conn: sqlite3.Connection, jobs: list[tuple[Job, Any]]) -> bool:
+    def _commit_counted(self, conn: sqlite3.Connection, jobs: list[tuple[Job, Any]]) -> bool:
         """Commit ``jobs`` (the caller holds the slot); True when a checkpoint is due."""
         before = conn.total_changes
         _commit(conn, jobs)
@@ -176,7 +176,7 @@ class DbWriter:
                 if jobs:
                     with self._slot:
                         try:
-                            self._commit(conn, jobs)
+                            self._commit_counted(conn, jobs)
                         except sqlite3.Error as exc:  # BEGIN waited out the busy timeout
                             _fail(jobs, exc)
                 for group in groups:  # one wake-up of each loop for its whole group
