@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from devloop.spend_analysis import provider_cache_hit_rate
+from devloop.store.spend_detail import NO_PROVIDER_CACHE_SQL
 
 Query = Callable[[str, Sequence[Any]], list[Any]]
-_PAID = "coalesce(status, 200) = 200 AND coalesce(tier, '') NOT IN ('local', 'embedded')"
+_PAID = f"coalesce(status, 200) = 200 AND coalesce(tier, '') NOT IN ({NO_PROVIDER_CACHE_SQL})"
 _CACHE_READ = "coalesce(nullif(cache_read_tokens, 0), cached_tokens, 0)"
 _NO_CACHE = f"{_CACHE_READ} = 0 AND coalesce(cache_write_tokens, 0) = 0"
 ROWS_SQL = f"""

@@ -22,6 +22,10 @@ from devloop.periods import day_key
 from devloop.spend_analysis import output_token_percentiles, provider_cache_hit_rate, retries
 
 OWN_ORIGINS_SQL = "coalesce(origin, 'client') != 'client'"
+# Tiers whose calls never reach a provider's prompt cache: left out of its hit rate and of
+# the diagnosis (the TUI's dashboard figure, store/prompt_cache_week.py, uses the same).
+NO_PROVIDER_CACHE_TIERS = ("local", "embedded")
+NO_PROVIDER_CACHE_SQL = ", ".join(f"'{t}'" for t in NO_PROVIDER_CACHE_TIERS)
 DETAIL_COLUMNS = ("ts, feature, tier, model, user, session, status, error, cost_usd, "
                   "prompt_tokens, completion_tokens, cached_tokens, cache_read_tokens, "
                   "cache_write_tokens, cache_write_ttl, prefix_hash, parent_request_id, "
@@ -57,7 +61,7 @@ def detail(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "cache_write_tokens": write,
         "provider_cache_hit_rate": provider_cache_hit_rate(
             {**r, "cache_read_tokens": r["cache_read_tokens"] or r["cached_tokens"]}
-            for r in answered if r["tier"] not in ("local", "embedded")),
+            for r in answered if r["tier"] not in NO_PROVIDER_CACHE_TIERS),
         "refused_calls": len(refused),
         "failed_calls": len(failed),
         "failed_cost_usd": round(sum(float(r["cost_usd"] or 0) for r in failed), 10),
@@ -87,7 +91,7 @@ def diagnosis_rows(db: sqlite_utils.Database, since_ts: float | None) -> list[di
     """Paid, answered client calls, oldest first, each with its prompt text where the
     body was stored (``store_bodies: true``)."""
     where = ["status = 200", "cache != 'hit'", "coalesce(cost_usd, 1) > 0",
-             "tier NOT IN ('local', 'embedded')", f"NOT ({OWN_ORIGINS_SQL})"]
+             f"tier NOT IN ({NO_PROVIDER_CACHE_SQL})", f"NOT ({OWN_ORIGINS_SQL})"]
     params: list[Any] = []
     if since_ts is not None:
         where.append("ts >= ?")
