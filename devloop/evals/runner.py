@@ -1,7 +1,7 @@
 """Running eval sets on the production model: plan (cache lookups, worst-case estimate), call,
 grade, record, promote.
 
-Nothing here prints except through :class:`devloop.evals.report.Progress`; the CLI decides
+Nothing here prints except through :class:`devloop.progress.CaseProgress`; the CLI decides
 exit codes. A case whose model call fails for good is an *error* (the run's status is
 ``error``, exit 2), not a failed check.
 """
@@ -33,7 +33,7 @@ from devloop.evals.files import load_targets
 from devloop.evals.gate import gate, record
 from devloop.evals.plan import Plan, PlannedCase, RunOptions, model_for
 from devloop.evals.promotions import cache_key
-from devloop.evals.report import CaseResult, Progress, RunResult
+from devloop.evals.report import CaseResult, RunResult
 from devloop.pricing import Pricing
 from devloop.progress import CaseProgress
 from devloop.store.evals import EvalStore
@@ -221,7 +221,7 @@ async def _direct(plan: Plan, item: PlannedCase, client: ModelClient) -> Reply |
 
 
 async def run_plan(plan: Plan, opts: RunOptions, client: ModelClient, pricing: Pricing,
-                   progress: Progress) -> RunResult:
+                   progress: CaseProgress) -> RunResult:
     started = time.perf_counter()
     grader = LiteLLMGrader(client, getattr(pricing, "sync", pricing), plan.judge_model,
                            plan.embedding_model, plan.api_base)
