@@ -112,7 +112,7 @@ class ResponseCache:
         now = time.time()
         entry = self.memory.get(key)
         if entry is None:
-            entry = rows.read_entry(self.read_conn, key)
+            entry = rows.read_entry(self.writer.loop_reader() or self.read_conn, key)
             if entry is None:
                 return None
             self._remember(key, entry)

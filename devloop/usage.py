@@ -22,6 +22,9 @@ from typing import Any
 
 from devloop.types import CacheTTL, Usage
 
+# An OpenAI-compatible server's usage with no details (vLLM, Ollama, llama.cpp): read as is.
+PLAIN_OPENAI = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+
 
 def _get(obj: Any, key: str) -> Any:
     if obj is None:
@@ -42,6 +45,8 @@ def usage_from(data: Any) -> Usage | None:
     """A ``Usage`` from any of the shapes above; None when ``data`` holds no usage."""
     if not data:
         return None
+    if type(data) is dict and data.keys() <= PLAIN_OPENAI and "prompt_tokens" in data:
+        return Usage(_int(data["prompt_tokens"]), _int(data.get("completion_tokens")))
     responses = _get(data, "prompt_tokens") is None and any(
         _get(data, k) is not None
         for k in ("input_tokens_details", "output_tokens_details", "total_tokens"))

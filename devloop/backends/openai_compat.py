@@ -49,6 +49,7 @@ class OpenAICompatBackend(Backend):
         self.in_flight = dict.fromkeys(self.urls, 0)
         self._session: aiohttp.ClientSession | None = None
         self.extra_headers: dict[str, str] = {}
+        self._call_timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=5)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -109,7 +110,7 @@ class OpenAICompatBackend(Backend):
         try:
             resp = await self.session.post(
                 url + path, data=orjson.dumps(body), headers=self._headers(forward),
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=5),
+                timeout=self._call_timeout,
             )
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             self.in_flight[url] -= 1

@@ -25,7 +25,8 @@ from devloop.backends import Backend, BackendError
 from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
 from devloop.gateway.admission import Admission, BudgetExceeded, Budgets
-from devloop.gateway.metering import Meter, Metrics
+from devloop.gateway.metering import Meter
+from devloop.gateway.metrics import Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
 from devloop.gateway.priority import PriorityGate
 from devloop.gateway.stream import StreamCall

@@ -12,13 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-
 from devloop import instrument
 from devloop.backends import BackendError
 from devloop.config import Profile
 from devloop.gateway.admission import Budgets
+from devloop.gateway.metrics import Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared
 from devloop.pricing import Pricing
 from devloop.store.bodies import body_job
@@ -28,99 +26,6 @@ from devloop.tokens import count_tokens
 from devloop.types import ChatRequest, Completion, Usage
 
 PREFIX_CHARS = 512  # "leading tokens" for prefix-stability stats: about 128 tokens
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes
-MAX_FEATURE_LABELS = 50  # distinct feature label values; later features report as "other"
-OUTPUT_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536)
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                    120.0)
-# name -> (kind, help, label names). The names and labels are what dashboards and tests use.
-METRICS: dict[str, tuple[type[Any], str, tuple[str, ...]]] = {
-    "devloop_requests_total": (Counter, "Calls handled, by tier, key, cache status and status",
-                               ("tier", "key", "cache", "status")),
-    "devloop_tokens_total": (Counter, "Tokens, by tier, key and direction",
-                             ("tier", "key", "direction")),
-    "devloop_cost_usd_total": (Counter, "Actual spend in USD, by tier and key", ("tier", "key")),
-    # A gauge: a call on a pricier model than the production one saves a negative amount.
-    "devloop_saved_usd_total": (Gauge, "Saved spend in USD against the production model",
-                                ("tier", "key")),
-    "devloop_cache_hits_total": (Counter, "Responses served from the cache", ("tier",)),
-    "devloop_queued_requests_total": (Counter, "Team requests that had to wait for a slot, by key",
-                                      ("key",)),
-    "devloop_queue_rejected_total": (Counter, "Team requests refused before queueing, by key and "
-                                     "reason", ("key", "reason")),
-    "devloop_queue_abandoned_total": (Counter, "Team requests whose client left while queued",
-                                      ("key",)),
-    "devloop_auth_failures_total": (Counter, "Team requests refused with 401, by reason",
-                                    ("reason",)),
-    "devloop_in_flight": (Gauge, "Requests in flight", ()),
-    "devloop_queue_depth": (Gauge, "Requests waiting in the team queue, by key", ("key",)),
-    "devloop_upstream_slots_in_use": (Gauge, "Team slots in use (requests admitted to upstream)",
-                                      ()),
-    "devloop_upstream_slots": (Gauge, "Team cap on requests in flight to the upstream", ()),
-    "devloop_team_keys_active": (Gauge, "Active (not revoked) team keys", ()),
-    "devloop_request_duration_seconds": (Histogram, "Call latency, by tier", ("tier",)),
-    # Provider prompt caching and output sizes, by feature (bounded: MAX_FEATURE_LABELS)
-    "devloop_cache_read_tokens_total": (Counter, "Provider-cache read tokens, by feature and tier",
-                                        ("feature", "tier")),
-    "devloop_cache_write_tokens_total": (Counter, "Provider-cache write tokens, by feature, tier "
-                                         "and TTL", ("feature", "tier", "ttl")),
-    "devloop_output_tokens": (Histogram, "Output tokens per answered call, by feature and tier",
-                              ("feature", "tier")),
-    "devloop_own_requests_total": (Counter, "devloop's own calls (check, eval, judge, probe), "
-                                   "never counted as saved", ("origin",)),
-    # Its _sum is the total wait by key (what devloop_queue_wait_seconds_total once counted).
-    "devloop_queue_wait_seconds": (Histogram, "Wait in the team queue before a slot, by key",
-                                   ("key",)),
-}
-
-
-class Metrics:
-    """The gateway's Prometheus metrics, in a registry of its own (several gateways can run
-    in one process). Label children are cached: ``labels()`` costs ~8 us, a lookup ~0.1 us."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self._metrics: dict[str, Any] = {}
-        for name, (kind, text, labels) in METRICS.items():
-            buckets = OUTPUT_BUCKETS if name == "devloop_output_tokens" else DURATION_BUCKETS
-            extra = {"buckets": buckets} if kind is Histogram else {}
-            self._metrics[name] = kind(name, text, labels, registry=self.registry, **extra)
-        self._children: dict[tuple[Any, ...], Any] = {}
-        self._features: set[str] = set()
-
-    def feature(self, name: str | None) -> str:
-        """A bounded label value: the first MAX_FEATURE_LABELS features, then "other"."""
-        label = name or "(none)"
-        if label in self._features or len(self._features) < MAX_FEATURE_LABELS:
-            self._features.add(label)
-            return label
-        return "other"
-
-    def _child(self, name: str, labels: dict[str, str | None]) -> Any:
-        key = (name, *labels.items())
-        child = self._children.get(key)
-        if child is None:
-            metric = self._metrics[name]
-            child = metric.labels(**{k: v or "" for k, v in labels.items()}) if labels else metric
-            self._children[key] = child
-        return child
-
-    def inc(self, name: str, value: float = 1.0, **labels: str | None) -> None:
-        self._child(name, labels).inc(value)
-
-    def set(self, name: str, value: float, **labels: str | None) -> None:
-        self._child(name, labels).set(value)
-
-    def observe(self, name: str, value: float, **labels: str | None) -> None:
-        self._child(name, labels).observe(value)
-
-    def track(self, name: str, read: Callable[[], float]) -> None:
-        """A gauge without labels that reads its value when scraped."""
-        self._metrics[name].set_function(read)
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
 
 
 def count_usage(req: Any, text: str) -> Usage:
@@ -242,29 +147,27 @@ class Meter:
         self.observe(rec)
 
     def observe(self, rec: CallRecord) -> None:
+        """The call's metrics (label values in the order METRICS names them)."""
         m = self.metrics
         tier, key = rec.tier, rec.user
-        m.inc("devloop_requests_total", tier=tier, key=key, cache=rec.cache,
-              status=str(rec.status))
-        m.inc("devloop_tokens_total", rec.prompt_tokens, tier=tier, key=key, direction="prompt")
-        m.inc("devloop_tokens_total", rec.completion_tokens, tier=tier, key=key,
-              direction="completion")
-        m.inc("devloop_cost_usd_total", rec.cost_usd or 0.0, tier=tier, key=key)
+        m.add("devloop_requests_total", (tier, key, rec.cache, str(rec.status)))
+        m.add("devloop_tokens_total", (tier, key, "prompt"), rec.prompt_tokens)
+        m.add("devloop_tokens_total", (tier, key, "completion"), rec.completion_tokens)
+        m.add("devloop_cost_usd_total", (tier, key), rec.cost_usd or 0.0)
         if instrument.is_own(rec.origin):
-            m.inc("devloop_own_requests_total", origin=rec.origin)
+            m.add("devloop_own_requests_total", (rec.origin,))
         else:  # only what clients sent is ever "saved"
-            m.inc("devloop_saved_usd_total", rec.saved_usd or 0.0, tier=tier, key=key)
+            m.add("devloop_saved_usd_total", (tier, key), rec.saved_usd or 0.0)
         feature = m.feature(rec.feature)
         if rec.cache_read_tokens:
-            m.inc("devloop_cache_read_tokens_total", rec.cache_read_tokens, feature=feature,
-                  tier=tier)
+            m.add("devloop_cache_read_tokens_total", (feature, tier), rec.cache_read_tokens)
         if rec.cache_write_tokens:
-            m.inc("devloop_cache_write_tokens_total", rec.cache_write_tokens, feature=feature,
-                  tier=tier, ttl=rec.cache_write_ttl or "5m")
+            m.add("devloop_cache_write_tokens_total",
+                  (feature, tier, rec.cache_write_ttl or "5m"), rec.cache_write_tokens)
         if rec.status == 200:
-            m.observe("devloop_output_tokens", rec.completion_tokens, feature=feature, tier=tier)
-        m.observe("devloop_request_duration_seconds", rec.latency_ms / 1000, tier=tier)
+            m.sample("devloop_output_tokens", (feature, tier), rec.completion_tokens)
+        m.sample("devloop_request_duration_seconds", (tier,), rec.latency_ms / 1000)
         if rec.cache == "hit":
-            m.inc("devloop_cache_hits_total", tier=tier)
+            m.add("devloop_cache_hits_total", (tier,))
         for listener in self.listeners:
             listener(rec)

@@ -23,7 +23,7 @@ from devloop import __version__
 from devloop.background import TrustTasks
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
-from devloop.gateway.metering import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from devloop.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from devloop.server import anthropic_api, ollama_api, openai_api, responses_api
 from devloop.server.errors import APIError, error_response
 from devloop.store.batches import has_pending_batches
@@ -141,13 +141,14 @@ def create_app(settings: Settings, profile: Profile, extra_routes: list[BaseRout
                 await gw.close()
 
     routes: list[BaseRoute] = [
-        Route("/", root, methods=["GET", "HEAD"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        # The faces first: routes are matched in order, and their calls are the hot path.
         *openai_api.routes,
         *ollama_api.routes,
         *anthropic_api.routes,
         *responses_api.routes,
+        Route("/", root, methods=["GET", "HEAD"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *(extra_routes or []),
     ]
     for factory in optional_route_factories():

@@ -87,6 +87,17 @@ class DbWriter:
         self._pending.append((fn, _Result(fut)))
         return await fut
 
+    def loop_reader(self) -> sqlite3.Connection | None:
+        """The loop's own connection, for a short read on the writer's loop (None anywhere
+        else). Its page cache stays warm: SQLite drops a connection's whole cache whenever
+        another connection has committed, and the loop's connection commits most rows
+        itself (a cache lookup: 31 µs on it, 45-53 µs on a separate reader)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return self._loop_conn if loop is self._loop and not self._closed else None
+
     def stream_opened(self) -> None:
         """A live stream started. While any is open, loop jobs are committed beside the
         loop: a commit on it would hold back the next piece of every open stream (measured:

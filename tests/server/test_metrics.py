@@ -89,3 +89,27 @@ async def test_settings_reach_the_ollama_probe(two: tuple[Gateway, Gateway]) -> 
     assert b.router.backends["local"].probe_timeout == Settings().ollama_probe_timeout  # type: ignore[attr-defined]
     health = await a.router.check("local")  # nothing listens on port 9
     assert not health.ok
+
+
+def test_histogram_buckets_are_cumulative_and_upper_bounds_inclusive() -> None:
+    """The tallied histograms expose what prometheus_client's would: ``le`` counts every
+    observation at or below the bound, ``+Inf`` and ``_count`` all of them."""
+    from devloop.gateway.metrics import Metrics
+
+    m = Metrics()
+    for seconds in (0.005, 0.007, 0.3, 500.0):
+        m.observe("devloop_request_duration_seconds", seconds, tier="local")
+    m.inc("devloop_requests_total", tier="local", key=None, cache="miss", status="200")
+    m.inc("devloop_requests_total", 2, status="200", cache="miss", key=None, tier="local")
+    got = {(s.name, s.labels.get("le")): s.value
+           for family in text_string_to_metric_families(m.render().decode())
+           for s in family.samples if s.labels.get("tier") == "local"}
+    assert got[("devloop_request_duration_seconds_bucket", "0.005")] == 1
+    assert got[("devloop_request_duration_seconds_bucket", "0.01")] == 2
+    assert got[("devloop_request_duration_seconds_bucket", "0.25")] == 2
+    assert got[("devloop_request_duration_seconds_bucket", "0.5")] == 3
+    assert got[("devloop_request_duration_seconds_bucket", "120.0")] == 3
+    assert got[("devloop_request_duration_seconds_bucket", "+Inf")] == 4
+    assert got[("devloop_request_duration_seconds_count", None)] == 4
+    assert got[("devloop_request_duration_seconds_sum", None)] == pytest.approx(500.312)
+    assert got[("devloop_requests_total", None)] == 3  # labels given in any order

@@ -68,3 +68,28 @@ def test_the_writer_opens_an_old_database(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 2
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_cache_entries_survive_the_lean_write_path_migration(tmp_path: Path) -> None:
+    """m022 rebuilds the cache keyed by its hash alone and drops the indexes no query reads;
+    the entries stored before it are kept and still found by key."""
+    path = tmp_path / "devloop.db"
+    lean = next(i for i, fn in enumerate(MIGRATIONS) if fn.__name__ == "m022_lean_write_path")
+    db = sqlite_utils.Database(connect(path))
+    db.execute("CREATE TABLE _migrations (n INTEGER PRIMARY KEY, name TEXT, ts REAL)")
+    for n, fn in enumerate(MIGRATIONS[:lean], start=1):
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, ?, 0)", (n, fn.__name__))
+    db.execute("INSERT INTO cache (key, namespace, model, body, prompt_tokens, "
+               "completion_tokens, created, expires) VALUES ('k1', 'ns', 'm', '{}', 3, 4, 1, 2)")
+    db.close()
+    open_db(path).close()
+    with sqlite3.connect(path) as conn:
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        cache_sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cache'").fetchone()
+        row = conn.execute("SELECT model, body, prompt_tokens, completion_tokens, expires "
+                           "FROM cache WHERE key = 'k1'").fetchone()
+    assert row == ("m", "{}", 3, 4, 2.0)
+    assert "WITHOUT ROWID" in cache_sql[0]
+    assert not {"idx_cache_expires", "idx_calls_feature"} & indexes
+    assert {"idx_calls_ts", "idx_calls_tier"} <= indexes  # what queries still read by

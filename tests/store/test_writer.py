@@ -157,3 +157,20 @@ def test_jobs_of_a_second_running_loop_go_through_the_thread(writer: DbWriter) -
     asyncio.run(main())
     assert seen == ["devloop-db-writer"]
     assert [n for n, _ in _rows(writer.path)] == [1, 2]
+
+
+async def test_loop_reader_is_the_loops_connection_only_on_that_loop(writer: DbWriter) -> None:
+    """Reads on the loop's own connection see every committed row; off the loop (another
+    thread, before any write) there is none and the caller uses its own reader."""
+    assert writer.loop_reader() is None  # no loop has written yet
+    await writer.run(_insert(1))
+    conn = writer.loop_reader()
+    assert conn is not None
+    assert conn.execute("SELECT n FROM t").fetchall() == [(1,)]
+    off_loop: list[object] = []
+    t = threading.Thread(target=lambda: off_loop.append(writer.loop_reader()))
+    t.start()
+    t.join()
+    assert off_loop == [None]
+    writer.submit(_insert(2)).result()  # committed by the thread, seen by the loop's reader
+    assert conn.execute("SELECT n FROM t ORDER BY n").fetchall() == [(1,), (2,)]
