@@ -210,7 +210,8 @@ class OpenAICompatBackend(Backend):
         events = self._sse(path, body, forward)
         async for event in events:
             usage = usage_from(event.get("usage"))
-            chunk_extra = {k: v for k, v in event.items() if k not in BODY_FIELDS} or None
+            chunk_extra = None if event.keys() <= BODY_FIELDS else (  # usually: a C check
+                {k: v for k, v in event.items() if k not in BODY_FIELDS} or None)
             for choice in event.get("choices") or ():
                 if choice.get("index", 0) != 0:
                     raise BackendError(f"{self.tier}: streamed choice {choice.get('index')}: "
@@ -218,7 +219,8 @@ class OpenAICompatBackend(Backend):
                 if chat:
                     d = choice.get("delta") or {}
                     text, tools = d.get("content") or "", d.get("tool_calls")
-                    extra = {k: v for k, v in d.items() if k not in MESSAGE_FIELDS and v} or None
+                    extra = None if d.keys() <= MESSAGE_FIELDS else (
+                        {k: v for k, v in d.items() if k not in MESSAGE_FIELDS and v} or None)
                 else:
                     text, tools, extra = choice.get("text") or "", None, None
                 finish = choice.get("finish_reason") or finish

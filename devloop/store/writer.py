@@ -59,6 +59,7 @@ class DbWriter:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop ``_pending`` is for
         self._pending: list[tuple[Job, Any]] = []
         self._rows_since_checkpoint = 0
+        self.checkpoints = 0  # WAL checkpoints the thread has run
         self._open_streams = 0
         self._thread = threading.Thread(target=self._run, name="devloop-db-writer", daemon=True)
         self._thread.start()
@@ -197,6 +198,7 @@ class DbWriter:
                     # PASSIVE: copies what no reader still needs and waits on no one; the
                     # loop keeps committing meanwhile (a checkpoint is not a write).
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    self.checkpoints += 1
                 if _STOP in items:
                     return
         finally:

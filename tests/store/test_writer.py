@@ -128,8 +128,13 @@ def test_the_wal_is_checkpointed_by_the_thread(writer: DbWriter) -> None:
     async def main() -> None:
         for i in range(CHECKPOINT_ROWS * 8):
             await writer.run(_insert(i))
-            if i % CHECKPOINT_ROWS == 0:
-                await asyncio.sleep(0.01)  # let the thread's checkpoint run
+            if i % CHECKPOINT_ROWS == CHECKPOINT_ROWS - 1:  # one is due: let the thread run it
+                done = i // CHECKPOINT_ROWS + 1
+                for _ in range(500):
+                    if writer.checkpoints >= done:
+                        break
+                    await asyncio.sleep(0.01)
+                assert writer.checkpoints >= done
 
     asyncio.run(main())
     assert wal.stat().st_size < 4 * 1024 * 1024
