@@ -32,6 +32,10 @@ ALL = ("direct", "devloop", "litellm", "portkey", "minimal")
 RESULTS = ROOT / ".bench" / "results"
 COUNTER = itertools.count()
 CPU_US: dict[str, float] = {}  # server CPU per request in the last measurement, microseconds
+# Whole-stream time (request to [DONE]) of each stream in the current measurement, ms: next to
+# time to first token, it tells a slower gateway from one whose first piece comes later
+# within an equally long stream (at a fixed concurrency the two split the same time).
+STREAM_TOTAL_MS: dict[str, list[float]] = {}
 
 
 @dataclass
@@ -179,6 +183,7 @@ async def one(t: Target, conn_index: int, stream: bool) -> float:
     if stream:
         if reply.ttft_ms is None:
             raise RuntimeError(f"{t.name}: stream without content: {reply.body[:300]!r}")
+        STREAM_TOTAL_MS.setdefault(t.name, []).append(reply.total_ms)
         return reply.ttft_ms
     return reply.total_ms
 
@@ -190,6 +195,7 @@ async def sequential(targets: list[Target], n: int, stream: bool) -> dict[str, l
         for _ in range(20):
             await one(t, 0, stream)
     cpu0 = {t.name: proc_cpu(t) for t in targets}
+    STREAM_TOTAL_MS.clear()
     for i in range(n):
         k = i % len(targets)
         for t in targets[k:] + targets[:k]:
@@ -228,6 +234,7 @@ async def concurrent(targets: list[Target], c: int, per_round: int, rounds: int,
 
     for t in targets:
         await burst(t, c * 2, keep=False)
+    STREAM_TOTAL_MS.clear()
     for r in range(rounds):
         k = r % len(targets)
         for t in targets[k:] + targets[:k]:
@@ -247,6 +254,8 @@ def added_table(lat: dict[str, list[float]], rps: dict[str, float] | None) -> di
             row.update({f"added_{q}": p[q] - base[q] for q in ("p50", "p95", "p99")})
         if rps:
             row["rps"] = rps[name]
+        if STREAM_TOTAL_MS.get(name):
+            row["stream_total_p50"] = pcts(STREAM_TOTAL_MS[name])["p50"]
         if name in CPU_US and name != "direct":  # the stub serves every target: not its own
             row["cpu_us"] = CPU_US[name]
         table[name] = row
@@ -278,3 +287,7 @@ def print_table(title: str, table: dict[str, dict]) -> None:
     if ratios:
         print(f"devloop added-p50 ratio to: {', '.join(ratios)}; devloop - minimal p50: "
               f"{dl.get('minus_minimal_p50', float('nan')):.2f} ms")
+    whole = {n: r["stream_total_p50"] for n, r in table.items() if "stream_total_p50" in r}
+    if whole:
+        print("whole stream (request to [DONE]) p50 ms: "
+              + ", ".join(f"{n} {v:.2f}" for n, v in whole.items()))
