@@ -44,6 +44,7 @@ from gateway_targets import (  # noqa: E402
     baseline_tree,
     body,
     concurrent,
+    paced,
     print_table,
     sequential,
     start_devloop,
@@ -77,6 +78,12 @@ async def section_compare(args: argparse.Namespace, work: Path, stub: Target) ->
             results[f"{kind}, sequential"] = added_table(lat, None)
             print_table(f"{kind}, sequential ({args.seq} interleaved requests each)",
                         results[f"{kind}, sequential"])
+            for rate in args.paced:
+                lat = await paced(targets, rate, args.per_round, args.rounds, stream)
+                key = f"{kind}, paced {rate:g}/s"
+                results[key] = added_table(lat, None)
+                print_table(f"{kind}, paced at {rate:g} requests/s, open loop ({args.rounds} "
+                            f"rounds x {args.per_round})", results[key])
             for c in args.concurrency:
                 per_round = max(args.per_round, c * 4)
                 lat, rps = await concurrent(targets, c, per_round, args.rounds, stream)
@@ -315,6 +322,8 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=400, help="sequential requests per target")
     ap.add_argument("--concurrency", default="10,50")
     ap.add_argument("--modes", default="plain,stream", help="plain (non-streaming), stream")
+    ap.add_argument("--paced", default="",
+                    help="open-loop rates (requests/s, comma-separated) to run besides")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per-round", type=int, default=200, help="requests per target per round")
     ap.add_argument("--gap-ms", type=float, default=1.0, help="stub's pause between pieces")
@@ -331,6 +340,7 @@ def main() -> None:
     args.only = {"direct", *args.only.split(",")}
     args.sections = set(args.sections.split(","))
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
+    args.paced = [float(r) for r in args.paced.split(",") if r]
     args.modes = args.modes.split(",")
     if args.quick:
         args.seq, args.rounds, args.per_round = 150, 2, 100

@@ -244,6 +244,49 @@ async def concurrent(targets: list[Target], c: int, per_round: int, rounds: int,
     return out, rps
 
 
+async def paced(targets: list[Target], rate: float, per_round: int, rounds: int, stream: bool
+                ) -> dict[str, list[float]]:
+    """Open loop: requests start every 1/``rate`` s whether or not earlier ones have ended
+    (what clients do; at a fixed concurrency a gateway that ends its streams sooner gets its
+    next request sooner and so times its own first tokens against more work in flight).
+    Rounds alternate targets, as in ``concurrent``."""
+    out: dict[str, list[float]] = {t.name: [] for t in targets}
+
+    async def round_of(t: Target, count: int, keep: bool) -> None:
+        free: list[int] = []
+        opened = 0
+
+        async def one_paced() -> None:
+            nonlocal opened
+            if free:
+                i = free.pop()
+            else:
+                i, opened = opened, opened + 1
+            try:
+                ms = await one(t, i, stream)
+            finally:
+                free.append(i)
+            if keep:
+                out[t.name].append(ms)
+
+        tasks, start = [], time.perf_counter()
+        for k in range(count):
+            delay = start + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one_paced()))
+        await asyncio.gather(*tasks)
+
+    for t in targets:
+        await round_of(t, int(rate) // 2, keep=False)
+    STREAM_TOTAL_MS.clear()
+    for r in range(rounds):
+        k = r % len(targets)
+        for t in targets[k:] + targets[:k]:
+            await round_of(t, per_round, keep=True)
+    return out
+
+
 def added_table(lat: dict[str, list[float]], rps: dict[str, float] | None) -> dict[str, dict]:
     base = pcts(lat["direct"])
     table: dict[str, dict] = {}
