@@ -167,7 +167,7 @@ def m021_no_request_hash_index(db: sqlite_utils.Database) -> None:
 @migration
 def m022_lean_write_path(db: sqlite_utils.Database) -> None:
     """Fewer B-tree pages written per answered call (each is a WAL frame, two writes, at the
-    commit: docs/benchmarks.md, "The ledger write"). The cache keyed by its hash alone
+    commit: docs/benchmarks.md, "The hot path, third pass"). The cache keyed by its hash alone
     (WITHOUT ROWID: one tree instead of a table and its key index); no index on
     ``cache.expires`` (no query reads by it: an expired entry is found by key and skipped)
     nor on ``calls.feature`` (budgets by feature read a ``ts`` range, served by its index)."""

@@ -16,7 +16,7 @@ collects the jobs of one turn of the loop and commits them together in one trans
 ``submit`` (from any thread) always uses the thread. One lock is the write slot: whoever
 holds it writes, on its own connection. The thread also runs the WAL checkpoints
 (``wal_autocheckpoint`` is off on the loop's connection), so the fsync a checkpoint needs
-never blocks the loop. Figures: docs/benchmarks.md ("The ledger write").
+never blocks the loop. Figures: docs/benchmarks.md ("The hot path again", "third pass").
 """
 
 from __future__ import annotations
