@@ -117,10 +117,10 @@ class Metrics:
         row[-1] += value
 
     def inc(self, name: str, value: float = 1.0, **labels: str | None) -> None:
-        self.add(name, tuple(map(labels.get, METRICS[name][2])), value)
+        self.add(name, _in_order(name, labels), value)
 
     def observe(self, name: str, value: float, **labels: str | None) -> None:
-        self.sample(name, tuple(map(labels.get, METRICS[name][2])), value)
+        self.sample(name, _in_order(name, labels), value)
 
     def set(self, name: str, value: float, **labels: str | None) -> None:
         gauge = self._gauges[name]
@@ -133,6 +133,15 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+def _in_order(name: str, labels: dict[str, str | None]) -> Labels:
+    """Label values by name -> in METRICS' order; ValueError for a wrong set of names (as
+    prometheus_client's ``labels()`` raises)."""
+    names = METRICS[name][2]
+    if len(labels) != len(names) or not labels.keys() <= set(names):
+        raise ValueError(f"{name}: labels {sorted(labels)}, expected {list(names)}")
+    return tuple(map(labels.get, names))
 
 
 class _Tallies(Collector):

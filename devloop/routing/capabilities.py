@@ -171,8 +171,8 @@ def _route_capable(decision: RouteDecision, wanted: list[Need],
         return decision
     chain = [t for t in decision.fallback_chain
              if all(honours(caps_of(t), n) for n in wanted)]
-    if len(chain) == len(decision.fallback_chain) and all(
-            honours(caps_of(decision.tier), n) for n in wanted):
+    missing = [n for n in wanted if not honours(caps_of(decision.tier), n)]
+    if not missing and len(chain) == len(decision.fallback_chain):
         return decision  # every tier honours every field: the common case, unchanged
     # Fallbacks that lack only optional needs stay last in the chain: if every capable tier
     # fails, they answer as text (the gateway strips the tools for them and says so).
@@ -183,7 +183,6 @@ def _route_capable(decision: RouteDecision, wanted: list[Need],
         f"fallback {t} skipped: it cannot honour "
         + ", ".join(describe(caps_of(t), n) for n in wanted if not honours(caps_of(t), n))
         for t in dropped)
-    missing = [n for n in wanted if not honours(caps_of(decision.tier), n)]
     if not missing:
         return dataclasses.replace(decision, fallback_chain=chain + text_only, skipped=skipped,
                                    text_only=text_only)

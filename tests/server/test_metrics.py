@@ -113,3 +113,10 @@ def test_histogram_buckets_are_cumulative_and_upper_bounds_inclusive() -> None:
     assert got[("devloop_request_duration_seconds_count", None)] == 4
     assert got[("devloop_request_duration_seconds_sum", None)] == pytest.approx(500.312)
     assert got[("devloop_requests_total", None)] == 3  # labels given in any order
+
+
+def test_a_wrong_label_name_is_refused() -> None:
+    from devloop.gateway.metrics import Metrics
+
+    with pytest.raises(ValueError, match="devloop_queue_rejected_total"):
+        Metrics().inc("devloop_queue_rejected_total", key="k", reasn="queue_full")
