@@ -111,6 +111,9 @@ class CompletionRequest(SamplingParams):
         return self.prompt if isinstance(self.prompt, str) else "".join(self.prompt)
 
 
+TextRequest = ChatRequest | CompletionRequest  # what chat and completions calls carry
+
+
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 

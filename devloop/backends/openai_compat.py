@@ -192,17 +192,17 @@ class OpenAICompatBackend(Backend):
                                forward_headers)
         return completion_from(data, model, False, self.tier)
 
-    async def chat_stream(self, req: ChatRequest, model: str,
-                          forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
-        async for delta in self._deltas("/chat/completions", self._body(req, model, True), True,
-                                        forward_headers):
-            yield delta
+    # The pieces come straight from ``_deltas``: a generator that only re-yields costs
+    # every piece one more resumption.
+    def chat_stream(self, req: ChatRequest, model: str,
+                    forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
+        return self._deltas("/chat/completions", self._body(req, model, True), True,
+                            forward_headers)
 
-    async def complete_stream(self, req: CompletionRequest, model: str,
-                              forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
-        async for delta in self._deltas("/completions", self._body(req, model, True), False,
-                                        forward_headers):
-            yield delta
+    def complete_stream(self, req: CompletionRequest, model: str,
+                        forward_headers: dict[str, str] | None = None) -> AsyncIterator[Delta]:
+        return self._deltas("/completions", self._body(req, model, True), False,
+                            forward_headers)
 
     async def _deltas(self, path: str, body: dict[str, Any], chat: bool,
                       forward: dict[str, str] | None) -> AsyncIterator[Delta]:

@@ -27,14 +27,14 @@ from devloop.config import Profile, Settings
 from devloop.gateway.admission import Admission, BudgetExceeded, Budgets
 from devloop.gateway.metering import Meter
 from devloop.gateway.metrics import Metrics
-from devloop.gateway.prepared import CacheStatus, CallResult, Prepared, TextRequest
+from devloop.gateway.prepared import CacheStatus, CallResult, Prepared
 from devloop.gateway.priority import PriorityGate
 from devloop.gateway.stream import StreamCall
 from devloop.pricing import Pricing
 from devloop.routing.capabilities import CapabilityError
 from devloop.routing.cascade import AnswerCheck, run_cascade
 from devloop.routing.classifier import ModelClassifier, needs_model_verdict
-from devloop.routing.policy import PolicyInput, decide
+from devloop.routing.policy import PolicyInput, apply_token_limits, decide
 from devloop.routing.router import Router
 from devloop.store.db import connect
 from devloop.store.writer import DbWriter
@@ -46,7 +46,7 @@ from devloop.types import (
     EmbeddingRequest,
     Embeddings,
     RequestContext,
-    RouteDecision,
+    TextRequest,
     Usage,
 )
 
@@ -210,9 +210,13 @@ class Gateway:
         if prep.priority_tier is not None:
             self.priority.leave(prep.priority_tier)
             prep.priority_tier = None
+
+    def stream_done(self, prep: Prepared) -> None:
+        """A live stream's ledger row is committed (or it failed before a row was owed): it
+        no longer counts as open for the writer (``DbWriter.stream_opened``)."""
         if prep.streaming:
-            self.writer.stream_closed()
             prep.streaming = False
+            self.writer.stream_closed()
 
     # -- the caches -------------------------------------------------------------------------
     async def _cached(self, prep: Prepared) -> CallResult | None:
@@ -345,6 +349,10 @@ class Gateway:
         await self._admit(prep)
         chat = isinstance(prep.req, ChatRequest)
         self.in_flight += 1
+        # Open for the writer from now until its own row is committed: a group committed on
+        # the loop meanwhile would hold back this stream's first token or its [DONE].
+        prep.streaming = True
+        self.writer.stream_opened()
 
         async def attempt(backend: Backend, model: str) -> tuple[AsyncIterator[Delta], Delta]:
             await self.admission.admit_fallback(prep, backend.tier)
@@ -357,17 +365,18 @@ class Gateway:
 
         try:
             (it, first), tier, note = await self.router.run(prep.decision, attempt)
-        except BackendError as exc:
+        except BaseException as exc:  # an upstream failure, a fallback's budget, the client left
             self.release(prep)
-            await self._failed(prep, exc)
+            try:
+                if isinstance(exc, BackendError):
+                    await self._failed(prep, exc)
+            finally:
+                self.stream_done(prep)
+            if isinstance(exc, StopAsyncIteration):
+                raise BackendError("upstream stream was empty") from None
             raise
-        except StopAsyncIteration:
-            self.release(prep)
-            raise BackendError("upstream stream was empty") from None
         if prep.ctx.priority != "background" and self.priority.enter(tier):
             prep.priority_tier = tier  # background work yields until this stream ends
-        prep.streaming = True
-        self.writer.stream_opened()
         return StreamCall(self, prep, tier, self.router.backends[tier].kind,
                           prep.decision.reason + note, it=it, first=first)
 
@@ -377,18 +386,3 @@ class Gateway:
         await self.meter.failure(prep, tier, self.router.backends[tier].kind,
                                  self.router.model_for(tier, prep.decision), exc)
 
-
-def apply_token_limits(req: TextRequest, decision: RouteDecision) -> TextRequest:
-    """Per-route output limits: a default for requests that set none, and a cap."""
-    limit = req.token_limit()
-    new = limit if limit is not None else decision.default_max_tokens
-    if decision.max_tokens_cap is not None and new is not None:
-        new = min(new, decision.max_tokens_cap)
-    elif decision.max_tokens_cap is not None:
-        new = decision.max_tokens_cap
-    if new == limit:
-        return req
-    update: dict[str, Any] = {"max_tokens": new}
-    if isinstance(req, ChatRequest) and req.max_completion_tokens is not None:
-        update["max_completion_tokens"] = new
-    return req.model_copy(update=update)

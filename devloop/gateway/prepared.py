@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from devloop.types import (
-    ChatRequest,
     Completion,
-    CompletionRequest,
     Embeddings,
     RequestContext,
     RouteDecision,
@@ -17,7 +15,6 @@ from devloop.types import (
 if TYPE_CHECKING:
     from devloop.gateway.admission import Reservation
 
-TextRequest = ChatRequest | CompletionRequest
 CacheStatus = Literal["hit", "miss", "bypass", "off"]
 
 

@@ -64,17 +64,20 @@ class StreamCall:
             raise
         finally:
             gw.release(prep)
-            usage = acc.usage
-            if usage is None or not usage.total_tokens:
-                usage = gw.meter.count(prep.req, acc.text)
-            self.usage = usage
-            completion = acc.completion(self.model, usage, self.tier)
-            key = gw.served_key(prep, self.tier)
-            cache_row = (gw.cache.put(key, completion, defer=True)
-                         if status == 200 and key else None)
-            self.result = await gw.meter.finish(prep, self.tier, self.backend, self.model,
-                                                self.reason, completion, 0.0, ttft, True, status,
-                                                error, cache_row)
+            try:
+                usage = acc.usage
+                if usage is None or not usage.total_tokens:
+                    usage = gw.meter.count(prep.req, acc.text)
+                self.usage = usage
+                completion = acc.completion(self.model, usage, self.tier)
+                key = gw.served_key(prep, self.tier)
+                cache_row = (gw.cache.put(key, completion, defer=True)
+                             if status == 200 and key else None)
+                self.result = await gw.meter.finish(prep, self.tier, self.backend, self.model,
+                                                    self.reason, completion, 0.0, ttft, True,
+                                                    status, error, cache_row)
+            finally:
+                gw.stream_done(prep)
         if self.error is not None:
             raise self.error
         yield Delta(finish_reason=completion.finish_reason, usage=usage)

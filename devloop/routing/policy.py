@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from typing import Any
 
 from devloop.config import Profile, Route
 from devloop.prompt_signals import CODE_SIGNALS, FILE_SIGNALS, TASK_VERBS
-from devloop.types import RouteDecision
+from devloop.types import ChatRequest, RouteDecision, TextRequest
 
 
 class ModelNotFound(LookupError):
@@ -216,3 +217,19 @@ def decide(inp: PolicyInput, profile: Profile, state: TierState | None = None) -
         escalate_to=route.escalate_to if route and not inp.forced_tier else None,
         checks=tuple(route.checks) if route else (),
     )
+
+
+def apply_token_limits(req: TextRequest, decision: RouteDecision) -> TextRequest:
+    """Per-route output limits: a default for requests that set none, and a cap."""
+    limit = req.token_limit()
+    new = limit if limit is not None else decision.default_max_tokens
+    if decision.max_tokens_cap is not None and new is not None:
+        new = min(new, decision.max_tokens_cap)
+    elif decision.max_tokens_cap is not None:
+        new = decision.max_tokens_cap
+    if new == limit:
+        return req
+    update: dict[str, Any] = {"max_tokens": new}
+    if isinstance(req, ChatRequest) and req.max_completion_tokens is not None:
+        update["max_completion_tokens"] = new
+    return req.model_copy(update=update)

@@ -104,8 +104,12 @@ async def sse(call: StreamCall, chat: bool, include_usage: bool) -> AsyncIterato
         "created": created, "model": call.model,
     }
 
+    head = b"data: " + orjson.dumps(base)[:-1] + b',"choices":'  # the same bytes, made once
+
     def event(choices: list[dict[str, Any]], chunk_extra: dict[str, Any] | None,
               **extra: Any) -> bytes:
+        if not chunk_extra and not extra:
+            return head + orjson.dumps(choices) + b"}\n\n"
         return b"data: " + orjson.dumps({**base, **(chunk_extra or {}), "choices": choices,
                                           **extra}) + b"\n\n"
 

@@ -100,9 +100,10 @@ class DbWriter:
         return self._loop_conn if loop is self._loop and not self._closed else None
 
     def stream_opened(self) -> None:
-        """A live stream started. While any is open, loop jobs are committed beside the
-        loop: a commit on it would hold back the next piece of every open stream (measured:
-        time to first token at 10 streams in flight 1.3-1.5x the thread's)."""
+        """A live stream was admitted; it stays open until its own row is committed
+        (``stream_closed``). While any is open, loop jobs are committed beside the loop: a
+        commit on it would hold back the first token or the next piece of every open stream
+        (measured: time to first token at 10 streams in flight 1.3-1.5x the thread's)."""
         self._open_streams += 1
 
     def stream_closed(self) -> None:

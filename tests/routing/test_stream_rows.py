@@ -1,0 +1,102 @@
+"""Where a live stream's ledger row and the rows around it are committed.
+
+While any stream is open the writer commits beside the loop (its thread), so a commit never
+holds back a stream's first token or its [DONE]. A stream counts as open from the moment it is
+admitted (before its first piece) until its own row is committed, on every way it can end."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from devloop.backends import BackendError
+from devloop.config import Profile, Settings
+from devloop.gateway import Gateway
+from devloop.types import ChatRequest, RequestContext
+from tests.routing.stub_upstream import StubUpstream
+
+
+@pytest.fixture
+def stub() -> Iterator[StubUpstream]:
+    with StubUpstream() as s:
+        yield s
+
+
+@pytest.fixture
+async def gw(tmp_path: Path, stub: StubUpstream) -> AsyncIterator[Gateway]:
+    profile = Profile.model_validate({
+        "name": "stream-rows", "production_model": "anthropic/claude-sonnet-4-5",
+        "tiers": {"shared": {"backend": "openai", "base_url": stub.base_url,
+                             "model": "stub-model", "timeout": 10}},
+        "routes": [{"tier": "shared"}], "fallbacks": [], "cache": {"enabled": False}})
+    gateway = Gateway(Settings(home=tmp_path / "home"), profile)
+    await gateway.start(probe=False)
+    yield gateway
+    await gateway.close()
+
+
+def committer(conn: sqlite3.Connection) -> str:
+    """A writer job that says which thread committed it."""
+    return threading.current_thread().name
+
+
+def streaming() -> ChatRequest:
+    return ChatRequest.model_validate({"model": "auto", "stream": True, "max_tokens": 3,
+                                       "messages": [{"role": "user", "content": "Hello"}]})
+
+
+def ctx() -> RequestContext:
+    return RequestContext(uuid.uuid4().hex, "chat", "openai")
+
+
+async def until_upstream_has(stub: StubUpstream, n: int) -> None:
+    for _ in range(1000):
+        if stub.state.chat_requests >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the request never reached the upstream")
+
+
+async def test_a_stream_is_open_from_admission_until_its_row_is_committed(
+        gw: Gateway, stub: StubUpstream) -> None:
+    loop_thread = threading.current_thread().name
+    assert await gw.writer.run(committer) == loop_thread  # nothing open: on the loop
+    stub.state.delay = 0.5  # the upstream holds back the first piece
+    opening = asyncio.create_task(gw.stream(streaming(), ctx()))
+    await until_upstream_has(stub, 1)
+    # admitted, no piece yet: a row committed now goes beside the loop
+    assert await gw.writer.run(committer) == "devloop-db-writer"
+    call = await opening
+    pieces = [d async for d in call.deltas()]
+    assert "".join(d.text for d in pieces) == "w0 w1 w2 "
+    assert call.result is not None and call.result.completion is not None
+    # its own row is committed: nothing is open any more
+    assert await gw.writer.run(committer) == loop_thread
+    with sqlite3.connect(gw.settings.db_path) as conn:
+        assert conn.execute("SELECT stream, status FROM calls").fetchall() == [(1, 200)]
+
+
+async def test_a_stream_that_fails_before_its_first_piece_is_closed(
+        gw: Gateway, stub: StubUpstream) -> None:
+    stub.state.mode, stub.state.status = "error", 400
+    with pytest.raises(BackendError):
+        await gw.stream(streaming(), ctx())
+    assert await gw.writer.run(committer) == threading.current_thread().name
+    with sqlite3.connect(gw.settings.db_path) as conn:
+        assert [s for (s,) in conn.execute("SELECT status FROM calls")] == [400]
+
+
+async def test_a_stream_the_client_leaves_is_closed(gw: Gateway, stub: StubUpstream) -> None:
+    call = await gw.stream(streaming(), ctx())
+    pieces = call.deltas()
+    assert (await anext(pieces)).text == "w0 "
+    await pieces.aclose()  # the client went away after the first piece
+    assert await gw.writer.run(committer) == threading.current_thread().name
+    with sqlite3.connect(gw.settings.db_path) as conn:
+        assert conn.execute("SELECT status FROM calls").fetchall() == [(499,)]
