@@ -247,12 +247,22 @@ async def stream_sse(request: web.Request, events: Iterable[Event], *, done: boo
             return resp
         head = f"event: {name}\n".encode() if name else b""
         await resp.write(head + b"data: " + orjson.dumps(data) + b"\n\n")
-        if pause:
-            await asyncio.sleep(pause)
+        if pause and not await _paused(request, pause):
+            return resp  # the client went away during the pause
     if done:
         await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
     return resp
+
+
+async def _paused(request: web.Request, seconds: float) -> bool:
+    """Wait ``seconds``; False as soon as the client has closed the connection."""
+    end = asyncio.get_running_loop().time() + seconds
+    while (left := end - asyncio.get_running_loop().time()) > 0:
+        if request.transport is None or request.transport.is_closing():
+            return False
+        await asyncio.sleep(min(left, 0.05))
+    return True
 
 
 async def stream_lines(request: web.Request, lines: Iterable[dict[str, Any]]) -> web.StreamResponse:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from devloop.backends.native import speaks
 from devloop.gateway import Gateway, StreamCall
@@ -24,6 +24,7 @@ from devloop.server.http import (
     result_headers,
     stream_headers,
 )
+from devloop.server.streaming import LiveStream
 from devloop.types import ChatRequest, Completion, Endpoint, NativeCall
 
 log = logging.getLogger("devloop.server.native_face")
@@ -57,8 +58,8 @@ async def answer(request: Request, req: ChatRequest, ignored: list[str], native_
         call = await gw.stream(req, ctx)
         native = call.cache != "hit" and native_tier(gw, call.tier, call.model, protocol)
         headers = ignored_header(stream_headers(call), ignored, native, ctx.request_id, call.tier)
-        return StreamingResponse(relay(call, native, events(call)),
-                                 media_type="text/event-stream", headers=headers)
+        return LiveStream(relay(call, native, events(call)), media_type="text/event-stream",
+                          headers=headers)
     result = await gw.call(req, ctx)
     c = result.completion
     assert c is not None

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from devloop.accumulate import StreamAccumulator
@@ -43,6 +43,7 @@ from devloop.server.ollama_convert import (
     generate_request,
     ollama_tool_calls,
 )
+from devloop.server.streaming import LiveStream
 from devloop.types import ChatRequest, CompletionRequest, EmbeddingRequest, Usage
 
 OLLAMA_VERSION = "0.12.6"  # the Ollama API level these endpoints follow
@@ -134,7 +135,7 @@ async def _run(request: Request, req: ChatRequest | CompletionRequest, chat: boo
     started = time.perf_counter_ns()
     if req.stream:
         call = await gw.stream(req, ctx)
-        return StreamingResponse(
+        return LiveStream(
             ndjson(call, chat, started), media_type=NDJSON,
             headers=stream_headers(call))
     result = await gw.call(req, ctx)

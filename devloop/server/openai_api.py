@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from devloop.gateway import StreamCall
@@ -26,6 +26,7 @@ from devloop.server.http import (
     stream_headers,
     translate,
 )
+from devloop.server.streaming import LiveStream
 from devloop.types import ChatRequest, Completion, CompletionRequest, EmbeddingRequest
 
 JSON = "application/json"
@@ -86,7 +87,7 @@ async def _text(request: Request, req: ChatRequest | CompletionRequest, chat: bo
     if req.stream:
         call = await gw.stream(req, ctx)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(
+        return LiveStream(
             sse(call, chat, include_usage), media_type="text/event-stream",
             headers=stream_headers(call),
         )

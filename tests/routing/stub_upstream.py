@@ -41,6 +41,7 @@ class StubState:
     mode: str = "ok"  # ok | error | drop
     status: int = 503  # for mode "error"
     delay: float = 0.0  # seconds before answering
+    pause: float = 0.005  # seconds between streamed pieces
     completion_tokens: int | None = None  # default: max_tokens, else 8
     # None: bill like a provider whose tokenizer counts 20% more than cl100k, plus the
     # per-message framing tokens (OpenAI: 3 a message, 3 to prime the reply).
@@ -83,5 +84,5 @@ class StubUpstream(ScriptedServer):
                     finish="length", usage=billed, id="stub", created=int(time.time())))
             chunks = chat_chunks(model=model, id="stub", finish="length", text=words,
                                  role=False, usage=billed if wants_usage(body) else None)
-            return await stream_sse(request, chunks, done=True, pause=0.005,
+            return await stream_sse(request, chunks, done=True, pause=s.pause,
                                     drop_at=3 if s.mode == "drop" else None)

@@ -1,4 +1,5 @@
-"""Where a live stream's ledger row and the rows around it are committed.
+"""A live stream's ledger row: where it and the rows around it are committed, and that a
+client leaving mid-stream stops the upstream call and is booked as 499.
 
 While any stream is open the writer commits beside the loop (its thread), so a commit never
 holds back a stream's first token or its [DONE]. A stream counts as open from the moment it is
@@ -9,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devloop.backends import BackendError
 from devloop.config import Profile, Settings
 from devloop.gateway import Gateway
 from devloop.types import ChatRequest, RequestContext
+from tests.helpers import start_server, write_profile
 from tests.routing.stub_upstream import StubUpstream
 
 
@@ -100,3 +104,42 @@ async def test_a_stream_the_client_leaves_is_closed(gw: Gateway, stub: StubUpstr
     assert await gw.writer.run(committer) == threading.current_thread().name
     with sqlite3.connect(gw.settings.db_path) as conn:
         assert conn.execute("SELECT status FROM calls").fetchall() == [(499,)]
+
+
+@pytest.mark.slow
+def test_a_client_that_leaves_mid_stream_stops_the_upstream_call(
+        tmp_path: Path, stub: StubUpstream) -> None:
+    stub.state.pause = 60.0  # the upstream's next piece is a minute away
+    profile = write_profile(tmp_path / "p.yaml", f"""
+name: leave
+production_model: anthropic/claude-sonnet-4-5
+tiers:
+  shared: {{backend: openai, base_url: "{stub.base_url}", model: stub-model, timeout: 120}}
+routes:
+  - {{tier: shared}}
+fallbacks: []
+cache: {{enabled: false}}
+""")
+    server = start_server(profile, tmp_path / "home")
+    try:
+        with httpx.stream("POST", server.base_url + "/v1/chat/completions", timeout=30, json={
+                "model": "auto", "stream": True, "max_tokens": 3,
+                "messages": [{"role": "user", "content": "Hello"}]}) as resp:
+            assert resp.status_code == 200
+            assert any('"content":"w0 "' in line for line in resp.iter_lines())
+        # the client has gone after the first piece: the row is written long before the
+        # upstream's next piece would have come
+        for _ in range(200):
+            with sqlite3.connect(server.db_path) as conn:
+                rows = conn.execute("SELECT status, error FROM calls").fetchall()
+            if rows:
+                break
+            time.sleep(0.05)
+        assert rows == [(499, "client disconnected")]
+        for _ in range(200):  # and devloop has closed its upstream connection
+            if stub.in_flight == 0:
+                break
+            time.sleep(0.05)
+        assert stub.in_flight == 0 and stub.state.chat_requests == 1
+    finally:
+        server.stop()
