@@ -125,8 +125,9 @@ async def hits_at(dl: Target, payload: bytes, c: int, n: int) -> tuple[list[floa
 
 
 async def section_cache(args: argparse.Namespace, work: Path, stub: Target) -> dict:
-    """Cache hits on one repeated request: devloop, then the baseline (when asked), each
-    measured the same way, alternating runs so a load change hits both."""
+    """Cache hits on one repeated request: devloop and the baseline (when asked), each
+    measured the same way, interleaved (sequential: request by request; concurrent: round by
+    round) so a load change hits both."""
     trees: dict[str, Path | None] = {"devloop": None}
     if args.baseline:
         trees["baseline"] = baseline_tree(args.baseline)
@@ -141,13 +142,15 @@ async def section_cache(args: argparse.Namespace, work: Path, stub: Target) -> d
             assert first.headers.get(b"x-devloop-cache") == b"miss", first.headers
             for _ in range(200):
                 await dl.conn(0).request("POST", dl.path, same)
-        for name, dl in servers.items():
-            seq = []
-            for _ in range(args.cache_seq):
+        seq: dict[str, list[float]] = {name: [] for name in servers}
+        order = list(servers.items())
+        for i in range(args.cache_seq):  # request by request, the order turning each time
+            for name, dl in (order if i % 2 == 0 else order[::-1]):
                 r = await dl.conn(0).request("POST", dl.path, same)
                 assert r.status == 200 and r.headers.get(b"x-devloop-cache") == b"hit"
-                seq.append(r.total_ms)
-            out[name]["sequential"] = pcts(seq)
+                seq[name].append(r.total_ms)
+        for name in servers:
+            out[name]["sequential"] = pcts(seq[name])
         for c in (10, 50):  # rounds alternate between the servers; rps is the median round's
             lats: dict[str, list[float]] = {name: [] for name in servers}
             rates: dict[str, list[float]] = {name: [] for name in servers}

@@ -13,6 +13,7 @@ or ``embed``. A call passes the stages in order:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -25,7 +26,7 @@ from devloop.backends import Backend, BackendError
 from devloop.cache import ResponseCache, cache_key
 from devloop.config import Profile, Settings
 from devloop.gateway.admission import Admission, BudgetExceeded, Budgets
-from devloop.gateway.metering import Meter
+from devloop.gateway.metering import Meter, request_digests
 from devloop.gateway.metrics import Metrics
 from devloop.gateway.prepared import CacheStatus, CallResult, Prepared
 from devloop.gateway.priority import PriorityGate
@@ -284,6 +285,7 @@ class Gateway:
                 upstream_ms += (time.perf_counter() - t) * 1000
 
         self.in_flight += 1
+        asyncio.get_running_loop().call_soon(request_digests, prep)  # made while upstream works
         try:
             completion, tier, note = await self.router.run(prep.decision, attempt)
         except BackendError as exc:
@@ -363,6 +365,7 @@ class Gateway:
             first = await it.__anext__()  # connection errors surface here, before headers
             return it, first
 
+        asyncio.get_running_loop().call_soon(request_digests, prep)  # made while upstream works
         try:
             (it, first), tier, note = await self.router.run(prep.decision, attempt)
         except BaseException as exc:  # an upstream failure, a fallback's budget, the client left

@@ -42,6 +42,8 @@ class Prepared:
     priority_tier: str | None = None
     # A live stream is open: the writer commits beside the loop until it is released.
     streaming: bool = False
+    # (the request they were made of, prefix hash, request hash): see metering.request_digests
+    digests: tuple[Any, str, str] | None = None
 
 
 @dataclass(slots=True)
