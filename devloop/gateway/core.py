@@ -370,13 +370,17 @@ class Gateway:
             (it, first), tier, note = await self.router.run(prep.decision, attempt)
         except BaseException as exc:  # an upstream failure, a fallback's budget, the client left
             self.release(prep)
+            failure = (BackendError("upstream stream was empty")
+                       if isinstance(exc, StopAsyncIteration) else exc)
             try:
-                if isinstance(exc, BackendError):
-                    await self._failed(prep, exc)
+                if isinstance(failure, BackendError):
+                    await self._failed(prep, failure)  # a row, and the reservation released
+                else:
+                    self.admission.release_reservation(prep)
             finally:
                 self.stream_done(prep)
-            if isinstance(exc, StopAsyncIteration):
-                raise BackendError("upstream stream was empty") from None
+            if failure is not exc:
+                raise failure from None
             raise
         if prep.ctx.priority != "background" and self.priority.enter(tier):
             prep.priority_tier = tier  # background work yields until this stream ends

@@ -7,6 +7,7 @@ the writes that belong to it (the cache row, the settled reservation, stored bod
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -155,7 +156,11 @@ class Meter:
         if not self.store:
             self.budgets.release(reservation)
             return
-        await self.writer.run(insert_call_job(rec, Budgets.settle_job(reservation), also))
+        try:
+            await self.writer.run(insert_call_job(rec, Budgets.settle_job(reservation), also))
+        except asyncio.CancelledError:  # the client left: the writer still commits the row
+            self.observe(rec)
+            raise
         self.observe(rec)
 
     def observe(self, rec: CallRecord) -> None:

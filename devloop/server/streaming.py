@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 class LiveStream(Response):
     """``content``: the body's pieces (bytes, or text sent as UTF-8), each sent as it comes;
-    status 200."""
+    status 200. The body is closed (``aclose``) however the response ends."""
 
     def __init__(self, content: AsyncIterable[bytes | str], media_type: str,
                  headers: Mapping[str, str] | None = None) -> None:
@@ -47,13 +47,18 @@ class LiveStream(Response):
                 task.cancel()
 
         listener = asyncio.get_running_loop().create_task(listen())
+        body = aiter(self.body_iterator)
         try:
+            # The body starts before anything is sent, so a client that leaves while a send
+            # waits (a full socket buffer) ends a body that has begun: closing it below runs
+            # its own cleanup (release, the 499 row). A body never begun would skip that.
+            chunk = await anext(body, None)
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})
-            async for chunk in self.body_iterator:
-                if not isinstance(chunk, bytes):
-                    chunk = chunk.encode(self.charset)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            while chunk is not None:
+                await send({"type": "http.response.body", "more_body": True,
+                            "body": chunk if isinstance(chunk, bytes) else chunk.encode()})
+                chunk = await anext(body, None)
             streaming = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -62,3 +67,6 @@ class LiveStream(Response):
         finally:
             streaming = False
             listener.cancel()
+            close = getattr(body, "aclose", None)
+            if close is not None:  # a body stopped between two pieces: its cleanup runs now
+                await close()

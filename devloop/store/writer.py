@@ -109,6 +109,11 @@ class DbWriter:
     def stream_closed(self) -> None:
         self._open_streams = max(0, self._open_streams - 1)
 
+    @property
+    def open_streams(self) -> int:
+        """Live streams open now: while any is, loop jobs are committed beside the loop."""
+        return self._open_streams
+
     def insert(self, table: str, row: dict[str, Any]) -> Future[int]:
         cols = ", ".join(f"[{c}]" for c in row)
         marks = ", ".join("?" for _ in row)

@@ -34,15 +34,25 @@ def stub() -> Iterator[StubUpstream]:
 
 @pytest.fixture
 async def gw(tmp_path: Path, stub: StubUpstream) -> AsyncIterator[Gateway]:
+    # a budget with a price: every stream holds a reservation until its row settles it
     profile = Profile.model_validate({
         "name": "stream-rows", "production_model": "anthropic/claude-sonnet-4-5",
         "tiers": {"shared": {"backend": "openai", "base_url": stub.base_url,
                              "model": "stub-model", "timeout": 10}},
-        "routes": [{"tier": "shared"}], "fallbacks": [], "cache": {"enabled": False}})
+        "routes": [{"tier": "shared"}], "fallbacks": [], "cache": {"enabled": False},
+        "budgets": [{"scope": "global", "usd": 100, "period": "day"}],
+        "prices": {"stub-model": {"input": 1.0, "output": 2.0}}})
     gateway = Gateway(Settings(home=tmp_path / "home"), profile)
     await gateway.start(probe=False)
     yield gateway
     await gateway.close()
+
+
+def held(gw: Gateway) -> list[tuple[int]]:
+    """Reservations still holding budget (the writer's queue drained first)."""
+    gw.writer.submit(committer).result(10)
+    with sqlite3.connect(gw.settings.db_path) as conn:
+        return conn.execute("SELECT settled FROM reservations WHERE settled = 0").fetchall()
 
 
 def committer(conn: sqlite3.Connection) -> str:
@@ -84,6 +94,7 @@ async def test_a_stream_is_open_from_admission_until_its_row_is_committed(
     assert await gw.writer.run(committer) == loop_thread
     with sqlite3.connect(gw.settings.db_path) as conn:
         assert conn.execute("SELECT stream, status FROM calls").fetchall() == [(1, 200)]
+    assert held(gw) == []
 
 
 async def test_a_stream_that_fails_before_its_first_piece_is_closed(
@@ -91,9 +102,22 @@ async def test_a_stream_that_fails_before_its_first_piece_is_closed(
     stub.state.mode, stub.state.status = "error", 400
     with pytest.raises(BackendError):
         await gw.stream(streaming(), ctx())
-    assert await gw.writer.run(committer) == threading.current_thread().name
+    assert gw.writer.open_streams == 0 and gw.in_flight == 0
+    assert held(gw) == []
     with sqlite3.connect(gw.settings.db_path) as conn:
         assert [s for (s,) in conn.execute("SELECT status FROM calls")] == [400]
+
+
+async def test_a_stream_cancelled_before_its_first_piece_is_closed(
+        gw: Gateway, stub: StubUpstream) -> None:
+    stub.state.delay = 2.0
+    opening = asyncio.create_task(gw.stream(streaming(), ctx()))
+    await until_upstream_has(stub, 1)
+    opening.cancel()  # the client left while the upstream was still thinking
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    assert gw.writer.open_streams == 0 and gw.in_flight == 0
+    assert held(gw) == []  # its reservation no longer holds the budget
 
 
 async def test_a_stream_the_client_leaves_is_closed(gw: Gateway, stub: StubUpstream) -> None:
@@ -101,7 +125,8 @@ async def test_a_stream_the_client_leaves_is_closed(gw: Gateway, stub: StubUpstr
     pieces = call.deltas()
     assert (await anext(pieces)).text == "w0 "
     await pieces.aclose()  # the client went away after the first piece
-    assert await gw.writer.run(committer) == threading.current_thread().name
+    assert gw.writer.open_streams == 0 and gw.in_flight == 0
+    assert held(gw) == []
     with sqlite3.connect(gw.settings.db_path) as conn:
         assert conn.execute("SELECT status FROM calls").fetchall() == [(499,)]
 
