@@ -40,7 +40,8 @@ class Prepared:
     parent_request_id: str | None = None
     # An interactive stream on a local/shared tier, counted by the priority gate until released.
     priority_tier: str | None = None
-    # A live stream is open: the writer commits beside the loop until it is released.
+    # A live stream is open (from admission until its row is committed): the writer
+    # commits beside the loop meanwhile.
     streaming: bool = False
     # (the request they were made of, prefix hash, request hash): see metering.request_digests
     digests: tuple[Any, str, str] | None = None
