@@ -65,8 +65,7 @@ class LiveStream(Response):
             if not left or task.uncancel() > 0:  # cancelled from outside too: pass it on
                 raise
         finally:
-            streaming = False
-            listener.cancel()
+            listener.cancel()  # before it next runs: it cannot cancel the body's cleanup below
             close = getattr(body, "aclose", None)
             if close is not None:  # a body stopped between two pieces: its cleanup runs now
                 await close()

@@ -12,8 +12,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -24,6 +25,8 @@ from devloop.gateway import Gateway
 from devloop.types import ChatRequest, RequestContext
 from tests.helpers import start_server, write_profile
 from tests.routing.stub_upstream import StubUpstream
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -67,6 +70,14 @@ def streaming() -> ChatRequest:
 
 def ctx() -> RequestContext:
     return RequestContext(uuid.uuid4().hex, "chat", "openai")
+
+
+def within(seconds: float, check: Callable[[], T]) -> T:
+    """``check()``'s first truthy value within ``seconds`` (else its last value)."""
+    end = time.monotonic() + seconds
+    while not (value := check()) and time.monotonic() < end:
+        time.sleep(0.05)
+    return value
 
 
 async def until_upstream_has(stub: StubUpstream, n: int) -> None:
@@ -154,17 +165,12 @@ cache: {{enabled: false}}
             assert any('"content":"w0 "' in line for line in resp.iter_lines())
         # the client has gone after the first piece: the row is written long before the
         # upstream's next piece would have come
-        for _ in range(200):
+        def rows() -> list[tuple[int, str]]:
             with sqlite3.connect(server.db_path) as conn:
-                rows = conn.execute("SELECT status, error FROM calls").fetchall()
-            if rows:
-                break
-            time.sleep(0.05)
-        assert rows == [(499, "client disconnected")]
-        for _ in range(200):  # and devloop has closed its upstream connection
-            if stub.in_flight == 0:
-                break
-            time.sleep(0.05)
+                return conn.execute("SELECT status, error FROM calls").fetchall()
+
+        assert within(10, rows) == [(499, "client disconnected")]
+        within(10, lambda: stub.in_flight == 0)  # devloop has closed its upstream connection
         assert stub.in_flight == 0 and stub.state.chat_requests == 1
     finally:
         server.stop()

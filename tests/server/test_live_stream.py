@@ -54,6 +54,16 @@ def pieces(log: list[str], n: int, pause: asyncio.Event | None = None
     return gen()
 
 
+async def first_piece_sent(log: list[str], client: Client, pause: asyncio.Event | None = None
+                           ) -> asyncio.Task[None]:
+    """A LiveStream of three pieces being served, once its first piece has been sent."""
+    serving = asyncio.create_task(LiveStream(pieces(log, 3, pause), "text/event-stream")(
+        SCOPE, client.receive, client.send))
+    while len(client.sent) < 2:
+        await asyncio.sleep(0)
+    return serving
+
+
 async def test_streams_every_piece_then_ends() -> None:
     log: list[str] = []
     client = Client()
@@ -67,11 +77,7 @@ async def test_streams_every_piece_then_ends() -> None:
 async def test_a_client_leaving_mid_body_cancels_the_body_only() -> None:
     log: list[str] = []
     client = Client()
-    slow = asyncio.Event()
-    serving = asyncio.create_task(LiveStream(pieces(log, 3, slow), "text/event-stream")(
-        SCOPE, client.receive, client.send))
-    while len(client.sent) < 2:
-        await asyncio.sleep(0)
+    serving = await first_piece_sent(log, client, asyncio.Event())  # piece 2 is slow
     client.leave.set()
     await serving  # returns: the cancellation it caused is its own
     assert not serving.cancelled()
@@ -82,10 +88,7 @@ async def test_a_client_leaving_mid_body_cancels_the_body_only() -> None:
 async def test_a_client_leaving_during_a_blocked_send_still_closes_the_body() -> None:
     log: list[str] = []
     client = Client(block_at=2)  # the first piece's send never completes
-    serving = asyncio.create_task(LiveStream(pieces(log, 3), "text/event-stream")(
-        SCOPE, client.receive, client.send))
-    while len(client.sent) < 2:
-        await asyncio.sleep(0)
+    serving = await first_piece_sent(log, client)
     client.leave.set()
     await serving
     assert log == ["GeneratorExit", "closed"]  # its cleanup ran now, not at garbage collection
@@ -94,11 +97,7 @@ async def test_a_client_leaving_during_a_blocked_send_still_closes_the_body() ->
 async def test_a_cancellation_from_outside_is_passed_on() -> None:
     log: list[str] = []
     client = Client()
-    slow = asyncio.Event()
-    serving = asyncio.create_task(LiveStream(pieces(log, 3, slow), "text/event-stream")(
-        SCOPE, client.receive, client.send))
-    while len(client.sent) < 2:
-        await asyncio.sleep(0)
+    serving = await first_piece_sent(log, client, asyncio.Event())  # piece 2 is slow
     serving.cancel()  # server shutdown, not the client
     with pytest.raises(asyncio.CancelledError):
         await serving
